@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hx: the broker's HTTP/1.1 engine, sans I/O. One struct hx per client
+ * connection. The connection code (conn.c) feeds it the decrypted bytes it
+ * reads from the client and from the upstream; hx parses them with llhttp,
+ * applies the policy, substitutes secrets, and appends what must be written to
+ * the output buffers. It never touches a socket, so every HTTP behaviour is
+ * testable with plain byte strings.
+ *
+ * Flow: one request at a time. While a request is in flight (sent upstream,
+ * response not finished) hx stops consuming client bytes (pipelined requests
+ * stay in the caller's buffer; *consumed tells how much was taken), and the
+ * caller feeds them again after the response completes (HX_EV_RESUME_CLIENT).
+ *
+ * Owner of this header: broker/ (hx.c implements it, conn.c calls it).
+ */
+#ifndef SLUICE_HX_H
+#define SLUICE_HX_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "buf.h"
+#include "policy.h"
+
+struct hx;
+
+struct hx_limits {
+	size_t max_header_bytes;   /* request or response head; over it: 431 (request) / 502 (response) */
+	size_t max_headers;        /* header count; over it: 431 */
+};
+
+/* One line of the audit log, filled by hx when a request finishes (or is refused). */
+struct hx_audit {
+	const char *method;  size_t method_len;
+	const char *host;    size_t host_len;
+	const char *target;  size_t target_len;  /* request-target as received; never contains a secret value */
+	int status;                               /* what the sandbox got */
+	const char *rule;                         /* policy_verdict.why, or the reason of a local refusal */
+	const char *secrets;                      /* comma-separated names substituted or refused, or NULL */
+	uint64_t bytes_in;                        /* request bytes from the sandbox (head + body) */
+	uint64_t bytes_out;                       /* response bytes to the sandbox */
+	uint64_t start_us, end_us;                /* CLOCK_MONOTONIC, microseconds */
+};
+
+struct hx_env {
+	const char *sni;          /* TLS server name from the ClientHello; NULL on plain HTTP */
+	uint16_t port;            /* original destination port */
+	bool client_tls;          /* true: secrets may be substituted (upstream is verified TLS) */
+	const struct hx_limits *limits;
+	/* Returns a new reference to the policy in force now; hx takes it per
+	 * request and drops it when the request is done (atomic reload). */
+	struct policy *(*policy_get)(void *ctx);
+	void (*audit)(void *ctx, const struct hx_audit *rec);
+	void *ctx;
+};
+
+enum hx_event {
+	HX_EV_OPEN_UPSTREAM  = 1u << 0, /* dial hx_upstream_host():env.port now (first allowed request) */
+	HX_EV_CLOSE          = 1u << 1, /* flush to_client, then close both sides */
+	HX_EV_TUNNEL         = 1u << 2, /* upgrade done (upstream's 101 forwarded): raw bytes both ways from now on */
+	HX_EV_RESUME_CLIENT  = 1u << 3, /* response finished: feed the buffered client bytes again */
+	HX_EV_UPSTREAM_DONE  = 1u << 4, /* upstream connection must not be reused (close it; reopen on next request) */
+};
+
+/* Returns NULL on ENOMEM. env is copied; the strings it points to must outlive hx. */
+struct hx *hx_new(const struct hx_env *env);
+void hx_free(struct hx *h);  /* NULL-safe */
+
+/* Bytes from the client. Appends to to_up (toward the upstream) and/or to_client
+ * (local answers: 400, 403, 421, 431...). Sets *consumed to the bytes taken and
+ * ORs HX_EV_* into *ev. Returns 0, or -errno for an internal failure (ENOMEM)
+ * after which the caller closes the connection. */
+int hx_on_client(struct hx *h, const char *data, size_t len, size_t *consumed,
+		 struct buf *to_up, struct buf *to_client, unsigned *ev);
+/* The client closed its write side. */
+int hx_on_client_eof(struct hx *h, struct buf *to_up, unsigned *ev);
+
+/* Bytes from the upstream (always all consumed). */
+int hx_on_upstream(struct hx *h, const char *data, size_t len,
+		   struct buf *to_client, unsigned *ev);
+int hx_on_upstream_eof(struct hx *h, struct buf *to_client, unsigned *ev);
+/* The upstream could not be reached or failed: status 502 (connect, TLS
+ * verification: reason says which) or 504 (timeout). Answers the request in
+ * flight, if any, with a JSON error naming the reason. */
+int hx_on_upstream_error(struct hx *h, int status, const char *reason,
+			 struct buf *to_client, unsigned *ev);
+/* The client sat too long in a request head (slowloris) or body: answers 408. */
+int hx_on_timeout(struct hx *h, struct buf *to_client, unsigned *ev);
+
+/* Host to dial (lower-case, no port): the SNI on TLS, the Host header on plain HTTP. */
+const char *hx_upstream_host(const struct hx *h);
+/* True between requests (for idle vs. header timeouts). */
+bool hx_idle(const struct hx *h);
+
+#endif /* SLUICE_HX_H */
