@@ -37,6 +37,13 @@ int policy_load_buf(const char *buf, size_t len, const char *name, enum policy_f
  * path and port), used by `sluiced --allow HOST`. Returns NULL on ENOMEM. */
 struct policy *policy_new_allow_hosts(const char *const *hosts, size_t n);
 
+/* Loads path and, only on success, replaces *inout (the old policy is unref'd;
+ * requests holding a ref keep it). On error *inout is untouched and err says
+ * why (same contract as policy_load). For the broker's SIGHUP/inotify reload;
+ * the caller serialises writers to *inout. */
+int policy_reload(const char *path, enum policy_format fmt, struct policy **inout,
+		  char *err, size_t errlen);
+
 struct policy *policy_ref(struct policy *p);   /* atomic; returns p */
 void policy_unref(struct policy *p);           /* NULL-safe; frees at zero */
 
@@ -57,7 +64,8 @@ struct policy_verdict {
 	bool allow;
 	int rule;           /* index of the matching rule, -1 = no rule matched */
 	char why[256];      /* e.g. "rule 3 (p.yaml:12:5): allow host=*.github.com method=POST"
-	                     *  or "no rule matched: default deny" */
+	                     *  or "no rule matched: default deny"
+	                     *  (the number in the text counts from 1, .rule from 0) */
 };
 
 /* Returns 0 with v filled, or -EINVAL when the target cannot be normalised
@@ -110,6 +118,9 @@ struct policy_secret {
 	const char *inject_header;   /* for SECRET_INJECT_HEADER */
 	const char *inject_user;     /* for SECRET_INJECT_BASIC */
 	const char *env_source;      /* env var the value is read from (removed from the sandbox's env), or NULL */
+	const char *placeholder_alias; /* a second placeholder meaning the same secret, or NULL:
+	                                * "SANDCAT_PLACEHOLDER_<NAME>" for sandcat files, so
+	                                * sandboxes configured for sandcat keep working */
 };
 
 size_t policy_secret_count(const struct policy *p);

@@ -20,7 +20,10 @@ struct subst_pat {
 
 struct subst;  /* compiled, immutable; pats (and their bytes) must outlive it */
 
-struct subst *subst_compile(const struct subst_pat *pats, size_t n); /* NULL on ENOMEM/EINVAL */
+/* NULL on ENOMEM/EINVAL (an empty needle, or one longer than SUBST_CARRY_MAX).
+ * n == 0 gives a matcher that passes everything through. Overlapping needles:
+ * the leftmost match wins, and the longest needle at that position. */
+struct subst *subst_compile(const struct subst_pat *pats, size_t n);
 void subst_free(struct subst *s);                                    /* NULL-safe */
 size_t subst_max_needle(const struct subst *s);
 
@@ -38,13 +41,19 @@ struct subst_stream {
 	char carry[SUBST_CARRY_MAX];
 	/* engine-private matcher state may follow */
 	size_t state;
+	/* on_match of the last feed, used by finish: when one needle is a prefix
+	 * of another (SLUICE_PLACEHOLDER_A / SLUICE_PLACEHOLDER_AB) the shorter
+	 * one can only be confirmed at the end of the stream */
+	subst_match_fn last_on_match;
 };
 
 void subst_stream_init(struct subst_stream *st, const struct subst *s);
 /* Feeds n bytes. Returns 0, or the first -errno from emit/on_match. */
 int subst_stream_feed(struct subst_stream *st, const char *in, size_t n,
 		      subst_emit_fn emit, subst_match_fn on_match, void *ctx);
-/* End of stream: emits the carried bytes (no match can complete any more). */
+/* End of stream: emits the carried bytes (no match can complete any more;
+ * a carried needle that is complete is still reported to the on_match of
+ * the last feed). After any error the stream is unusable: drop it. */
 int subst_stream_finish(struct subst_stream *st, subst_emit_fn emit, void *ctx);
 
 #endif /* SLUICE_SUBST_H */
