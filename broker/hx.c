@@ -1,0 +1,1937 @@
+// SPDX-License-Identifier: MIT
+/*
+ * hx: the broker's HTTP/1.1 engine (see hx.h). Sans I/O: llhttp parses what
+ * the connection code feeds in; everything forwarded is re-serialised from the
+ * parsed head, never copied raw, so no smuggling trick in the client's bytes
+ * reaches the upstream.
+ *
+ * Memory: one struct hx per client connection with scratch buffers that are
+ * reused for every request (head pieces, held output, the audit line), so the
+ * steady state allocates nothing per request.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include "llhttp.h"
+#include "hx.h"
+#include "policy.h"
+#include "subst.h"
+
+#define HX_DEF_MAX_HEADER_BYTES (16 * 1024)
+#define HX_DEF_MAX_HEADERS      100
+#define HX_MAX_HEADERS_CAP      1024
+/* A request body that may carry a secret is held (not sent) up to this size,
+ * so a placeholder found late in it still means nothing left for the upstream. */
+#define HX_HOLD_MAX             (64 * 1024)
+#define HX_MAX_SECRETS          64
+#define HX_HOST_MAX             256
+
+enum hx_kind {
+	HK_OTHER = 0, HK_HOST, HK_CL, HK_TE, HK_CONNECTION, HK_KEEPALIVE, HK_PROXY_CONN,
+	HK_TE_REQ, HK_TRAILER, HK_UPGRADE, HK_EXPECT, HK_PROXY_AUTHZ, HK_PROXY_AUTHN,
+	HK_HTTP2_SETTINGS,
+};
+
+struct hx_hdr {
+	uint32_t name, name_len;  /* offsets into the head's scratch buffer */
+	uint32_t val, val_len;
+	uint8_t kind;
+	bool drop;                /* hop-by-hop or replaced: not forwarded */
+};
+
+enum hx_piece { PC_NONE, PC_A, PC_T, PC_NAME, PC_VAL };
+
+/* One parsed head (request or response), rebuilt from llhttp's pieces. */
+struct hx_head {
+	struct buf b;             /* the pieces, contiguous per element */
+	struct hx_hdr *hdr;
+	size_t n, max;
+	uint32_t a, a_len;        /* method (request) or reason phrase (response) */
+	uint32_t t, t_len;        /* request-target */
+	size_t bytes;             /* counted against max_header_bytes */
+	enum hx_piece last;       /* element the previous piece belonged to */
+	bool val_at_end;          /* the previous value piece ended at the end of its feed */
+	bool too_big;             /* over a limit: 431 / 502 */
+	bool fold;                /* obs-fold seen */
+};
+
+enum hx_frame { FR_NONE, FR_CL, FR_CHUNKED, FR_DEFER, FR_EOF };
+
+enum hx_loc { LOC_HEADER, LOC_QUERY, LOC_BODY, LOC_PATH, LOC_NAME, LOC_N };
+
+struct hx {
+	struct hx_env env;
+	size_t max_header_bytes, max_headers;
+	char sni[HX_HOST_MAX];          /* lower-case, no trailing dot */
+	char up_host[HX_HOST_MAX];      /* upstream host; fixed by the first request on plain HTTP */
+	bool up_host_set;
+	bool up_open;                   /* an upstream connection exists (OPEN_UPSTREAM sent) */
+
+	llhttp_t rq_p, rs_p;
+	struct hx_head rq, rs;
+
+	/* Feed in progress: the caller's buffers and the input bounds. */
+	struct buf *to_up, *to_client;
+	unsigned *ev;
+	const char *feed, *feed_end;
+	int err;                        /* -errno from inside a callback */
+
+	/* Request state. */
+	bool rq_active;                 /* between message begin and complete */
+	bool rq_local;                  /* answered locally; body is drained */
+	bool rq_fwd;                    /* forwarded; its response is awaited */
+	bool rq_done;                   /* message complete seen */
+	bool rq_close;                  /* connection closes after this exchange */
+	bool rq_head;                   /* HEAD: the response has no body */
+	bool rq_ws;                     /* WebSocket upgrade forwarded, waiting for 101 */
+	bool rq_http10;
+	bool rq_close_on_refuse;        /* a refusal cannot drain the body (Expect): close */
+	bool expect_local;              /* 100 Continue was answered by hx itself */
+	bool holding;                   /* output toward the upstream is held in hold */
+	bool scan_body;                 /* body goes through the secret scanner */
+	bool closed;                    /* HX_EV_CLOSE given: discard everything */
+	bool tunnel;
+	bool client_eof;
+	enum hx_frame rq_fr;
+	struct buf hold;                /* held head (+ framed body) toward the upstream */
+	struct buf hold_body;           /* FR_DEFER: unframed body, Content-Length fixed at the end */
+	char method[24];
+	char host[HX_HOST_MAX];         /* effective request host (lower-case, no port) */
+	size_t host_len;
+	char host_port[8];              /* ":port" as the client wrote it, or empty */
+	size_t host_port_len;
+	size_t ans_start;               /* to_client length before a local answer */
+	uint64_t inject_mask;           /* this request: secrets injected as headers */
+	uint64_t start_us, bytes_in, bytes_out;
+	int status;                     /* final status given to the sandbox */
+	char why[256];                  /* rule or refusal reason for the audit line */
+
+	/* Response state. */
+	bool rs_active;                 /* response head seen, body not complete */
+	bool rs_sent;                   /* some of the response reached to_client */
+	bool rs_done;                   /* final response complete */
+	bool rs_scrub;                  /* body goes through the scrubber */
+	bool rs_keep;                   /* upstream connection reusable */
+	enum hx_frame rs_fr;
+
+	/* Secrets: cached per policy (rebuilt when a reload swaps the policy). */
+	struct policy *pol;
+	size_t n_sec;
+	struct subst *ph;               /* placeholders -> values */
+	struct subst_pat *ph_pats;
+	bool ph_prefixed;               /* every placeholder starts with SLUICE_PLACEHOLDER_ */
+	struct subst *sc;               /* values -> placeholders (response scrubbing) */
+	struct subst_pat *sc_pats;
+	uint64_t sc_mask;               /* secrets sc was compiled for */
+	uint64_t sent_mask;             /* secrets whose value went upstream on this connection */
+	uint64_t allow[LOC_N];          /* per location: secrets that may be substituted there */
+	uint64_t used_mask;             /* this request: substituted or injected */
+	int leak;                       /* this request: secret index refused, or -1 */
+	enum hx_loc cur_loc;
+	struct subst_stream rq_ss, rs_ss;
+	struct buf tmp;                 /* scratch for decoding and rewriting */
+	struct buf *emit_to;            /* where emit_to_buf appends */
+	struct buf audit;               /* scratch for the audit's secrets list */
+};
+
+#define PH_PREFIX "SLUICE_PLACEHOLDER_"
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static bool ieq(const char *a, size_t al, const char *b)
+{
+	size_t bl = strlen(b);
+
+	return al == bl && strncasecmp(a, b, bl) == 0;
+}
+
+static inline const char *hp(const struct hx_head *m, uint32_t off) { return m->b.data + off; }
+
+/* ------------------------------------------------------------------ */
+/* Output helpers                                                     */
+
+static int put(struct hx *h, struct buf *b, const void *p, size_t n)
+{
+	int r = buf_append(b, p, n);
+
+	if (r)
+		h->err = r;
+	return r;
+}
+
+static int puts_(struct hx *h, struct buf *b, const char *s) { return put(h, b, s, strlen(s)); }
+
+static int put_chunk_hdr(struct hx *h, struct buf *b, size_t n)
+{
+	char tmp[24];
+	int k = snprintf(tmp, sizeof(tmp), "%zx\r\n", n);
+
+	return put(h, b, tmp, (size_t)k);
+}
+
+/* JSON string body (without quotes): escapes what JSON requires, and bytes
+ * above 0x7e as \u00XX so a client's garbage cannot break the document. */
+static int put_json_str(struct hx *h, struct buf *b, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *d = buf_reserve(b, n * 6);
+	size_t k = 0;
+
+	if (!d) {
+		h->err = -ENOMEM;
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '"' || c == '\\') {
+			d[k++] = '\\';
+			d[k++] = (char)c;
+		} else if (c < 0x20 || c > 0x7e) {
+			memcpy(d + k, "\\u00", 4);
+			d[k + 4] = hex[c >> 4];
+			d[k + 5] = hex[c & 15];
+			k += 6;
+		} else {
+			d[k++] = (char)c;
+		}
+	}
+	buf_commit(b, k);
+	return 0;
+}
+
+static const char *reason_phrase(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 400: return "Bad Request";
+	case 403: return "Forbidden";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 421: return "Misdirected Request";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 502: return "Bad Gateway";
+	case 504: return "Gateway Timeout";
+	default:  return "Error";
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Audit                                                              */
+
+static void audit_emit(struct hx *h)
+{
+	struct hx_audit rec;
+	struct hx_head *m = &h->rq;
+
+	if (!h->env.audit || !h->rq_active)
+		return;
+	memset(&rec, 0, sizeof(rec));
+	rec.method = h->method;
+	rec.method_len = strlen(h->method);
+	rec.host = h->host;
+	rec.host_len = h->host_len;
+	if (m->t_len) {
+		rec.target = hp(m, m->t);
+		rec.target_len = m->t_len;
+	}
+	rec.status = h->status;
+	rec.rule = h->why[0] ? h->why : "";
+	h->audit.len = 0;
+	h->audit.off = 0;
+	if (h->pol && (h->used_mask || h->leak >= 0)) {
+		for (size_t i = 0; i < h->n_sec && i < HX_MAX_SECRETS; i++) {
+			const struct policy_secret *s = policy_secret_at(h->pol, i);
+
+			if (!(h->used_mask & (1ull << i)) && h->leak != (int)i)
+				continue;
+			if (h->audit.len)
+				buf_append(&h->audit, ",", 1);
+			buf_append(&h->audit, s->name, strlen(s->name));
+		}
+		if (buf_append(&h->audit, "", 1) == 0)
+			rec.secrets = buf_head(&h->audit);
+	}
+	rec.bytes_in = h->bytes_in;
+	rec.bytes_out = h->bytes_out;
+	rec.start_us = h->start_us;
+	rec.end_us = now_us();
+	h->env.audit(h->env.ctx, &rec);
+}
+
+/* ------------------------------------------------------------------ */
+/* Local answers                                                      */
+
+/* Writes a complete JSON answer for the request at hand. The body is built by
+ * the caller between answer_begin and answer_end. */
+static size_t answer_begin(struct hx *h, int status, bool close)
+{
+	struct buf *b = h->to_client;
+
+	h->ans_start = b->len;
+	buf_appendf(b, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n%s"
+		    "Content-Length: 00000000\r\n\r\n",
+		    status, reason_phrase(status), close ? "Connection: close\r\n" : "");
+	h->status = status;
+	h->rs_sent = true;
+	return b->len;
+}
+
+static void answer_end(struct hx *h, size_t body_at)
+{
+	struct buf *b = h->to_client;
+	char tmp[16];
+
+	if (!b->data || body_at > b->len) {
+		h->err = -ENOMEM;
+		return;
+	}
+	buf_append(b, "\n", 1);
+	/* The length field has a fixed width so it can be filled in afterwards;
+	 * leading zeros are valid in Content-Length (1*DIGIT). */
+	snprintf(tmp, sizeof(tmp), "%08zu", (b->len - body_at) % 100000000u);
+	memcpy(b->data + b->off + body_at - 4 - 8, tmp, 8);
+	if (h->rq_head)
+		b->len = body_at; /* HEAD: same head, no body */
+	h->bytes_out += b->len - h->ans_start;
+}
+
+static void local_done(struct hx *h, bool close)
+{
+	h->rq_local = true;
+	if (close) {
+		h->rq_close = true;
+		h->closed = true;
+		*h->ev |= HX_EV_CLOSE;
+	}
+	audit_emit(h);
+}
+
+/* 400 / 405 / 408 / 421 / 431 / 500 with {"error":..., "reason":...}. */
+static void answer_error(struct hx *h, int status, const char *error, const char *reason, bool close)
+{
+	size_t at;
+
+	if (!h->to_client)
+		return;
+	close = close || h->rq_close;
+	at = answer_begin(h, status, close);
+	puts_(h, h->to_client, "{\"error\":\"");
+	put_json_str(h, h->to_client, error, strlen(error));
+	if (reason) {
+		puts_(h, h->to_client, "\",\"reason\":\"");
+		put_json_str(h, h->to_client, reason, strlen(reason));
+	}
+	puts_(h, h->to_client, "\"}");
+	answer_end(h, at);
+	snprintf(h->why, sizeof(h->why), "%s", reason ? reason : error);
+	local_done(h, close);
+}
+
+static void answer_denied(struct hx *h, const char *rule)
+{
+	struct buf *b = h->to_client;
+	struct hx_head *m = &h->rq;
+	size_t at = answer_begin(h, 403, h->rq_close);
+
+	puts_(h, b, "{\"error\":\"denied\",\"host\":\"");
+	put_json_str(h, b, h->host, h->host_len);
+	puts_(h, b, "\",\"method\":\"");
+	put_json_str(h, b, h->method, strlen(h->method));
+	puts_(h, b, "\",\"path\":\"");
+	put_json_str(h, b, hp(m, m->t), m->t_len);
+	puts_(h, b, "\",\"rule\":\"");
+	put_json_str(h, b, rule, strlen(rule));
+	puts_(h, b, "\"}");
+	answer_end(h, at);
+	snprintf(h->why, sizeof(h->why), "%s", rule);
+	local_done(h, h->rq_close);
+}
+
+static void answer_leak(struct hx *h, bool close)
+{
+	struct buf *b = h->to_client;
+	const struct policy_secret *s = policy_secret_at(h->pol, (size_t)h->leak);
+	size_t at = answer_begin(h, 403, close || h->rq_close);
+
+	puts_(h, b, "{\"error\":\"secret leak blocked\",\"secret\":\"");
+	put_json_str(h, b, s->name, strlen(s->name));
+	puts_(h, b, "\",\"host\":\"");
+	put_json_str(h, b, h->host, h->host_len);
+	puts_(h, b, "\"}");
+	answer_end(h, at);
+	snprintf(h->why, sizeof(h->why), "secret leak blocked: %s may not go to this host or place", s->name);
+	local_done(h, close || h->rq_close);
+}
+
+/* ------------------------------------------------------------------ */
+/* Head recording (llhttp callbacks)                                  */
+
+static struct hx *hx_of(llhttp_t *p) { return p->data; }
+
+static int head_piece(struct hx *h, struct hx_head *m, enum hx_piece pc, const char *at, size_t len)
+{
+	uint32_t off;
+
+	m->bytes += len;
+	if (m->bytes > h->max_header_bytes) {
+		m->too_big = true;
+		return HPE_USER;
+	}
+	off = (uint32_t)m->b.len;
+	if (buf_append(&m->b, at, len)) {
+		h->err = -ENOMEM;
+		return HPE_USER;
+	}
+	switch (pc) {
+	case PC_A:
+		if (m->last != PC_A)
+			m->a = off, m->a_len = 0;
+		m->a_len += (uint32_t)len;
+		break;
+	case PC_T:
+		if (m->last != PC_T)
+			m->t = off, m->t_len = 0;
+		m->t_len += (uint32_t)len;
+		break;
+	case PC_NAME:
+		if (m->last != PC_NAME) {
+			if (m->n >= m->max) {
+				m->too_big = true;
+				return HPE_USER;
+			}
+			m->bytes += 4; /* ": " and CRLF */
+			memset(&m->hdr[m->n], 0, sizeof(m->hdr[0]));
+			m->hdr[m->n].name = off;
+			m->n++;
+		}
+		m->hdr[m->n - 1].name_len += (uint32_t)len;
+		break;
+	case PC_VAL:
+		if (!m->n)
+			return HPE_USER;
+		if (m->last != PC_VAL) {
+			m->hdr[m->n - 1].val = off;
+		} else if (!(m->val_at_end && at == h->feed)) {
+			/* A second value piece that does not simply continue across a
+			 * feed boundary: llhttp joined an obs-fold line. */
+			m->fold = true;
+		}
+		m->hdr[m->n - 1].val_len += (uint32_t)len;
+		m->val_at_end = at + len == h->feed_end;
+		break;
+	default:
+		break;
+	}
+	m->last = pc;
+	return 0;
+}
+
+static int piece_done(llhttp_t *p)
+{
+	struct hx *h = hx_of(p);
+
+	(llhttp_get_type(p) == HTTP_REQUEST ? &h->rq : &h->rs)->last = PC_NONE;
+	return 0;
+}
+
+static void head_reset(struct hx_head *m)
+{
+	m->b.off = 0;
+	m->b.len = 0;
+	m->n = 0;
+	m->a = m->a_len = m->t = m->t_len = 0;
+	m->bytes = 0;
+	m->last = PC_NONE;
+	m->val_at_end = false;
+	m->too_big = m->fold = false;
+}
+
+static int rq_on_method(llhttp_t *p, const char *at, size_t n) { return head_piece(hx_of(p), &hx_of(p)->rq, PC_A, at, n); }
+static int rq_on_url(llhttp_t *p, const char *at, size_t n) { return head_piece(hx_of(p), &hx_of(p)->rq, PC_T, at, n); }
+static int rq_on_field(llhttp_t *p, const char *at, size_t n) { return head_piece(hx_of(p), &hx_of(p)->rq, PC_NAME, at, n); }
+static int rq_on_value(llhttp_t *p, const char *at, size_t n) { return head_piece(hx_of(p), &hx_of(p)->rq, PC_VAL, at, n); }
+static int rs_on_status(llhttp_t *p, const char *at, size_t n) { return head_piece(hx_of(p), &hx_of(p)->rs, PC_A, at, n); }
+static int rs_on_field(llhttp_t *p, const char *at, size_t n) { return head_piece(hx_of(p), &hx_of(p)->rs, PC_NAME, at, n); }
+static int rs_on_value(llhttp_t *p, const char *at, size_t n) { return head_piece(hx_of(p), &hx_of(p)->rs, PC_VAL, at, n); }
+
+/* Classifies headers, trims OWS from values, rejects what llhttp lets through. */
+static const char *head_finish(struct hx_head *m)
+{
+	static const struct { const char *name; enum hx_kind k; } kinds[] = {
+		{ "host", HK_HOST }, { "content-length", HK_CL }, { "transfer-encoding", HK_TE },
+		{ "connection", HK_CONNECTION }, { "keep-alive", HK_KEEPALIVE },
+		{ "proxy-connection", HK_PROXY_CONN }, { "te", HK_TE_REQ }, { "trailer", HK_TRAILER },
+		{ "upgrade", HK_UPGRADE }, { "expect", HK_EXPECT },
+		{ "proxy-authorization", HK_PROXY_AUTHZ }, { "proxy-authenticate", HK_PROXY_AUTHN },
+		{ "http2-settings", HK_HTTP2_SETTINGS },
+	};
+
+	if (m->fold)
+		return "obsolete line folding (obs-fold) in a header";
+	for (size_t i = 0; i < m->n; i++) {
+		struct hx_hdr *x = &m->hdr[i];
+		const char *name = hp(m, x->name), *v = hp(m, x->val);
+
+		for (size_t j = 0; j < x->name_len; j++)
+			if (name[j] == ' ' || name[j] == '\t')
+				return "whitespace in or after a header name";
+		while (x->val_len && (v[x->val_len - 1] == ' ' || v[x->val_len - 1] == '\t'))
+			x->val_len--;
+		for (size_t j = 0; j < x->val_len; j++)
+			if (v[j] == '\0' || v[j] == '\r' || v[j] == '\n')
+				return "control character in a header value";
+		x->kind = HK_OTHER;
+		x->drop = false;
+		for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+			if (ieq(name, x->name_len, kinds[k].name)) {
+				x->kind = (uint8_t)kinds[k].k;
+				break;
+			}
+	}
+	return NULL;
+}
+
+/* Drops hop-by-hop headers, including those named by Connection. */
+static void mark_hop_by_hop(struct hx_head *m, bool *conn_close, bool *conn_upgrade)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		struct hx_hdr *x = &m->hdr[i];
+
+		switch (x->kind) {
+		case HK_CL: case HK_TE: case HK_CONNECTION: case HK_KEEPALIVE: case HK_PROXY_CONN:
+		case HK_TE_REQ: case HK_TRAILER: case HK_UPGRADE: case HK_PROXY_AUTHZ:
+		case HK_PROXY_AUTHN: case HK_HTTP2_SETTINGS:
+			x->drop = true;
+			break;
+		default:
+			break;
+		}
+		if (x->kind != HK_CONNECTION)
+			continue;
+		/* Connection: token list; each named header is hop-by-hop too. */
+		const char *v = hp(m, x->val), *e = v + x->val_len;
+		while (v < e) {
+			const char *s;
+			size_t n;
+
+			while (v < e && (*v == ' ' || *v == '\t' || *v == ','))
+				v++;
+			s = v;
+			while (v < e && *v != ',' && *v != ' ' && *v != '\t')
+				v++;
+			n = (size_t)(v - s);
+			if (!n)
+				continue;
+			if (conn_close && ieq(s, n, "close"))
+				*conn_close = true;
+			if (conn_upgrade && ieq(s, n, "upgrade"))
+				*conn_upgrade = true;
+			for (size_t j = 0; j < m->n; j++)
+				if (m->hdr[j].kind == HK_OTHER &&
+				    m->hdr[j].name_len == n && !strncasecmp(hp(m, m->hdr[j].name), s, n))
+					m->hdr[j].drop = true;
+		}
+	}
+}
+
+static bool has_token(const char *v, size_t len, const char *tok)
+{
+	const char *e = v + len;
+
+	while (v < e) {
+		const char *s;
+
+		while (v < e && (*v == ' ' || *v == '\t' || *v == ','))
+			v++;
+		s = v;
+		while (v < e && *v != ',' && *v != ' ' && *v != '\t' && *v != '/')
+			v++;
+		if (ieq(s, (size_t)(v - s), tok))
+			return true;
+		while (v < e && *v != ',')
+			v++;
+	}
+	return false;
+}
+
+/* ------------------------------------------------------------------ */
+/* Secrets                                                            */
+
+static void sec_cache_drop(struct hx *h)
+{
+	subst_free(h->ph);
+	subst_free(h->sc);
+	free(h->ph_pats);
+	free(h->sc_pats);
+	h->ph = h->sc = NULL;
+	h->ph_pats = h->sc_pats = NULL;
+	h->sc_mask = 0;
+	h->sent_mask = 0;
+	h->n_sec = 0;
+	policy_unref(h->pol);
+	h->pol = NULL;
+}
+
+/* Takes over the reference p. Rebuilds the placeholder matcher when the policy changed. */
+static int sec_cache_use(struct hx *h, struct policy *p)
+{
+	size_t n;
+
+	if (p == h->pol) {
+		policy_unref(p);
+		return 0;
+	}
+	sec_cache_drop(h);
+	h->pol = p;
+	n = policy_secret_count(p);
+	h->n_sec = n;
+	if (!n)
+		return 0;
+	h->ph_pats = calloc(n, sizeof(*h->ph_pats));
+	if (!h->ph_pats)
+		return -ENOMEM;
+	h->ph_prefixed = true;
+	for (size_t i = 0; i < n; i++) {
+		const struct policy_secret *s = policy_secret_at(p, i);
+		struct subst_pat *pt = &h->ph_pats[i];
+
+		pt->needle = s->placeholder;
+		pt->needle_len = strlen(s->placeholder);
+		pt->repl = s->value ? s->value : s->placeholder;
+		pt->repl_len = s->value ? s->value_len : pt->needle_len;
+		pt->id = (int)i;
+		if (strncmp(s->placeholder, PH_PREFIX, sizeof(PH_PREFIX) - 1))
+			h->ph_prefixed = false;
+	}
+	h->ph = subst_compile(h->ph_pats, n);
+	return h->ph ? 0 : -ENOMEM;
+}
+
+/* The response scrubber for the secrets in mask (values -> placeholders). */
+static int sec_scrub_for(struct hx *h, uint64_t mask)
+{
+	size_t k = 0;
+
+	if (mask == h->sc_mask && (h->sc || !mask))
+		return 0;
+	subst_free(h->sc);
+	h->sc = NULL;
+	h->sc_mask = 0;
+	if (!h->sc_pats) {
+		h->sc_pats = calloc(h->n_sec ? h->n_sec : 1, sizeof(*h->sc_pats));
+		if (!h->sc_pats)
+			return -ENOMEM;
+	}
+	for (size_t i = 0; i < h->n_sec && i < HX_MAX_SECRETS; i++) {
+		const struct policy_secret *s = policy_secret_at(h->pol, i);
+
+		if (!(mask & (1ull << i)) || !s->value || !s->value_len)
+			continue;
+		h->sc_pats[k].needle = s->value;
+		h->sc_pats[k].needle_len = s->value_len;
+		h->sc_pats[k].repl = s->placeholder;
+		h->sc_pats[k].repl_len = strlen(s->placeholder);
+		h->sc_pats[k].id = (int)i;
+		k++;
+	}
+	h->sc_mask = mask;
+	if (!k)
+		return 0;
+	h->sc = subst_compile(h->sc_pats, k);
+	return h->sc ? 0 : -ENOMEM;
+}
+
+static int sec_on_match(void *ctx, int id)
+{
+	struct hx *h = ctx;
+
+	if (h->cur_loc != LOC_NAME && id >= 0 && id < HX_MAX_SECRETS &&
+	    (h->allow[h->cur_loc] & (1ull << id))) {
+		h->used_mask |= 1ull << id;
+		return 0;
+	}
+	h->leak = id;
+	return -EACCES;
+}
+
+static int sec_on_match_scan(void *ctx, int id)
+{
+	int r = sec_on_match(ctx, id);
+
+	return r ? r : 1; /* scanning only: leave the bytes alone */
+}
+
+static int emit_discard(void *ctx, const char *d, size_t n) { return 0; }
+
+static int emit_to_buf(void *ctx, const char *d, size_t n)
+{
+	struct hx *h = ctx;
+
+	return buf_append(h->emit_to, d, n);
+}
+
+static bool maybe_placeholder(const struct hx *h, const char *s, size_t n)
+{
+	if (!h->ph)
+		return false;
+	if (h->ph_prefixed)
+		return memmem(s, n, PH_PREFIX, sizeof(PH_PREFIX) - 1) != NULL;
+	return true;
+}
+
+static int unhex(char c)
+{
+	if (c >= '0' && c <= '9') return c - '0';
+	if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decodes s into tmp (repeatedly, so %2553 is caught too). Returns
+ * false when there was nothing to decode. */
+static bool pct_decode(struct hx *h, const char *s, size_t n)
+{
+	bool any = false;
+
+	if (!memchr(s, '%', n))
+		return false;
+	h->tmp.off = h->tmp.len = 0;
+	if (buf_append(&h->tmp, s, n))
+		return false;
+	for (int round = 0; round < 4; round++) {
+		char *d = h->tmp.data;
+		size_t j = 0, len = h->tmp.len;
+		bool changed = false;
+
+		for (size_t i = 0; i < len; i++) {
+			int a, b;
+
+			if (d[i] == '%' && i + 2 < len + 0 && (a = unhex(d[i + 1])) >= 0 &&
+			    (b = unhex(d[i + 2])) >= 0) {
+				d[j++] = (char)(a * 16 + b);
+				i += 2;
+				changed = true;
+			} else {
+				d[j++] = d[i];
+			}
+		}
+		h->tmp.len = j;
+		if (!changed)
+			break;
+		any = true;
+	}
+	return any;
+}
+
+/* Leak check of a slice at loc, including its percent-decoded form. Returns
+ * 0 or -EACCES (h->leak set). */
+static int sec_scan(struct hx *h, enum hx_loc loc, const char *s, size_t n)
+{
+	int r;
+
+	if (!h->ph || !n)
+		return 0;
+	h->cur_loc = loc;
+	if (maybe_placeholder(h, s, n)) {
+		subst_stream_init(&h->rq_ss, h->ph);
+		r = subst_stream_feed(&h->rq_ss, s, n, emit_discard, sec_on_match_scan, h);
+		if (r)
+			return r;
+	}
+	if (pct_decode(h, s, n) && maybe_placeholder(h, h->tmp.data, h->tmp.len)) {
+		/* Encoded placeholders are never substituted: anywhere they are
+		 * not allowed plain, they are a leak attempt. */
+		subst_stream_init(&h->rq_ss, h->ph);
+		r = subst_stream_feed(&h->rq_ss, h->tmp.data, h->tmp.len, emit_discard,
+				      sec_on_match_scan, h);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/* Appends s to b with placeholders replaced (allowed at loc, checked by sec_scan before). */
+static int sec_put(struct hx *h, struct buf *b, enum hx_loc loc, const char *s, size_t n)
+{
+	int r;
+
+	if (!maybe_placeholder(h, s, n))
+		return put(h, b, s, n);
+	h->cur_loc = loc;
+	h->emit_to = b;
+	subst_stream_init(&h->rq_ss, h->ph);
+	r = subst_stream_feed(&h->rq_ss, s, n, emit_to_buf, sec_on_match, h);
+	if (!r)
+		r = subst_stream_finish(&h->rq_ss, emit_to_buf, h);
+	if (r && r != -EACCES)
+		h->err = r;
+	return r;
+}
+
+/* Same toward the sandbox: real values -> placeholders. */
+static int scrub_put(struct hx *h, struct buf *b, const char *s, size_t n)
+{
+	int r;
+
+	if (!h->sc)
+		return put(h, b, s, n);
+	h->emit_to = b;
+	subst_stream_init(&h->rs_ss, h->sc);
+	r = subst_stream_feed(&h->rs_ss, s, n, emit_to_buf, NULL, h);
+	if (!r)
+		r = subst_stream_finish(&h->rs_ss, emit_to_buf, h);
+	if (r)
+		h->err = r;
+	return r;
+}
+
+static const char b64tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static int put_b64(struct hx *h, struct buf *b, const unsigned char *s, size_t n)
+{
+	char *d = buf_reserve(b, (n + 2) / 3 * 4);
+	size_t k = 0, i = 0;
+
+	if (!d) {
+		h->err = -ENOMEM;
+		return -ENOMEM;
+	}
+	for (; i + 2 < n; i += 3) {
+		uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+		d[k++] = b64tab[v >> 18];
+		d[k++] = b64tab[(v >> 12) & 63];
+		d[k++] = b64tab[(v >> 6) & 63];
+		d[k++] = b64tab[v & 63];
+	}
+	if (i < n) {
+		uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
+		d[k++] = b64tab[v >> 18];
+		d[k++] = b64tab[(v >> 12) & 63];
+		d[k++] = i + 1 < n ? b64tab[(v >> 6) & 63] : '=';
+		d[k++] = '=';
+	}
+	buf_commit(b, k);
+	return 0;
+}
+
+static const char *inject_name(const struct policy_secret *s)
+{
+	if (s->inject == SECRET_INJECT_BEARER || s->inject == SECRET_INJECT_BASIC)
+		return "authorization";
+	if (s->inject == SECRET_INJECT_HEADER && s->inject_header)
+		return s->inject_header;
+	return NULL;
+}
+
+static const llhttp_settings_t rs_settings;
+
+/* ------------------------------------------------------------------ */
+/* Toward the upstream                                                */
+
+static void open_upstream(struct hx *h)
+{
+	if (h->up_open)
+		return;
+	h->up_open = true;
+	*h->ev |= HX_EV_OPEN_UPSTREAM;
+	/* A fresh upstream connection starts a fresh response stream. */
+	llhttp_init(&h->rs_p, HTTP_RESPONSE, &rs_settings);
+	h->rs_p.data = h;
+}
+
+static struct buf *up_sink(struct hx *h) { return h->holding ? &h->hold : h->to_up; }
+
+static int up_put(struct hx *h, const void *p, size_t n) { return put(h, up_sink(h), p, n); }
+
+/* Releases the held request toward the upstream. final: the body is complete,
+ * so a deferred Content-Length can be written exactly. */
+static int hold_flush(struct hx *h, bool final)
+{
+	if (!h->holding)
+		return 0;
+	if (h->rq_fr == FR_DEFER) {
+		if (final) {
+			buf_appendf(&h->hold, "Content-Length: %zu\r\n\r\n", h->hold_body.len);
+			put(h, &h->hold, buf_head(&h->hold_body), h->hold_body.len);
+		} else {
+			puts_(h, &h->hold, "Transfer-Encoding: chunked\r\n\r\n");
+			if (h->hold_body.len) {
+				put_chunk_hdr(h, &h->hold, h->hold_body.len);
+				put(h, &h->hold, buf_head(&h->hold_body), h->hold_body.len);
+				puts_(h, &h->hold, "\r\n");
+			}
+			h->rq_fr = FR_CHUNKED;
+		}
+		h->hold_body.off = h->hold_body.len = 0;
+	}
+	h->holding = false;
+	open_upstream(h);
+	put(h, h->to_up, buf_head(&h->hold), h->hold.len);
+	h->hold.off = h->hold.len = 0;
+	buf_shrink(&h->hold, HX_HOLD_MAX + 4096);
+	return h->err;
+}
+
+/* Body bytes after substitution, framed as the upstream expects them. */
+static int rq_body_emit(void *ctx, const char *d, size_t n)
+{
+	struct hx *h = ctx;
+
+	if (!n)
+		return 0;
+	switch (h->rq_fr) {
+	case FR_DEFER:
+		return put(h, &h->hold_body, d, n);
+	case FR_CHUNKED:
+		put_chunk_hdr(h, up_sink(h), n);
+		up_put(h, d, n);
+		return up_put(h, "\r\n", 2);
+	default:
+		return up_put(h, d, n);
+	}
+}
+
+/* Abandons the request at hand after a leak found in its body. */
+static void rq_abort_leak(struct hx *h)
+{
+	bool sent = !h->holding;
+
+	h->hold.off = h->hold.len = 0;
+	h->hold_body.off = h->hold_body.len = 0;
+	h->holding = false;
+	h->rq_fwd = false;
+	if (sent) {
+		/* Part of the request already left: the upstream connection is
+		 * poisoned and the client's connection goes too. */
+		*h->ev |= HX_EV_UPSTREAM_DONE;
+		h->up_open = false;
+		if (h->rs_sent) {
+			h->closed = true;
+			*h->ev |= HX_EV_CLOSE;
+			audit_emit(h);
+			h->rq_local = true;
+			return;
+		}
+	}
+	answer_leak(h, sent || !h->rq_done);
+}
+
+/* ------------------------------------------------------------------ */
+/* Request head                                                       */
+
+static void lower_host(char *dst, size_t dstlen, const char *s, size_t n, size_t *outlen)
+{
+	size_t k = 0;
+
+	while (n && s[n - 1] == '.')
+		n--;
+	for (size_t i = 0; i < n && k + 1 < dstlen; i++) {
+		char c = s[i];
+		dst[k++] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+	}
+	dst[k] = 0;
+	*outlen = k;
+}
+
+/* Splits "host[:port]" / "[v6]:port". Returns false when malformed. */
+static bool split_authority(const char *v, size_t n, const char **host, size_t *hl, long *port)
+{
+	const char *colon = NULL;
+
+	*port = -1;
+	if (!n)
+		return false;
+	if (v[0] == '[') {
+		const char *rb = memchr(v, ']', n);
+		if (!rb)
+			return false;
+		*host = v;
+		*hl = (size_t)(rb - v) + 1;
+		if (*hl < n) {
+			if (v[*hl] != ':')
+				return false;
+			colon = v + *hl;
+		}
+	} else {
+		colon = memchr(v, ':', n);
+		*host = v;
+		*hl = colon ? (size_t)(colon - v) : n;
+	}
+	if (colon) {
+		long p = 0;
+		const char *e = v + n;
+
+		if (colon + 1 == e)
+			return false;
+		for (const char *c = colon + 1; c < e; c++) {
+			if (*c < '0' || *c > '9' || p > 65535)
+				return false;
+			p = p * 10 + (*c - '0');
+		}
+		if (p > 65535)
+			return false;
+		*port = p;
+	}
+	for (size_t i = 0; i < *hl; i++) {
+		unsigned char c = (unsigned char)(*host)[i];
+		if (c <= 0x20 || c >= 0x7f || c == '/' || c == '@' || c == '\\' || c == '?' || c == '#')
+			return false;
+	}
+	return *hl > 0;
+}
+
+/* Writes the request head (without the framing headers and final CRLF when
+ * the body framing is deferred) into the upstream sink. */
+static int rq_serialise(struct hx *h, const char *path, size_t path_len, const char *query,
+			size_t query_len, bool ws, bool drop_expect)
+{
+	struct hx_head *m = &h->rq;
+	struct buf *b = up_sink(h);
+	bool injected_authz = false;
+
+	put(h, b, hp(m, m->a), m->a_len);
+	put(h, b, " ", 1);
+	if (sec_put(h, b, LOC_PATH, path, path_len))
+		return h->err ? h->err : -EACCES;
+	if (query) {
+		put(h, b, "?", 1);
+		if (sec_put(h, b, LOC_QUERY, query, query_len))
+			return h->err ? h->err : -EACCES;
+	}
+	puts_(h, b, " HTTP/1.1\r\nHost: ");
+	put(h, b, h->host, h->host_len);
+	if (h->host_port_len)
+		put(h, b, h->host_port, h->host_port_len);
+	puts_(h, b, "\r\n");
+	for (size_t i = 0; i < m->n; i++) {
+		struct hx_hdr *x = &m->hdr[i];
+
+		if (x->drop || x->kind == HK_HOST || (drop_expect && x->kind == HK_EXPECT))
+			continue;
+		put(h, b, hp(m, x->name), x->name_len);
+		put(h, b, ": ", 2);
+		if (sec_put(h, b, LOC_HEADER, hp(m, x->val), x->val_len))
+			return h->err ? h->err : -EACCES;
+		put(h, b, "\r\n", 2);
+	}
+	/* Injected credentials (the client's own header of that name was dropped). */
+	for (size_t i = 0; i < h->n_sec && i < HX_MAX_SECRETS; i++) {
+		const struct policy_secret *s = policy_secret_at(h->pol, i);
+
+		if (!(h->inject_mask & (1ull << i)))
+			continue;
+		if (s->inject == SECRET_INJECT_BEARER || s->inject == SECRET_INJECT_BASIC) {
+			if (injected_authz)
+				continue;
+			injected_authz = true;
+		}
+		if (s->inject == SECRET_INJECT_BEARER) {
+			puts_(h, b, "Authorization: Bearer ");
+			put(h, b, s->value, s->value_len);
+		} else if (s->inject == SECRET_INJECT_BASIC) {
+			const char *u = s->inject_user ? s->inject_user : "";
+			size_t ul = strlen(u);
+
+			h->tmp.off = h->tmp.len = 0;
+			buf_append(&h->tmp, u, ul);
+			buf_append(&h->tmp, ":", 1);
+			buf_append(&h->tmp, s->value, s->value_len);
+			puts_(h, b, "Authorization: Basic ");
+			put_b64(h, b, (const unsigned char *)h->tmp.data, h->tmp.len);
+			memset(h->tmp.data, 0, h->tmp.len); /* no value lingers in scratch */
+			h->tmp.len = 0;
+		} else {
+			puts_(h, b, s->inject_header);
+			puts_(h, b, ": ");
+			put(h, b, s->value, s->value_len);
+		}
+		puts_(h, b, "\r\n");
+		h->used_mask |= 1ull << i;
+	}
+	if (ws)
+		puts_(h, b, "Connection: Upgrade\r\nUpgrade: websocket\r\n");
+	switch (h->rq_fr) {
+	case FR_CL:
+		buf_appendf(b, "Content-Length: %llu\r\n\r\n", (unsigned long long)h->rq_p.content_length);
+		break;
+	case FR_CHUNKED:
+		puts_(h, b, "Transfer-Encoding: chunked\r\n\r\n");
+		break;
+	case FR_DEFER:
+		break; /* hold_flush completes the head */
+	default:
+		puts_(h, b, "\r\n");
+		break;
+	}
+	return h->err;
+}
+
+static int rq_on_message_begin(llhttp_t *p)
+{
+	struct hx *h = hx_of(p);
+
+	head_reset(&h->rq);
+	h->rq_active = true;
+	h->rq_local = h->rq_fwd = h->rq_done = h->rq_close = h->rq_head = false;
+	h->rq_ws = h->holding = h->scan_body = h->rq_http10 = false;
+	h->expect_local = false;
+	h->rq_fr = FR_NONE;
+	h->method[0] = h->host[0] = h->why[0] = 0;
+	h->host_len = h->host_port_len = 0;
+	h->status = 0;
+	h->used_mask = h->inject_mask = 0;
+	memset(h->allow, 0, sizeof(h->allow));
+	h->leak = -1;
+	h->start_us = now_us();
+	h->bytes_in = h->bytes_out = 0;
+	h->rs_done = h->rs_sent = h->rs_active = false;
+	return 0;
+}
+
+/* Checks Host against the connection (SNI on TLS, the first Host on plain
+ * HTTP). Returns 0, 400 or 421 with reason set. */
+static int rq_check_host(struct hx *h, const char *auth, size_t auth_len, const char **reason)
+{
+	const char *host;
+	size_t hl, lhl;
+	long port;
+	char lh[HX_HOST_MAX];
+
+	if (!split_authority(auth, auth_len, &host, &hl, &port) || hl >= HX_HOST_MAX) {
+		*reason = "malformed Host header";
+		return 400;
+	}
+	lower_host(lh, sizeof(lh), host, hl, &lhl);
+	memcpy(h->host, lh, lhl + 1);
+	h->host_len = lhl;
+	if (port >= 0) {
+		h->host_port_len = (size_t)snprintf(h->host_port, sizeof(h->host_port), ":%ld", port);
+		if (port != h->env.port) {
+			*reason = "the Host header names another port than the connection's: open a new connection for it";
+			return 421;
+		}
+	}
+	if (h->env.sni) {
+		if (strcmp(lh, h->sni)) {
+			*reason = "the Host header differs from the TLS server name (SNI): open a new connection for that host";
+			return 421;
+		}
+		return 0;
+	}
+	if (!h->up_host_set) {
+		memcpy(h->up_host, lh, lhl + 1);
+		h->up_host_set = true;
+	} else if (strcmp(lh, h->up_host)) {
+		*reason = "the Host header differs from the one this connection started with: open a new connection for that host";
+		return 421;
+	}
+	return 0;
+}
+
+static int rq_on_headers_complete(llhttp_t *p)
+{
+	struct hx *h = hx_of(p);
+	struct hx_head *m = &h->rq;
+	const char *bad, *t, *auth = NULL, *path, *query = NULL, *reason = NULL;
+	size_t tl, auth_len = 0, path_len, query_len = 0, n_host = 0;
+	bool conn_upgrade = false, ws = false, expect = false, drop_expect = false;
+	struct policy *pol;
+	struct policy_req pr;
+	struct policy_verdict v;
+	uint64_t ok_mask = 0;
+	int r, st;
+
+	h->bytes_in += m->bytes + 2;
+	snprintf(h->method, sizeof(h->method), "%.*s", (int)m->a_len, hp(m, m->a));
+	h->rq_http10 = p->http_major == 1 && p->http_minor == 0;
+	h->rq_close = !llhttp_should_keep_alive(p) || h->client_eof;
+	h->rq_head = p->method == HTTP_HEAD;
+
+	bad = head_finish(m);
+	t = hp(m, m->t);
+	tl = m->t_len;
+	for (size_t i = 0; !bad && i < tl; i++)
+		if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7f)
+			bad = "invalid character in the request-target";
+	if (bad) {
+		answer_error(h, 400, "bad request", bad, true);
+		return -1;
+	}
+	if (p->method == HTTP_CONNECT) {
+		answer_error(h, 405, "method not allowed",
+			     "CONNECT is not supported: sluice intercepts connections transparently, send the request directly", true);
+		return -1;
+	}
+	/* Request-target: origin-form, or absolute-form whose authority replaces Host. */
+	if (tl >= 7 && (!strncasecmp(t, "http://", 7) || (tl >= 8 && !strncasecmp(t, "https://", 8)))) {
+		const char *a = t + (t[4] == ':' ? 7 : 8), *e = t + tl, *s = a;
+
+		while (s < e && *s != '/' && *s != '?')
+			s++;
+		auth = a;
+		auth_len = (size_t)(s - a);
+		path = s;
+		path_len = (size_t)(e - s);
+	} else if (tl && t[0] == '/') {
+		path = t;
+		path_len = tl;
+	} else if (tl == 1 && t[0] == '*' && p->method == HTTP_OPTIONS) {
+		path = t;
+		path_len = tl;
+	} else {
+		answer_error(h, 400, "bad request", "the request-target must be a path (origin-form)", true);
+		return -1;
+	}
+	{
+		const char *q = memchr(path, '?', path_len);
+		if (q) {
+			query = q + 1;
+			query_len = path_len - (size_t)(q - path) - 1;
+			path_len = (size_t)(q - path);
+		}
+	}
+	for (size_t i = 0; i < m->n; i++) {
+		struct hx_hdr *x = &m->hdr[i];
+
+		if (x->kind == HK_HOST) {
+			n_host++;
+			if (!auth) {
+				auth = hp(m, x->val);
+				auth_len = x->val_len;
+			}
+		} else if (x->kind == HK_UPGRADE) {
+			if (has_token(hp(m, x->val), x->val_len, "websocket"))
+				ws = true;
+		} else if (x->kind == HK_EXPECT) {
+			if (!ieq(hp(m, x->val), x->val_len, "100-continue")) {
+				answer_error(h, 400, "bad request", "unsupported Expect value (only 100-continue)", true);
+				return -1;
+			}
+			expect = true;
+		}
+	}
+	if (n_host > 1) {
+		answer_error(h, 400, "bad request", "more than one Host header", true);
+		return -1;
+	}
+	if (!auth) {
+		if (!h->rq_http10 || !h->env.sni) {
+			answer_error(h, 400, "bad request", "missing Host header", true);
+			return -1;
+		}
+		auth = h->env.sni;
+		auth_len = strlen(auth);
+	}
+	mark_hop_by_hop(m, NULL, &conn_upgrade);
+	ws = ws && conn_upgrade && p->method == HTTP_GET;
+	/* A request whose body we will not read properly must end the connection. */
+	if (expect && (p->flags & (F_CHUNKED | F_CONTENT_LENGTH)))
+		h->rq_close_on_refuse = true;
+	else
+		h->rq_close_on_refuse = false;
+
+	st = rq_check_host(h, auth, auth_len, &reason);
+	if (st) {
+		answer_error(h, st, st == 421 ? "misdirected request" : "bad request", reason,
+			     st == 400 || h->rq_close_on_refuse);
+		return h->closed ? -1 : 0;
+	}
+
+	/* Policy, taken per request so a reload applies to the next one. */
+	pol = h->env.policy_get ? h->env.policy_get(h->env.ctx) : NULL;
+	if (!pol) {
+		h->rq_close |= h->rq_close_on_refuse;
+		answer_denied(h, "no policy loaded: default deny");
+		return h->closed ? -1 : 0;
+	}
+	r = sec_cache_use(h, pol);
+	if (r) {
+		h->err = r;
+		return -1;
+	}
+	pr.host = h->host;
+	pr.host_len = h->host_len;
+	pr.method = h->method;
+	pr.method_len = strlen(h->method);
+	pr.target = path;
+	pr.target_len = path_len + (query ? query_len + 1 : 0);
+	pr.port = h->env.port;
+	r = policy_decide(h->pol, &pr, &v);
+	if (r) {
+		answer_error(h, 400, "bad request",
+			     "the request path cannot be normalised (bad percent-encoding or dot-segments above the root)", true);
+		return -1;
+	}
+	if (!v.allow) {
+		h->rq_close |= h->rq_close_on_refuse;
+		answer_denied(h, v.why);
+		return h->closed ? -1 : 0;
+	}
+	snprintf(h->why, sizeof(h->why), "%s", v.why);
+
+	/* Secrets: where each may be substituted for this request. */
+	for (size_t i = 0; i < h->n_sec && i < HX_MAX_SECRETS; i++) {
+		const struct policy_secret *s = policy_secret_at(h->pol, i);
+		uint64_t bit = 1ull << i;
+		const char *iname;
+
+		if (!h->env.client_tls || !s->value ||
+		    !policy_secret_allowed(s, pr.host, pr.host_len, pr.method, pr.method_len,
+					   pr.target, pr.target_len))
+			continue;
+		ok_mask |= bit;
+		if (s->where & SECRET_IN_HEADER) h->allow[LOC_HEADER] |= bit;
+		if (s->where & SECRET_IN_QUERY)  h->allow[LOC_QUERY] |= bit;
+		if (s->where & SECRET_IN_BODY)   h->allow[LOC_BODY] |= bit;
+		if (s->where & SECRET_IN_PATH)   h->allow[LOC_PATH] |= bit;
+		iname = inject_name(s);
+		if (s->inject != SECRET_INJECT_NONE && iname) {
+			h->inject_mask |= bit;
+			for (size_t j = 0; j < m->n; j++)
+				if (ieq(hp(m, m->hdr[j].name), m->hdr[j].name_len, iname))
+					m->hdr[j].drop = true;
+		}
+	}
+	r = sec_scan(h, LOC_PATH, path, path_len);
+	if (!r && query)
+		r = sec_scan(h, LOC_QUERY, query, query_len);
+	for (size_t i = 0; !r && i < m->n; i++) {
+		struct hx_hdr *x = &m->hdr[i];
+
+		if (x->drop || x->kind == HK_HOST)
+			continue;
+		r = sec_scan(h, LOC_NAME, hp(m, x->name), x->name_len);
+		if (!r)
+			r = sec_scan(h, LOC_HEADER, hp(m, x->val), x->val_len);
+	}
+	if (r == -EACCES) {
+		h->rq_close |= h->rq_close_on_refuse;
+		answer_leak(h, false);
+		return h->closed ? -1 : 0;
+	}
+	if (r) {
+		h->err = r;
+		return -1;
+	}
+
+	/* Framing toward the upstream. */
+	if (p->flags & F_CHUNKED) {
+		h->rq_fr = FR_CHUNKED;
+		h->scan_body = h->ph != NULL;
+	} else if (p->flags & F_CONTENT_LENGTH) {
+		h->scan_body = h->ph != NULL && p->content_length > 0;
+		h->rq_fr = h->scan_body && h->allow[LOC_BODY] ? FR_DEFER : FR_CL;
+	}
+	h->holding = h->scan_body;
+	if (h->holding && expect) {
+		/* The head is held until the body is checked, so the upstream
+		 * cannot answer 100: answer it here. */
+		puts_(h, h->to_client, "HTTP/1.1 100 Continue\r\n\r\n");
+		h->expect_local = true;
+		drop_expect = true;
+	}
+	r = sec_scrub_for(h, h->sent_mask | ok_mask);
+	if (r) {
+		h->err = r;
+		return -1;
+	}
+	if (!h->holding)
+		open_upstream(h);
+	h->rq_ws = ws;
+	r = rq_serialise(h, path, path_len, query, query_len, ws, drop_expect);
+	if (r == -EACCES) {
+		/* sec_scan saw every slice first; kept as a fail-closed guard. */
+		rq_abort_leak(h);
+		return h->closed ? -1 : 0;
+	}
+	if (r) {
+		h->err = r;
+		return -1;
+	}
+	h->sent_mask |= h->used_mask;
+	h->rq_fwd = true;
+	h->cur_loc = LOC_BODY;
+	if (h->scan_body)
+		subst_stream_init(&h->rq_ss, h->ph);
+	return 0;
+}
+
+static int rq_on_body(llhttp_t *p, const char *at, size_t n)
+{
+	struct hx *h = hx_of(p);
+	int r;
+
+	h->bytes_in += n;
+	if (h->rq_local || !h->rq_fwd)
+		return 0; /* refused: drained, never forwarded */
+	if (!h->scan_body) {
+		rq_body_emit(h, at, n);
+		return h->err ? -1 : 0;
+	}
+	h->cur_loc = LOC_BODY;
+	r = subst_stream_feed(&h->rq_ss, at, n, rq_body_emit, sec_on_match, h);
+	if (r == -EACCES) {
+		rq_abort_leak(h);
+		return h->closed ? -1 : 0;
+	}
+	if (r) {
+		h->err = r;
+		return -1;
+	}
+	h->sent_mask |= h->used_mask;
+	if (h->holding && h->hold.len + h->hold_body.len > HX_HOLD_MAX)
+		hold_flush(h, false);
+	return h->err ? -1 : 0;
+}
+
+static void exchange_end(struct hx *h)
+{
+	h->rq_active = false;
+	h->rq_fwd = false;
+	if (h->rq_close || h->client_eof) {
+		h->closed = true;
+		*h->ev |= HX_EV_CLOSE;
+	} else {
+		*h->ev |= HX_EV_RESUME_CLIENT;
+	}
+}
+
+static int rq_on_message_complete(llhttp_t *p)
+{
+	struct hx *h = hx_of(p);
+	int r;
+
+	h->rq_done = true;
+	if (h->rq_fwd && !h->rq_local) {
+		if (h->scan_body) {
+			h->cur_loc = LOC_BODY;
+			r = subst_stream_finish(&h->rq_ss, rq_body_emit, h);
+			if (r) {
+				h->err = r;
+				return -1;
+			}
+		}
+		if (h->rq_fr == FR_CHUNKED)
+			up_put(h, "0\r\n\r\n", 5);
+		hold_flush(h, true);
+		if (h->err)
+			return -1;
+		if (h->rs_done)
+			exchange_end(h);
+	} else {
+		/* Answered locally: the next request may follow. */
+		h->rq_active = false;
+		h->rq_fwd = false;
+		if (h->rq_close) {
+			h->closed = true;
+			*h->ev |= HX_EV_CLOSE;
+		}
+	}
+	/* Stop here: a pipelined request waits until this one is answered. */
+	return HPE_PAUSED;
+}
+
+/* ------------------------------------------------------------------ */
+/* Response                                                           */
+
+static void rs_fail(struct hx *h, const char *reason)
+{
+	*h->ev |= HX_EV_UPSTREAM_DONE;
+	h->up_open = false;
+	if (h->rq_fwd && !h->rs_sent && h->rq_active) {
+		h->rq_fwd = false;
+		answer_error(h, 502, "bad gateway", reason, true);
+	}
+	h->rq_fwd = false;
+	h->closed = true;
+	*h->ev |= HX_EV_CLOSE;
+}
+
+static int rs_on_message_begin(llhttp_t *p)
+{
+	head_reset(&hx_of(p)->rs);
+	return 0;
+}
+
+static int rs_body_emit(void *ctx, const char *d, size_t n)
+{
+	struct hx *h = ctx;
+
+	if (!n)
+		return 0;
+	if (h->rs_fr == FR_CHUNKED) {
+		size_t before = h->to_client->len;
+
+		put_chunk_hdr(h, h->to_client, n);
+		put(h, h->to_client, d, n);
+		put(h, h->to_client, "\r\n", 2);
+		h->bytes_out += h->to_client->len - before;
+		return h->err;
+	}
+	h->bytes_out += n;
+	return put(h, h->to_client, d, n);
+}
+
+/* Status line and forwarded headers (scrubbed) into to_client. */
+static void rs_head_out(struct hx *h, int status, bool keep_cl)
+{
+	struct hx_head *m = &h->rs;
+	struct buf *b = h->to_client;
+
+	buf_appendf(b, "HTTP/1.1 %03d ", status);
+	scrub_put(h, b, hp(m, m->a), m->a_len);
+	put(h, b, "\r\n", 2);
+	for (size_t i = 0; i < m->n; i++) {
+		struct hx_hdr *x = &m->hdr[i];
+
+		if (x->drop && !(keep_cl && x->kind == HK_CL))
+			continue;
+		put(h, b, hp(m, x->name), x->name_len);
+		put(h, b, ": ", 2);
+		scrub_put(h, b, hp(m, x->val), x->val_len);
+		put(h, b, "\r\n", 2);
+	}
+}
+
+static int rs_on_headers_complete(llhttp_t *p)
+{
+	struct hx *h = hx_of(p);
+	struct hx_head *m = &h->rs;
+	int status = p->status_code;
+	size_t before = h->to_client->len;
+	bool nobody;
+	const char *bad;
+
+	if (!h->rq_fwd)
+		return -1;
+	bad = head_finish(m);
+	if (bad) {
+		rs_fail(h, bad);
+		return -1;
+	}
+	mark_hop_by_hop(m, NULL, NULL);
+	h->rs_keep = llhttp_should_keep_alive(p);
+	if (status == 101) {
+		if (!h->rq_ws) {
+			rs_fail(h, "the upstream switched protocols without an upgrade request");
+			return -1;
+		}
+		rs_head_out(h, status, false);
+		puts_(h, h->to_client, "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+		h->status = 101;
+		h->rs_sent = true;
+		h->tunnel = true;
+		h->bytes_out += h->to_client->len - before;
+		return 2;
+	}
+	if (status < 200) {
+		if (status == 100 && h->expect_local)
+			return 0; /* already answered to the client */
+		rs_head_out(h, status, false);
+		put(h, h->to_client, "\r\n", 2);
+		h->bytes_out += h->to_client->len - before;
+		return 0;
+	}
+	h->rq_ws = false; /* the upstream refused the upgrade: plain response */
+	h->status = status;
+	h->rs_active = true;
+	h->rs_sent = true;
+	nobody = h->rq_head || status == 204 || status == 304;
+	h->rs_scrub = h->sc != NULL && !nobody;
+	if (nobody)
+		h->rs_fr = FR_NONE;
+	else if ((p->flags & F_CONTENT_LENGTH) && !h->rs_scrub)
+		h->rs_fr = FR_CL;
+	else if (h->rq_http10)
+		h->rs_fr = FR_EOF;
+	else
+		h->rs_fr = FR_CHUNKED;
+	if (h->rs_fr == FR_EOF)
+		h->rq_close = true;
+	rs_head_out(h, status, nobody && status != 204);
+	if (h->rs_fr == FR_CL)
+		buf_appendf(h->to_client, "Content-Length: %llu\r\n", (unsigned long long)p->content_length);
+	else if (h->rs_fr == FR_CHUNKED)
+		puts_(h, h->to_client, "Transfer-Encoding: chunked\r\n");
+	if (h->rq_close || h->client_eof)
+		puts_(h, h->to_client, "Connection: close\r\n");
+	put(h, h->to_client, "\r\n", 2);
+	h->bytes_out += h->to_client->len - before;
+	if (h->rs_scrub)
+		subst_stream_init(&h->rs_ss, h->sc);
+	if (h->err)
+		return -1;
+	return nobody ? 1 : 0;
+}
+
+static int rs_on_body(llhttp_t *p, const char *at, size_t n)
+{
+	struct hx *h = hx_of(p);
+	int r;
+
+	if (!h->rs_active)
+		return 0;
+	if (h->rs_scrub)
+		r = subst_stream_feed(&h->rs_ss, at, n, rs_body_emit, NULL, h);
+	else
+		r = rs_body_emit(h, at, n);
+	if (r)
+		h->err = r;
+	return r ? -1 : 0;
+}
+
+static int rs_on_message_complete(llhttp_t *p)
+{
+	struct hx *h = hx_of(p);
+
+	if (!h->rs_active)
+		return 0; /* a 1xx: the final response follows */
+	if (h->rs_scrub && subst_stream_finish(&h->rs_ss, rs_body_emit, h))
+		return -1;
+	if (h->rs_fr == FR_CHUNKED) {
+		put(h, h->to_client, "0\r\n\r\n", 5);
+		h->bytes_out += 5;
+	}
+	h->rs_active = false;
+	h->rs_done = true;
+	audit_emit(h);
+	if (!h->rs_keep) {
+		*h->ev |= HX_EV_UPSTREAM_DONE;
+		h->up_open = false;
+	}
+	if (h->rq_done) {
+		exchange_end(h);
+	} else {
+		/* The upstream answered before the request body ended: finish
+		 * the exchange by closing rather than guessing what follows. */
+		h->rq_fwd = false;
+		h->rq_local = true;
+		h->closed = true;
+		*h->ev |= HX_EV_CLOSE | HX_EV_UPSTREAM_DONE;
+		h->up_open = false;
+	}
+	return HPE_PAUSED;
+}
+
+static const llhttp_settings_t rq_settings = {
+	.on_message_begin = rq_on_message_begin,
+	.on_method = rq_on_method,
+	.on_url = rq_on_url,
+	.on_header_field = rq_on_field,
+	.on_header_value = rq_on_value,
+	.on_method_complete = piece_done,
+	.on_url_complete = piece_done,
+	.on_header_field_complete = piece_done,
+	.on_header_value_complete = piece_done,
+	.on_headers_complete = rq_on_headers_complete,
+	.on_body = rq_on_body,
+	.on_message_complete = rq_on_message_complete,
+};
+
+static const llhttp_settings_t rs_settings = {
+	.on_message_begin = rs_on_message_begin,
+	.on_status = rs_on_status,
+	.on_header_field = rs_on_field,
+	.on_header_value = rs_on_value,
+	.on_status_complete = piece_done,
+	.on_header_field_complete = piece_done,
+	.on_header_value_complete = piece_done,
+	.on_headers_complete = rs_on_headers_complete,
+	.on_body = rs_on_body,
+	.on_message_complete = rs_on_message_complete,
+};
+
+/* ------------------------------------------------------------------ */
+/* API                                                                */
+
+struct hx *hx_new(const struct hx_env *env)
+{
+	struct hx *h = calloc(1, sizeof(*h));
+	size_t n;
+
+	if (!h)
+		return NULL;
+	h->env = *env;
+	h->max_header_bytes = env->limits && env->limits->max_header_bytes ?
+		env->limits->max_header_bytes : HX_DEF_MAX_HEADER_BYTES;
+	h->max_headers = env->limits && env->limits->max_headers ?
+		env->limits->max_headers : HX_DEF_MAX_HEADERS;
+	if (h->max_headers > HX_MAX_HEADERS_CAP)
+		h->max_headers = HX_MAX_HEADERS_CAP;
+	h->rq.max = h->rs.max = h->max_headers;
+	h->rq.hdr = calloc(h->max_headers, sizeof(*h->rq.hdr));
+	h->rs.hdr = calloc(h->max_headers, sizeof(*h->rs.hdr));
+	if (!h->rq.hdr || !h->rs.hdr) {
+		hx_free(h);
+		return NULL;
+	}
+	if (env->sni) {
+		lower_host(h->sni, sizeof(h->sni), env->sni, strlen(env->sni), &n);
+		memcpy(h->up_host, h->sni, n + 1);
+		h->up_host_set = true;
+	}
+	llhttp_init(&h->rq_p, HTTP_REQUEST, &rq_settings);
+	h->rq_p.data = h;
+	llhttp_init(&h->rs_p, HTTP_RESPONSE, &rs_settings);
+	h->rs_p.data = h;
+	h->leak = -1;
+	return h;
+}
+
+void hx_free(struct hx *h)
+{
+	if (!h)
+		return;
+	sec_cache_drop(h);
+	buf_free(&h->rq.b);
+	buf_free(&h->rs.b);
+	free(h->rq.hdr);
+	free(h->rs.hdr);
+	buf_free(&h->hold);
+	buf_free(&h->hold_body);
+	if (h->tmp.data)
+		memset(h->tmp.data, 0, h->tmp.cap);
+	buf_free(&h->tmp);
+	buf_free(&h->audit);
+	free(h);
+}
+
+static void feed_begin(struct hx *h, const char *data, size_t len, struct buf *to_up,
+		       struct buf *to_client, unsigned *ev)
+{
+	h->to_up = to_up;
+	h->to_client = to_client;
+	h->ev = ev;
+	h->feed = data;
+	h->feed_end = data + len;
+	h->err = 0;
+}
+
+static void rq_parse_error(struct hx *h, llhttp_errno_t e)
+{
+	const char *why = llhttp_get_error_reason(&h->rq_p);
+
+	if (h->rq.too_big) {
+		answer_error(h, 431, "request header fields too large",
+			     "the request head exceeds the broker's limit on header size or count", true);
+		return;
+	}
+	if (!h->rq_active)
+		h->rq_active = true; /* audit the broken request too */
+	if (h->rq_fwd && !h->rq_local) {
+		/* Broken mid-body after the head went upstream: nothing sane can follow. */
+		*h->ev |= HX_EV_UPSTREAM_DONE;
+		h->up_open = false;
+		if (h->rs_sent) {
+			h->closed = true;
+			*h->ev |= HX_EV_CLOSE;
+			return;
+		}
+	}
+	answer_error(h, 400, "bad request", why && *why ? why : llhttp_errno_name(e), true);
+}
+
+int hx_on_client(struct hx *h, const char *data, size_t len, size_t *consumed,
+		 struct buf *to_up, struct buf *to_client, unsigned *ev)
+{
+	size_t off = 0;
+
+	*consumed = 0;
+	if (h->tunnel) {
+		*consumed = len;
+		return buf_append(to_up, data, len);
+	}
+	if (h->closed) {
+		*consumed = len;
+		return 0;
+	}
+	feed_begin(h, data, len, to_up, to_client, ev);
+	while (off < len && !h->closed && !h->err) {
+		llhttp_errno_t e;
+		size_t pos;
+
+		if (h->rq_done && h->rq_fwd)
+			break; /* one request in flight */
+		e = llhttp_execute(&h->rq_p, data + off, len - off);
+		if (e == HPE_OK) {
+			off = len;
+			break;
+		}
+		pos = (size_t)(llhttp_get_error_pos(&h->rq_p) - data);
+		if (e == HPE_PAUSED) {
+			off = pos;
+			llhttp_resume(&h->rq_p);
+			continue;
+		}
+		if (e == HPE_PAUSED_UPGRADE) {
+			off = pos;
+			if (h->rq_ws && h->rq_fwd)
+				break;
+			llhttp_resume_after_upgrade(&h->rq_p);
+			continue;
+		}
+		if (!h->err && !h->closed)
+			rq_parse_error(h, e);
+		off = len;
+	}
+	*consumed = h->closed ? len : off;
+	h->to_up = NULL;
+	return h->err;
+}
+
+int hx_on_client_eof(struct hx *h, struct buf *to_up, unsigned *ev)
+{
+	h->client_eof = true;
+	if (h->tunnel || h->closed || !h->rq_active || !h->rq_done || !h->rq_fwd) {
+		if (h->rq_active && h->rq_fwd && !h->rq_done) {
+			/* Truncated request: the upstream must not take it as complete. */
+			*ev |= HX_EV_UPSTREAM_DONE;
+			h->up_open = false;
+		}
+		h->closed = true;
+		*ev |= HX_EV_CLOSE;
+	}
+	/* Else the response in flight is delivered, then the connection closes. */
+	return 0;
+}
+
+int hx_on_upstream(struct hx *h, const char *data, size_t len, struct buf *to_client, unsigned *ev)
+{
+	size_t off = 0;
+
+	if (h->tunnel) {
+		return buf_append(to_client, data, len);
+	}
+	if (h->closed)
+		return 0;
+	feed_begin(h, data, len, NULL, to_client, ev);
+	while (off < len && !h->err && !h->closed) {
+		llhttp_errno_t e;
+		size_t pos;
+
+		if (!h->rq_fwd || h->rs_done) {
+			/* Bytes nobody asked for: this connection cannot be trusted. */
+			*ev |= HX_EV_UPSTREAM_DONE;
+			h->up_open = false;
+			break;
+		}
+		e = llhttp_execute(&h->rs_p, data + off, len - off);
+		if (e == HPE_OK)
+			break;
+		pos = (size_t)(llhttp_get_error_pos(&h->rs_p) - data);
+		if (e == HPE_PAUSED) {
+			off = pos;
+			llhttp_resume(&h->rs_p);
+			continue;
+		}
+		if (e == HPE_PAUSED_UPGRADE && h->tunnel) {
+			off = pos;
+			audit_emit(h);
+			h->rq_active = false;
+			h->rq_fwd = false;
+			*ev |= HX_EV_TUNNEL | HX_EV_RESUME_CLIENT;
+			if (buf_append(to_client, data + off, len - off))
+				h->err = -ENOMEM;
+			break;
+		}
+		if (!h->err && !h->closed) {
+			const char *why = llhttp_get_error_reason(&h->rs_p);
+			char reason[200];
+
+			snprintf(reason, sizeof(reason), "malformed response from the upstream: %s",
+				 why && *why ? why : llhttp_errno_name(e));
+			if (h->rs.too_big)
+				snprintf(reason, sizeof(reason), "the upstream's response head exceeds the limit");
+			rs_fail(h, reason);
+		}
+		break;
+	}
+	return h->err;
+}
+
+int hx_on_upstream_eof(struct hx *h, struct buf *to_client, unsigned *ev)
+{
+	unsigned dummy = 0;
+
+	if (h->tunnel) {
+		h->closed = true;
+		*ev |= HX_EV_CLOSE;
+		return 0;
+	}
+	*ev |= HX_EV_UPSTREAM_DONE;
+	h->up_open = false;
+	if (h->closed || !h->rq_fwd || h->rs_done)
+		return 0;
+	feed_begin(h, NULL, 0, NULL, to_client, ev ? ev : &dummy);
+	if (h->rs_active && llhttp_message_needs_eof(&h->rs_p)) {
+		llhttp_errno_t e = llhttp_finish(&h->rs_p);
+
+		if (e == HPE_OK || e == HPE_PAUSED)
+			return h->err;
+	}
+	rs_fail(h, "the upstream closed the connection before the response was complete");
+	return h->err;
+}
+
+int hx_on_upstream_error(struct hx *h, int status, const char *reason, struct buf *to_client, unsigned *ev)
+{
+	*ev |= HX_EV_UPSTREAM_DONE;
+	h->up_open = false;
+	if (h->tunnel || h->closed)
+		return 0;
+	feed_begin(h, NULL, 0, NULL, to_client, ev);
+	if (!h->rq_fwd || h->rs_done)
+		return 0;
+	if (h->rs_sent) {
+		h->closed = true;
+		*ev |= HX_EV_CLOSE;
+		return 0;
+	}
+	if (status != 502 && status != 504)
+		status = 502;
+	h->rq_fwd = false;
+	answer_error(h, status, status == 504 ? "upstream timeout" : "upstream unreachable",
+		     reason ? reason : "upstream failed", !h->rq_done);
+	if (h->rq_done && !h->closed)
+		exchange_end(h);
+	return h->err;
+}
+
+int hx_on_timeout(struct hx *h, struct buf *to_client, unsigned *ev)
+{
+	if (h->tunnel || h->closed) {
+		*ev |= HX_EV_CLOSE;
+		return 0;
+	}
+	feed_begin(h, NULL, 0, NULL, to_client, ev);
+	if (h->rq_fwd && h->rq_done)
+		return hx_on_upstream_error(h, 504, "the upstream did not answer in time", to_client, ev);
+	if (h->rq_active && !(h->rq_fwd && h->rs_sent)) {
+		h->rq_fwd = false;
+		answer_error(h, 408, "request timeout", "the request was not received in time", true);
+	}
+	h->closed = true;
+	*ev |= HX_EV_CLOSE;
+	return h->err;
+}
+
+const char *hx_upstream_host(const struct hx *h)
+{
+	return h->up_host_set ? h->up_host : NULL;
+}
+
+bool hx_idle(const struct hx *h)
+{
+	return !h->rq_active && !h->tunnel;
+}
