@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Maps of the kernel programs. Every one is pinned by name below the loader's
+ * pin root (libbpf reuses a pinned map of the same shape), so all sandboxes
+ * and the broker share them; per-sandbox settings are keyed by cgroup id.
+ */
+#ifndef SLUICE_BPF_MAPS_H
+#define SLUICE_BPF_MAPS_H
+#include "common_kern_user.h"
+
+/* cgroup id of a sandbox -> its broker's address and ports (written by the loader). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SLUICE_MAX_SANDBOXES);
+	__type(key, __u64);
+	__type(value, struct sluice_sandbox);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sluice_sandboxes SEC(".maps");
+
+/* Connection 4-tuple as the broker sees it -> original destination (sockops
+ * writes, the broker takes and deletes). LRU: an entry whose connection never
+ * reached the broker must not fill the map. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SLUICE_MAX_ORIG);
+	__type(key, struct sluice_orig_key);
+	__type(value, struct sluice_orig_dst);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sluice_orig SEC(".maps");
+
+/* Socket cookie -> original destination: connect/sendmsg record it, sockops,
+ * getpeername and recvmsg read it, sock_release deletes it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SLUICE_MAX_ORIG);
+	__type(key, __u64);
+	__type(value, struct sluice_orig_dst);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sluice_cookie SEC(".maps");
+
+/* Addresses/ports sandboxed sockets bound -> binding socket's cookie. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SLUICE_MAX_BOUND);
+	__type(key, struct sluice_bound_key);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sluice_bound SEC(".maps");
+
+/* Binding socket's cookie -> its sluice_bound key, so release can remove it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SLUICE_MAX_BOUND);
+	__type(key, __u64);
+	__type(value, struct sluice_bound_key);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sluice_bound_ck SEC(".maps");
+
+/* enum sluice_stat -> count, summed over CPUs by `sluice status`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SLUICE_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sluice_stats SEC(".maps");
+
+#endif /* SLUICE_BPF_MAPS_H */

@@ -1,0 +1,381 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * The kernel half of sluice, attached to a sandbox's cgroup: every TCP
+ * connect goes to the broker (the original destination recorded for it),
+ * DNS goes to the broker's resolver, every other datagram and every socket
+ * that is neither TCP nor UDP is refused. A lookup miss in sluice_sandboxes
+ * means these programs run in a cgroup sluice no longer manages: refuse.
+ *
+ * Workers return 0 or -errno; only the SEC() functions turn that into a verdict.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "helpers.h"
+
+#define EPERM 1
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+/* Reads the destination of a sock_addr context; IPv4-mapped IPv6 becomes IPv4. */
+static __always_inline __u8 ctx_dst(const struct bpf_sock_addr *ctx, int v6, __u32 a[4], int *mapped)
+{
+	*mapped = 0;
+	if (!v6) {
+		a[0] = ctx->user_ip4;
+		return SLUICE_AF_INET;
+	}
+	a[0] = ctx->user_ip6[0];
+	a[1] = ctx->user_ip6[1];
+	a[2] = ctx->user_ip6[2];
+	a[3] = ctx->user_ip6[3];
+	if (ip6_is_v4mapped(a)) {
+		a[0] = a[3];
+		*mapped = 1;
+		return SLUICE_AF_INET;
+	}
+	return SLUICE_AF_INET6;
+}
+
+/* Points the context at the broker (same family as the socket) on port. */
+static __always_inline void ctx_to_broker(struct bpf_sock_addr *ctx, const struct sluice_sandbox *sb,
+					  int v6, int mapped, __u16 port)
+{
+	__u32 w[4];
+
+	if (!v6) {
+		ctx->user_ip4 = sb->broker_ip4;
+	} else if (mapped) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0xffff);
+		ctx->user_ip6[3] = sb->broker_ip4;
+	} else {
+		__builtin_memcpy(w, sb->broker_ip6, 16);
+		ctx->user_ip6[0] = w[0];
+		ctx->user_ip6[1] = w[1];
+		ctx->user_ip6[2] = w[2];
+		ctx->user_ip6[3] = w[3];
+	}
+	ctx_set_port(ctx, port);
+}
+
+static __always_inline int is_local(__u8 family, const __u32 a[4])
+{
+	return family == SLUICE_AF_INET ? ip4_is_local(a[0]) : ip6_is_local(a);
+}
+
+/*
+ * connect() and sendmsg() share this: loopback to a port the sandbox bound
+ * passes; TCP goes to the broker; UDP only to port 53, which goes to the
+ * broker's resolver; anything else is refused. The original destination is
+ * recorded by socket cookie first: no record, no connection.
+ */
+static __always_inline int redirect(struct bpf_sock_addr *ctx, int v6)
+{
+	struct sluice_orig_dst o = {};
+	struct sluice_sandbox *sb;
+	__u64 cgid = 0, cookie;
+	__u32 a[4] = {};
+	__u16 port = ctx_port(ctx), to;
+	__u8 family, proto;
+	int mapped;
+
+	sb = sandbox_find(&cgid);
+	if (!sb || !sb->broker_port || !sb->dns_port)
+		return -EPERM;
+	if (ctx->type == SL_SOCK_STREAM && ctx->protocol == SL_IPPROTO_TCP)
+		proto = SL_IPPROTO_TCP;
+	else if (ctx->type == SL_SOCK_DGRAM && ctx->protocol == SL_IPPROTO_UDP)
+		proto = SL_IPPROTO_UDP;
+	else
+		return -EPERM;
+	family = ctx_dst(ctx, v6, a, &mapped);
+
+	if ((sb->flags & SLUICE_SB_ALLOW_LOOPBACK_BOUND) && is_local(family, a) &&
+	    bound_by_sandbox(cgid, family, proto, a, port)) {
+		stat_inc(SLUICE_STAT_LOOPBACK_PASSED);
+		return 0;
+	}
+	if (proto == SL_IPPROTO_UDP) {
+		if (port != SL_DNS_PORT) {
+			stat_inc(SLUICE_STAT_DENIED_UDP);
+			return -EPERM;
+		}
+		to = sb->dns_port;
+	} else {
+		to = sb->broker_port;
+	}
+
+	orig_fill(&o, cgid, family, proto, a, port);
+	cookie = bpf_get_socket_cookie(ctx);
+	if (bpf_map_update_elem(&sluice_cookie, &cookie, &o, BPF_ANY)) {
+		stat_inc(SLUICE_STAT_DENIED_CONNECT);
+		return -EPERM;
+	}
+	ctx_to_broker(ctx, sb, v6, mapped, to);
+	stat_inc(proto == SL_IPPROTO_TCP ? SLUICE_STAT_TCP_REDIRECTED : SLUICE_STAT_UDP_DNS_REDIRECTED);
+	return 0;
+}
+
+static __always_inline int verdict_connect(int err)
+{
+	if (err)
+		stat_inc(SLUICE_STAT_DENIED_CONNECT);
+	return err ? SL_REFUSE : SL_PASS;
+}
+
+SEC("cgroup/connect4")
+int sluice_connect4(struct bpf_sock_addr *ctx)
+{
+	return verdict_connect(redirect(ctx, 0));
+}
+
+SEC("cgroup/connect6")
+int sluice_connect6(struct bpf_sock_addr *ctx)
+{
+	return verdict_connect(redirect(ctx, 1));
+}
+
+SEC("cgroup/sendmsg4")
+int sluice_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return redirect(ctx, 0) ? SL_REFUSE : SL_PASS;
+}
+
+SEC("cgroup/sendmsg6")
+int sluice_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return redirect(ctx, 1) ? SL_REFUSE : SL_PASS;
+}
+
+/* Writes the recorded destination back into a context (getpeername, recvmsg). */
+static __always_inline void ctx_restore(struct bpf_sock_addr *ctx, const struct sluice_orig_dst *o, int v6)
+{
+	__u32 w[4];
+
+	if (!v6) {
+		if (o->family != SLUICE_AF_INET)
+			return;
+		__builtin_memcpy(w, o->addr, 4);
+		ctx->user_ip4 = w[0];
+	} else if (o->family == SLUICE_AF_INET) {
+		__builtin_memcpy(w, o->addr, 4);
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0xffff);
+		ctx->user_ip6[3] = w[0];
+	} else {
+		__builtin_memcpy(w, o->addr, 16);
+		ctx->user_ip6[0] = w[0];
+		ctx->user_ip6[1] = w[1];
+		ctx->user_ip6[2] = w[2];
+		ctx->user_ip6[3] = w[3];
+	}
+	ctx_set_port(ctx, o->port);
+}
+
+/* getpeername: the program sees the address it asked for, not the broker's. */
+static __always_inline int peername(struct bpf_sock_addr *ctx, int v6)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct sluice_orig_dst *o = bpf_map_lookup_elem(&sluice_cookie, &cookie);
+
+	if (o)
+		ctx_restore(ctx, o, v6);
+	return SL_PASS; /* these hooks cannot refuse */
+}
+
+SEC("cgroup/getpeername4")
+int sluice_getpeername4(struct bpf_sock_addr *ctx)
+{
+	return peername(ctx, 0);
+}
+
+SEC("cgroup/getpeername6")
+int sluice_getpeername6(struct bpf_sock_addr *ctx)
+{
+	return peername(ctx, 1);
+}
+
+/* recvmsg: a DNS reply from the broker's resolver gets the source the query
+ * was sent to (glibc and others drop replies from an unexpected address). */
+static __always_inline int recvmsg(struct bpf_sock_addr *ctx, int v6)
+{
+	struct sluice_orig_dst *o;
+	struct sluice_sandbox *sb;
+	__u64 cgid = 0, cookie;
+	__u32 a[4] = {}, b6[4];
+	int mapped;
+	__u8 family;
+
+	sb = sandbox_find(&cgid);
+	if (!sb || ctx_port(ctx) != sb->dns_port)
+		return SL_PASS;
+	family = ctx_dst(ctx, v6, a, &mapped);
+	if (family == SLUICE_AF_INET) {
+		if (a[0] != sb->broker_ip4)
+			return SL_PASS;
+	} else {
+		__builtin_memcpy(b6, sb->broker_ip6, 16);
+		if (a[0] != b6[0] || a[1] != b6[1] || a[2] != b6[2] || a[3] != b6[3])
+			return SL_PASS;
+	}
+	cookie = bpf_get_socket_cookie(ctx);
+	o = bpf_map_lookup_elem(&sluice_cookie, &cookie);
+	if (o && o->proto == SL_IPPROTO_UDP)
+		ctx_restore(ctx, o, v6);
+	return SL_PASS;
+}
+
+SEC("cgroup/recvmsg4")
+int sluice_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return recvmsg(ctx, 0);
+}
+
+SEC("cgroup/recvmsg6")
+int sluice_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return recvmsg(ctx, 1);
+}
+
+/*
+ * At TCP_CONNECT_CB the local port is assigned and the destination is the
+ * broker: key the recorded destination by the 4-tuple the broker will see
+ * after accept(). A v4-mapped connection reaches the broker's IPv4 listener,
+ * so it is keyed as IPv4.
+ */
+SEC("sockops")
+int sluice_sockops(struct bpf_sock_ops *skops)
+{
+	struct sluice_orig_key k = {};
+	struct sluice_orig_dst *o;
+	__u64 cookie;
+	__u32 l[4], r[4];
+
+	if (skops->op != BPF_SOCK_OPS_TCP_CONNECT_CB)
+		return 1;
+	cookie = bpf_get_socket_cookie(skops);
+	o = bpf_map_lookup_elem(&sluice_cookie, &cookie);
+	if (!o)
+		return 1; /* not redirected (loopback to a port the sandbox bound) */
+
+	k.src_port = (__u16)skops->local_port;
+	k.dst_port = (__u16)bpf_ntohl(skops->remote_port); /* be16 in the upper half */
+	if (skops->family == SL_AF_INET) {
+		k.family = SLUICE_AF_INET;
+		l[0] = skops->local_ip4;
+		r[0] = skops->remote_ip4;
+		__builtin_memcpy(k.src_addr, l, 4);
+		__builtin_memcpy(k.dst_addr, r, 4);
+	} else {
+		l[0] = skops->local_ip6[0];
+		l[1] = skops->local_ip6[1];
+		l[2] = skops->local_ip6[2];
+		l[3] = skops->local_ip6[3];
+		r[0] = skops->remote_ip6[0];
+		r[1] = skops->remote_ip6[1];
+		r[2] = skops->remote_ip6[2];
+		r[3] = skops->remote_ip6[3];
+		if (ip6_is_v4mapped(r)) {
+			k.family = SLUICE_AF_INET;
+			__builtin_memcpy(k.src_addr, &l[3], 4);
+			__builtin_memcpy(k.dst_addr, &r[3], 4);
+		} else {
+			k.family = SLUICE_AF_INET6;
+			__builtin_memcpy(k.src_addr, l, 16);
+			__builtin_memcpy(k.dst_addr, r, 16);
+		}
+	}
+	/* Failing here leaves the broker without an entry: it refuses the
+	 * connection, so the failure stays closed. */
+	if (bpf_map_update_elem(&sluice_orig, &k, o, BPF_ANY))
+		stat_inc(SLUICE_STAT_DENIED_CONNECT);
+	return 1;
+}
+
+/* Only TCP and UDP over IPv4/IPv6: no raw, ICMP, SCTP, MPTCP, UDP-Lite.
+ * (Other families never reach this hook; the CLI's seccomp filter covers them.) */
+SEC("cgroup/sock_create")
+int sluice_sock_create(struct bpf_sock *sk)
+{
+	__u64 cgid = 0;
+
+	if (!sandbox_find(&cgid))
+		goto refuse;
+	if (sk->type == SL_SOCK_STREAM && sk->protocol == SL_IPPROTO_TCP)
+		return SL_PASS;
+	if (sk->type == SL_SOCK_DGRAM && sk->protocol == SL_IPPROTO_UDP)
+		return SL_PASS;
+refuse:
+	stat_inc(SLUICE_STAT_DENIED_SOCKET);
+	return SL_REFUSE;
+}
+
+/* Records what the sandbox bound so its own loopback traffic passes. */
+static __always_inline int post_bind(struct bpf_sock *sk, int v6)
+{
+	struct sluice_bound_key k = {};
+	__u64 cgid = 0, cookie;
+	__u32 a[4];
+
+	if (!sandbox_find(&cgid))
+		return SL_REFUSE;
+	k.cgroup_id = cgid;
+	k.port = (__u16)sk->src_port;
+	k.proto = (__u8)sk->protocol;
+	if (!v6) {
+		k.family = SLUICE_AF_INET;
+		a[0] = sk->src_ip4;
+		__builtin_memcpy(k.addr, a, 4);
+	} else {
+		a[0] = sk->src_ip6[0];
+		a[1] = sk->src_ip6[1];
+		a[2] = sk->src_ip6[2];
+		a[3] = sk->src_ip6[3];
+		if (ip6_is_v4mapped(a)) {
+			k.family = SLUICE_AF_INET;
+			__builtin_memcpy(k.addr, &a[3], 4);
+		} else {
+			k.family = SLUICE_AF_INET6;
+			__builtin_memcpy(k.addr, a, 16);
+		}
+	}
+	cookie = bpf_get_socket_cookie(sk);
+	/* A failed update only means loopback to this port goes to the broker. */
+	if (!bpf_map_update_elem(&sluice_bound, &k, &cookie, BPF_ANY))
+		bpf_map_update_elem(&sluice_bound_ck, &cookie, &k, BPF_ANY);
+	return SL_PASS;
+}
+
+SEC("cgroup/post_bind4")
+int sluice_post_bind4(struct bpf_sock *sk)
+{
+	return post_bind(sk, 0);
+}
+
+SEC("cgroup/post_bind6")
+int sluice_post_bind6(struct bpf_sock *sk)
+{
+	return post_bind(sk, 1);
+}
+
+/* A released socket's port may next belong to someone else: forget it. */
+SEC("cgroup/sock_release")
+int sluice_sock_release(struct bpf_sock *sk)
+{
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	struct sluice_bound_key *k;
+	__u64 *owner;
+
+	bpf_map_delete_elem(&sluice_cookie, &cookie);
+	k = bpf_map_lookup_elem(&sluice_bound_ck, &cookie);
+	if (k) {
+		owner = bpf_map_lookup_elem(&sluice_bound, k);
+		if (owner && *owner == cookie)
+			bpf_map_delete_elem(&sluice_bound, k);
+		bpf_map_delete_elem(&sluice_bound_ck, &cookie);
+	}
+	return SL_PASS;
+}

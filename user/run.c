@@ -1,0 +1,462 @@
+// SPDX-License-Identifier: MIT
+/*
+ * sluice run / attach / detach / status / policy check.
+ * Order of `run`: cgroup, programs attached and pinned, broker ready, sandbox
+ * entry written, and only then the command enters the cgroup. Teardown is the
+ * reverse; whatever crashes in between leaves the pinned programs refusing.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "log.h"
+#include "policy.h"
+#include "sluice.h"
+
+extern char **environ;
+
+#define BROKER_READY_MS 15000
+
+struct sandbox {
+	struct run_opts *o;
+	char name[64];
+	char cg_path[512];
+	bool cg_created;       /* run: we made the cgroup and remove it */
+	__u64 cgid;
+	struct loader *ld;
+	bool attached;
+	struct broker broker;
+	bool entry;
+	struct policy *policy;
+	char **envp;
+};
+
+static int sandbox_entry(struct sandbox *s)
+{
+	struct sluice_sandbox sb = {
+		.broker_ip4 = htonl(INADDR_LOOPBACK),
+		.broker_port = s->broker.port,
+		.dns_port = s->broker.dns_port,
+		.flags = SLUICE_SB_ALLOW_LOOPBACK_BOUND,
+	};
+	int err;
+
+	sb.broker_ip6[15] = 1; /* ::1 */
+	err = loader_set_sandbox(s->o->pin_root, s->cgid, &sb);
+	if (!err)
+		s->entry = true;
+	return err;
+}
+
+/* Teardown in reverse order; every step tolerates "never happened". */
+static void sandbox_teardown(struct sandbox *s)
+{
+	if (s->cg_created)
+		cg_destroy(s->cg_path);
+	if (s->entry)
+		loader_del_sandbox(s->o->pin_root, s->cgid);
+	if (s->attached)
+		loader_detach(s->o->pin_root, s->name);
+	loader_close(s->ld);
+	s->ld = NULL;
+	broker_stop(&s->broker);
+	policy_unref(s->policy);
+	s->policy = NULL;
+	free(s->envp);
+	s->envp = NULL;
+}
+
+static int sandbox_setup(struct sandbox *s)
+{
+	int err;
+
+	err = loader_prepare(s->o->pin_root);
+	if (err)
+		return err;
+	cg_sockmatch_check();
+	err = cg_id(s->cg_path, &s->cgid);
+	if (err) {
+		pr_err("Couldn't stat cgroup %s: %s", s->cg_path, strerror(-err));
+		return err;
+	}
+	err = loader_attach(s->o->pin_root, s->name, s->cg_path, &s->ld);
+	if (err)
+		return err;
+	s->attached = true;
+	err = broker_start(s->o, 0, BROKER_READY_MS, &s->broker);
+	if (err)
+		return err;
+	return sandbox_entry(s);
+}
+
+/* The broker died: start it again (same port when free) and point the
+ * sandbox at it. Until then connects are refused (nothing listens there). */
+static void broker_restart(struct sandbox *s)
+{
+	uint16_t port = s->broker.port;
+
+	s->broker.pid = 0;
+	if (broker_start(s->o, port, BROKER_READY_MS, &s->broker)) {
+		s->broker.port = port;
+		return;
+	}
+	if (sandbox_entry(s))
+		pr_err("the restarted broker is not reachable from the sandbox");
+	else
+		pr_info("broker restarted (pid %d, port %u, dns %u)", (int)s->broker.pid,
+			s->broker.port, s->broker.dns_port);
+}
+
+/*
+ * Waits for the command (child > 0) or for a stop signal (attach), restarting
+ * the broker whenever it dies, forwarding signals to the command. Returns
+ * the command's exit status (128+signal when killed), or 0 for attach.
+ */
+static int supervise(struct sandbox *s, pid_t child)
+{
+	struct timespec tick = { .tv_sec = 1 };
+	sigset_t set;
+	siginfo_t si;
+	int status, sig;
+	pid_t pid;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGQUIT);
+	for (;;) {
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+			if (pid == child && child > 0)
+				return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+			if (pid == s->broker.pid) {
+				pr_warn("the broker (pid %d) %s %d; restarting it", (int)pid,
+					WIFEXITED(status) ? "exited with" : "was killed by signal",
+					WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+				broker_restart(s);
+			}
+		}
+		if (!s->broker.pid)
+			broker_restart(s);
+		sig = sigtimedwait(&set, &si, &tick);
+		if (sig <= 0 || sig == SIGCHLD)
+			continue;
+		if (child > 0)
+			kill(child, sig);
+		else
+			return 0;
+	}
+}
+
+static int sandbox_name(struct run_opts *o, char *buf, size_t len, const char *prefix, unsigned long long id)
+{
+	if (o->name) {
+		if (!o->name[0] || strchr(o->name, '/') || strstr(o->name, "..") || strlen(o->name) >= len) {
+			pr_err("--name %s: use letters, digits, '-' and '_' (no '/')", o->name);
+			return -EINVAL;
+		}
+		snprintf(buf, len, "%s", o->name);
+	} else {
+		snprintf(buf, len, "%s%llu", prefix, id);
+		o->name = buf;
+	}
+	return 0;
+}
+
+/* Secrets as the sandbox sees them: NAME=placeholder; sources removed. */
+static int build_env(struct sandbox *s)
+{
+	struct env_secret sec[256];
+	size_t n = 0, i;
+	char bundle[512];
+
+	if (s->policy) {
+		n = policy_secret_count(s->policy);
+		if (n > sizeof(sec) / sizeof(sec[0])) {
+			pr_err("%s: %zu secrets; sluice run supports up to %zu", s->o->policy, n,
+			       sizeof(sec) / sizeof(sec[0]));
+			return -E2BIG;
+		}
+		for (i = 0; i < n; i++) {
+			const struct policy_secret *ps = policy_secret_at(s->policy, i);
+
+			sec[i] = (struct env_secret){ ps->name, ps->placeholder, ps->env_source };
+		}
+	}
+	snprintf(bundle, sizeof(bundle), "%s/ca-bundle.pem", s->o->run_dir ? s->o->run_dir : SLUICE_RUN_DIR);
+	if (access(bundle, R_OK))
+		pr_warn("%s is missing: TLS clients in the sandbox will not trust the broker", bundle);
+	s->envp = env_build(environ, sec, n, bundle);
+	return s->envp ? 0 : -ENOMEM;
+}
+
+int do_run(struct run_opts *o)
+{
+	struct sandbox s = { .o = o };
+	char err[1024] = "", name[64];
+	struct sb_ident id;
+	int ep[2], rc = 1, status;
+	sigset_t set, old;
+	ssize_t n;
+	pid_t child;
+
+	if (!o->cmd || !o->cmd[0]) {
+		pr_err("run: no command given (usage: sluice run [OPTIONS] -- CMD [ARGS...])");
+		return 2;
+	}
+	if (!o->pin_root)
+		o->pin_root = SLUICE_PIN_ROOT;
+	if (sandbox_name(o, name, sizeof(name), "run-", (unsigned long long)getpid()))
+		return 2;
+	snprintf(s.name, sizeof(s.name), "%s", o->name);
+	if (o->policy && policy_load(o->policy, POLICY_FMT_AUTO, &s.policy, err, sizeof(err))) {
+		pr_err("%s", err);
+		return 2;
+	}
+	if (sb_ident_resolve(o->user, &id, err, sizeof(err))) {
+		pr_err("%s", err);
+		goto out;
+	}
+	if (geteuid() != 0) {
+		pr_err("sluice run needs root (to attach BPF programs to a cgroup): run it with sudo; "
+		       "the command itself runs as %s", id.name);
+		goto out;
+	}
+	if (build_env(&s))
+		goto out;
+
+	/* Signals wait in sigtimedwait() until the command runs; the children unblock them. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGQUIT);
+	sigprocmask(SIG_BLOCK, &set, &old);
+
+	if (cg_create(s.name, s.cg_path, sizeof(s.cg_path)))
+		goto out;
+	s.cg_created = true;
+	if (sandbox_setup(&s))
+		goto out;
+
+	if (pipe2(ep, O_CLOEXEC)) {
+		pr_err("pipe: %s", strerror(errno));
+		goto out;
+	}
+	child = fork();
+	if (child < 0) {
+		pr_err("fork: %s", strerror(errno));
+		close(ep[0]);
+		close(ep[1]);
+		goto out;
+	}
+	if (child == 0) {
+		/* No inherited socket or BPF fd may enter the sandbox. */
+		close(ep[0]);
+		if (ep[1] != 3) {
+			dup2(ep[1], 3);
+			fcntl(3, F_SETFD, FD_CLOEXEC);
+		}
+		close_range(4, ~0U, 0);
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		sb_exec(s.cg_path, &id, o->cmd, s.envp, err, sizeof(err));
+		n = write(3, err, strlen(err));
+		(void)n;
+		_exit(errno == ENOENT ? 127 : 126);
+	}
+	close(ep[1]);
+	n = read(ep[0], err, sizeof(err) - 1);
+	close(ep[0]);
+	if (n > 0) {
+		err[n] = 0;
+		pr_err("%s", err);
+		waitpid(child, &status, 0);
+		rc = WIFEXITED(status) ? WEXITSTATUS(status) : 126;
+		goto out;
+	}
+	rc = supervise(&s, child);
+out:
+	sandbox_teardown(&s);
+	return rc;
+}
+
+/* ---- attach / detach: a supervisor process per attached cgroup ---- */
+
+static void state_path(const struct run_opts *o, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s.pid", o->run_dir ? o->run_dir : SLUICE_RUN_DIR, name);
+}
+
+static int cg_resolve(struct run_opts *o, char *name, size_t len, __u64 *cgid)
+{
+	int err;
+
+	if (!o->cgroup) {
+		pr_err("--cgroup PATH is required (the cgroup v2 directory of the container)");
+		return -EINVAL;
+	}
+	err = cg_id(o->cgroup, cgid);
+	if (err) {
+		pr_err("Couldn't stat cgroup %s: %s (give its directory under the cgroup v2 mount)",
+		       o->cgroup, strerror(-err));
+		return err;
+	}
+	if (!o->pin_root)
+		o->pin_root = SLUICE_PIN_ROOT;
+	return sandbox_name(o, name, len, "cg-", (unsigned long long)*cgid);
+}
+
+int do_attach(struct run_opts *o)
+{
+	struct sandbox s = { .o = o };
+	char name[64], sp[512], err[1024], msg[128] = "";
+	int rc = 1, ep[2];
+	sigset_t set;
+	ssize_t n;
+	pid_t pid;
+	FILE *f;
+
+	if (cg_resolve(o, name, sizeof(name), &s.cgid))
+		return 2;
+	snprintf(s.name, sizeof(s.name), "%s", o->name);
+	snprintf(s.cg_path, sizeof(s.cg_path), "%s", o->cgroup);
+	if (o->policy && policy_load(o->policy, POLICY_FMT_AUTO, &s.policy, err, sizeof(err))) {
+		pr_err("%s", err);
+		return 2;
+	}
+	if (loader_prepare(o->pin_root))
+		goto out;
+	if (loader_attach(o->pin_root, s.name, s.cg_path, &s.ld))
+		goto out;
+	s.attached = true;
+	loader_close(s.ld);
+	s.ld = NULL;
+	state_path(o, s.name, sp, sizeof(sp));
+	mkdir(o->run_dir ? o->run_dir : SLUICE_RUN_DIR, 0755);
+	if (pipe2(ep, O_CLOEXEC)) {
+		pr_err("pipe: %s", strerror(errno));
+		goto out;
+	}
+	/* A supervisor outlives this command: the broker's parent, restarting it. */
+	pid = fork();
+	if (pid < 0) {
+		pr_err("fork: %s", strerror(errno));
+		goto out;
+	}
+	if (pid > 0) {
+		close(ep[1]);
+		n = read(ep[0], msg, sizeof(msg) - 1);
+		close(ep[0]);
+		if (n <= 0) {
+			/* The supervisor reported its error and tore everything down. */
+			waitpid(pid, NULL, 0);
+			s.attached = false;
+			goto out;
+		}
+		msg[n] = 0;
+		printf("attached %s: cgroup %s (id %llu), %s\n", s.name, o->cgroup,
+		       (unsigned long long)s.cgid, msg);
+		policy_unref(s.policy);
+		return 0;
+	}
+	close(ep[0]);
+	setsid();
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGQUIT);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	if (broker_start(o, 0, BROKER_READY_MS, &s.broker) || sandbox_entry(&s)) {
+		sandbox_teardown(&s);
+		_exit(1);
+	}
+	f = fopen(sp, "we");
+	if (f) {
+		fprintf(f, "%d\n", (int)getpid());
+		fclose(f);
+	}
+	snprintf(msg, sizeof(msg), "broker pid %d port %u dns port %u", (int)s.broker.pid,
+		 s.broker.port, s.broker.dns_port);
+	n = write(ep[1], msg, strlen(msg));
+	close(ep[1]);
+	/* Detached from the caller's terminal and descriptors. */
+	n = open("/dev/null", O_RDWR);
+	if (n >= 0) {
+		dup2(n, 0);
+		dup2(n, 1);
+		if (n > 2)
+			close(n);
+	}
+	supervise(&s, 0);
+	unlink(sp);
+	sandbox_teardown(&s);
+	_exit(0);
+out:
+	sandbox_teardown(&s);
+	return rc;
+}
+
+int do_detach(struct run_opts *o)
+{
+	char name[64], sp[512];
+	__u64 cgid;
+	int pid = 0, err, i;
+	FILE *f;
+
+	if (cg_resolve(o, name, sizeof(name), &cgid))
+		return 2;
+	state_path(o, o->name, sp, sizeof(sp));
+	f = fopen(sp, "re");
+	if (f) {
+		if (fscanf(f, "%d", &pid) != 1)
+			pid = 0;
+		fclose(f);
+	}
+	if (pid > 0 && !kill(pid, SIGTERM)) {
+		for (i = 0; i < 300 && !kill(pid, 0); i++)
+			usleep(10000);
+	}
+	unlink(sp);
+	loader_del_sandbox(o->pin_root, cgid);
+	err = loader_detach(o->pin_root, o->name);
+	if (err && err != -ENOENT) {
+		pr_err("Couldn't unpin %s/%s: %s", o->pin_root, o->name, strerror(-err));
+		return 1;
+	}
+	if (err == -ENOENT && pid <= 0) {
+		pr_err("%s is not attached (nothing pinned at %s/%s)", o->cgroup, o->pin_root, o->name);
+		return 1;
+	}
+	printf("detached %s from %s\n", o->name, o->cgroup);
+	return 0;
+}
+
+int do_status(struct run_opts *o)
+{
+	return loader_status(o->pin_root ? o->pin_root : SLUICE_PIN_ROOT, stdout) ? 1 : 0;
+}
+
+int do_policy_check(const char *file)
+{
+	struct policy *p = NULL;
+	char err[1024];
+
+	if (policy_load(file, POLICY_FMT_AUTO, &p, err, sizeof(err))) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	policy_dump(p, stdout);
+	policy_unref(p);
+	return 0;
+}

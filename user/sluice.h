@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+/* Internals of the sluice CLI (user/). */
+#ifndef SLUICE_USER_H
+#define SLUICE_USER_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <linux/types.h>
+#include "common_kern_user.h"
+
+#define SLUICE_RUN_DIR   "/run/sluice"
+#define SLUICE_CA_DIR    "/var/lib/sluice/ca"
+#define SLUICE_CG_PARENT "sluice"  /* sandbox cgroups live in <cgroup2 mount>/sluice/ */
+#define SLUICE_MAX_ARGS  64
+
+/* Options of run/attach, declared once (main.c fills them). */
+struct run_opts {
+	const char *policy;
+	const char *user;
+	const char *audit;
+	const char *broker;     /* sluiced binary; default: next to this binary */
+	const char *pin_root;   /* default SLUICE_PIN_ROOT */
+	const char *run_dir;    /* default SLUICE_RUN_DIR */
+	const char *ca_dir;
+	const char *cgroup;     /* attach/detach: an existing cgroup */
+	const char *name;       /* sandbox name (pin dir, cgroup, broker --sandbox) */
+	const char *upstream_ca[SLUICE_MAX_ARGS]; size_t n_upstream_ca;
+	const char *resolve[SLUICE_MAX_ARGS];     size_t n_resolve;
+	const char *allow[SLUICE_MAX_ARGS];       size_t n_allow;
+	char *const *cmd;       /* NULL-terminated */
+};
+
+/* ---- cgroup.c ---- */
+/* Finds the cgroup v2 mount point in mountinfo text. Returns 0, -ENOENT when
+ * there is none, -ENAMETOOLONG when out is too small. */
+int cg2_mount_parse(const char *mountinfo, char *out, size_t outlen);
+/* Same from /proc/self/mountinfo. */
+int cg2_mount_find(char *out, size_t outlen);
+/* The cgroup id of a cgroup directory (its inode number on cgroup2). */
+int cg_id(const char *path, __u64 *id);
+/* Creates <mount>/sluice/<name> (mode 0755); path receives its path. */
+int cg_create(const char *name, char *path, size_t pathlen);
+/* Moves pid (0: the caller) into the cgroup at path. */
+int cg_enter(const char *path, pid_t pid);
+/* Kills what is left in the cgroup, waits for it to empty, removes it. */
+int cg_destroy(const char *path);
+/* Cgroup v1 net_cls/net_prio in use turns off cgroup2 socket matching. Returns
+ * 0 when cgroup2 socket hooks can apply, -EOPNOTSUPP (with a message) when not. */
+int cg_sockmatch_check(void);
+
+/* ---- loader.c ---- */
+struct loader;
+/* Mounts bpffs at /sys/fs/bpf if needed and creates pin_root. */
+int loader_prepare(const char *pin_root);
+/* Loads the programs (shared maps reused from pin_root), attaches them to
+ * the cgroup and pins the links under pin_root/name/. Returns 0 or -errno. */
+int loader_attach(const char *pin_root, const char *name, const char *cgroup_path,
+		  struct loader **out);
+/* Closes our fds; the pinned links keep enforcement in place. NULL-safe. */
+void loader_close(struct loader *l);
+/* Unpins (detaches) the links of sandbox name. Returns 0 or -errno (-ENOENT: none). */
+int loader_detach(const char *pin_root, const char *name);
+/* Writes / deletes the sluice_sandboxes entry of cgroup id. */
+int loader_set_sandbox(const char *pin_root, __u64 cgid, const struct sluice_sandbox *sb);
+int loader_del_sandbox(const char *pin_root, __u64 cgid);
+/* Prints the sandboxes map, the pinned sandboxes and the counters. */
+int loader_status(const char *pin_root, FILE *f);
+
+/* ---- broker.c ---- */
+struct broker {
+	pid_t pid;
+	uint16_t port;      /* TCP, on 127.0.0.1 and ::1 */
+	uint16_t dns_port;  /* UDP, same addresses */
+};
+/* Parses "READY P Q\n". Returns 0 or -EINVAL. */
+int broker_parse_ready(const char *line, uint16_t *port, uint16_t *dns_port);
+/* Builds sluiced's argv from the options (listen port 0 = any). Returns the
+ * argc or -E2BIG; strings in argv point into o, storage (listen address) and name. */
+int broker_argv(const struct run_opts *o, const char *bin, uint16_t listen_port, int ready_fd,
+		char *storage, size_t storage_len, const char **argv, size_t max);
+/* Starts sluiced and waits (up to timeout_ms) for its READY line. */
+int broker_start(const struct run_opts *o, uint16_t listen_port, int timeout_ms, struct broker *b);
+void broker_stop(struct broker *b);
+
+/* ---- env.c ---- */
+struct env_secret {
+	const char *name;         /* env var the sandbox sees */
+	const char *placeholder;  /* its value there */
+	const char *env_source;   /* var holding the real value (removed), or NULL */
+};
+/* Builds the sandbox's environment from env (NULL-terminated): every secret's
+ * source var and every var whose value contains a secret's value is dropped,
+ * NAME=placeholder added, the CA trust variables point at bundle. Returns a
+ * malloc'd NULL-terminated array (one block, free() it) or NULL on ENOMEM. */
+char **env_build(char *const *env, const struct env_secret *s, size_t n, const char *bundle);
+
+/* ---- sandbox.c ---- */
+/* Identity the sandboxed command runs as. */
+struct sb_ident {
+	uid_t uid;
+	gid_t gid;
+	char  name[64];
+};
+/* --user NAME, else SUDO_UID/SUDO_GID, else nobody. */
+int sb_ident_resolve(const char *user, struct sb_ident *id, char *err, size_t errlen);
+/* In the forked child: enter the cgroup, check the hooks apply, namespaces,
+ * read-only cgroupfs/no bpffs, drop to id without capabilities, seccomp,
+ * exec. Only returns on failure, with a message in err. */
+int sb_exec(const char *cgroup_path, const struct sb_ident *id, char *const *cmd, char **envp,
+	    char *err, size_t errlen);
+
+/* ---- run.c ---- */
+int do_run(struct run_opts *o);
+int do_attach(struct run_opts *o);
+int do_detach(struct run_opts *o);
+int do_status(struct run_opts *o);
+int do_policy_check(const char *file);
+
+#endif /* SLUICE_USER_H */
