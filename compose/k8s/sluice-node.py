@@ -1,0 +1,158 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""Per-node controller run by the sluice DaemonSet (compose/k8s/daemonset.yaml).
+
+Every few seconds it lists the pods of this node. A pod annotated
+sluice.dev/policy: CONFIGMAP[/KEY] (key default policy.yaml, ConfigMap in the pod's namespace) gets:
+  1. its pod-level cgroup found from /proc/*/cgroup (hostPID), so every container of the pod,
+     also those started later, is covered (cgroup programs apply to descendants);
+  2. `sluice attach --cgroup <pod cgroup> --policy <file>` run inside the pod's network namespace
+     (nsenter --net), so the broker listens on the pod's loopback where the kernel programs send
+     its connects;
+  3. the annotation sluice.dev/attached=true, which the pod's init container waits for (through a
+     downward-API volume) before any of the pod's own code runs.
+A pod whose policy cannot be read or attached is never marked: its init container keeps waiting,
+so the pod stays blocked (fail closed). Errors are printed with the pod's name and what to fix.
+"""
+import json
+import os
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+
+ANN_POLICY = "sluice.dev/policy"
+ANN_ATTACHED = "sluice.dev/attached"
+PROC = os.environ.get("PROC", "/proc")
+STATE = os.environ.get("SLUICE_STATE", "/var/lib/sluice/pods")
+SA = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def log(msg):
+    print(f"sluice-node: {msg}", file=sys.stderr, flush=True)
+
+
+def cg2_mount():
+    """The cgroup v2 mount point from mountinfo (hosts mount it at different places)."""
+    with open(f"{PROC}/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split(" ")[0] == "cgroup2":
+                return left.split(" ")[4]
+    return None
+
+
+def pod_cgroup(uid):
+    """(pod cgroup path relative to the cgroup2 root, a pid inside the pod) or (None, None).
+    cgroupfs drivers name the pod cgroup pod<uid>, the systemd driver pod<uid with _ for ->.slice."""
+    keys = ("pod" + uid, "pod" + uid.replace("-", "_"))
+    for ent in os.listdir(PROC):
+        if not ent.isdigit():
+            continue
+        try:
+            with open(f"{PROC}/{ent}/cgroup") as f:
+                for line in f:
+                    if not line.startswith("0::"):
+                        continue
+                    parts = line[3:].strip().split("/")
+                    for i, seg in enumerate(parts):
+                        if any(k in seg for k in keys):
+                            return "/".join(parts[: i + 1]), int(ent)
+        except OSError:
+            continue
+    return None, None
+
+
+class Api:
+    def __init__(self):
+        host = os.environ["KUBERNETES_SERVICE_HOST"]
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        self.base = f"https://{host}:{port}"
+        self.ctx = ssl.create_default_context(cafile=f"{SA}/ca.crt")
+
+    def call(self, method, path, body=None, ctype="application/json"):
+        with open(f"{SA}/token") as f:
+            token = f.read().strip()
+        req = urllib.request.Request(self.base + path, method=method,
+                                     data=json.dumps(body).encode() if body is not None else None)
+        req.add_header("Authorization", "Bearer " + token)
+        if body is not None:
+            req.add_header("Content-Type", ctype)
+        with urllib.request.urlopen(req, context=self.ctx, timeout=10) as r:
+            return json.load(r)
+
+
+def attach(api, pod, mnt, done):
+    meta = pod["metadata"]
+    ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    ref = meta["annotations"][ANN_POLICY]
+    cm, _, key = ref.partition("/")
+    key = key or "policy.yaml"
+    rel, pid = pod_cgroup(uid)
+    if not rel:
+        return  # no process yet (sandbox still starting): next round
+    try:
+        data = api.call("GET", f"/api/v1/namespaces/{ns}/configmaps/{cm}").get("data", {})
+    except Exception as e:  # noqa: BLE001 - any API failure keeps the pod blocked
+        log(f"{ns}/{name}: cannot read ConfigMap {cm}: {e}; grant get on configmaps or fix {ANN_POLICY}")
+        return
+    if key not in data:
+        log(f"{ns}/{name}: ConfigMap {cm} has no key {key}; set {ANN_POLICY}: {cm}/<key>")
+        return
+    os.makedirs(STATE, mode=0o700, exist_ok=True)
+    pfile = f"{STATE}/{uid}.yaml"
+    with open(pfile, "w") as f:
+        f.write(data[key])
+    cmd = ["nsenter", f"--net={PROC}/{pid}/ns/net", "--", "sluice", "attach",
+           "--cgroup", mnt + rel, "--policy", pfile, "--name", "pod-" + uid[:8]]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        log(f"{ns}/{name}: sluice attach failed ({r.returncode}): {r.stderr.strip()[-400:]}; the pod stays blocked")
+        return
+    api.call("PATCH", f"/api/v1/namespaces/{ns}/pods/{name}",
+             {"metadata": {"annotations": {ANN_ATTACHED: "true"}}}, "application/merge-patch+json")
+    done[uid] = mnt + rel
+    log(f"{ns}/{name}: attached to {mnt + rel}")
+
+
+def main():
+    node = os.environ.get("NODE_NAME")
+    if not node:
+        log("NODE_NAME is not set; give the container env NODE_NAME from fieldRef spec.nodeName")
+        return 1
+    mnt = cg2_mount()
+    if not mnt:
+        log("no cgroup2 filesystem in mountinfo; mount the host's /sys/fs/cgroup into the container")
+        return 1
+    api = Api()
+    done = {}  # pod uid -> attached cgroup
+    while True:
+        try:
+            pods = api.call("GET", f"/api/v1/pods?fieldSelector=spec.nodeName%3D{node}")["items"]
+        except Exception as e:  # noqa: BLE001
+            log(f"cannot list pods: {e}")
+            time.sleep(5)
+            continue
+        live = set()
+        for pod in pods:
+            meta = pod["metadata"]
+            live.add(meta["uid"])
+            if ANN_POLICY not in meta.get("annotations", {}) or meta["uid"] in done:
+                continue
+            if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            attach(api, pod, mnt, done)
+        for uid in list(done):
+            if uid not in live:
+                # the pod's cgroup is gone with it; drop our pins and the policy copy
+                subprocess.run(["sluice", "detach", "--cgroup", done.pop(uid)], capture_output=True)
+                try:
+                    os.unlink(f"{STATE}/{uid}.yaml")
+                except OSError:
+                    pass
+        time.sleep(2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

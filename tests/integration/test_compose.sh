@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# compose/: no Docker engine or Kubernetes here, so the files are validated by parsing them and
+# checking the fields that make enforcement work (privileges, pid/cgroup namespaces, mounts, the
+# attach command, the agent's wait for the attach), and each checker is shown to fail on a broken
+# copy. The two pieces of logic that run in those containers, finding the agent's cgroup
+# (sluice-attach.sh) and a pod's cgroup (sluice-node.py), are run against real cgroups made here.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=/usr/bin/python3
+T=$(mktemp -d /tmp/sluice-compose.XXXXXX)
+PIDS=() CGS=()
+cleanup() {
+	local p c
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+	for ((c = ${#CGS[@]} - 1; c >= 0; c--)); do rmdir "${CGS[c]}" 2>/dev/null || true; done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+$PY -c 'import yaml' 2>/dev/null || fail "python3-yaml is missing (apt-get install python3-yaml)"
+
+# ---------- the checkers (a broken file makes them exit non-zero) ----------
+cat > "$T/check.py" <<'EOPY'
+import json, sys, yaml
+
+def need(cond, what):
+    if not cond:
+        sys.exit(f"{sys.argv[1]}: {what}")
+
+def vols(svc):
+    out = {}
+    for v in svc.get("volumes", []):
+        if isinstance(v, str):
+            parts = v.split(":")
+            out[parts[1]] = (parts[0], parts[2] if len(parts) > 2 else "rw")
+        else:
+            out[v["target"]] = (v.get("source"), "ro" if v.get("read_only") else "rw")
+    return out
+
+def check_compose(path):
+    doc = yaml.safe_load(open(path))
+    svcs = doc.get("services", {})
+    need("sluice" in svcs and "agent" in svcs, "services sluice and agent are required")
+    s, a = svcs["sluice"], svcs["agent"]
+    need(s.get("privileged") is True, "sluice sidecar must be privileged (loads BPF, attaches to cgroups)")
+    need(s.get("pid") == "host", "sluice sidecar needs pid: host (finds the agent's process)")
+    need(s.get("cgroup") == "host", "sluice sidecar needs cgroup: host (sees the agent's cgroup path)")
+    sv = vols(s)
+    need(sv.get("/sys/fs/bpf", ("",))[0] == "/sys/fs/bpf", "sidecar must mount the host's /sys/fs/bpf")
+    need(sv.get("/sys/fs/cgroup", ("",))[0] == "/sys/fs/cgroup", "sidecar must mount the host's /sys/fs/cgroup")
+    ep = " ".join(s.get("entrypoint", []) + s.get("command", []))
+    need("sluice-attach" in ep, "sidecar entrypoint must be sluice-attach (runs sluice attach)")
+    need(s["environment"].get("SLUICE_TARGET") == a["environment"].get("SLUICE_SANDBOX"),
+         "sidecar SLUICE_TARGET must equal the agent's SLUICE_SANDBOX marker")
+    need("SLUICE_SANDBOX" not in s["environment"], "the marker must not be in the sidecar's own environment")
+    pol = s["environment"].get("SLUICE_POLICY")
+    need(pol in sv, f"policy {pol} must be mounted into the sidecar")
+    need(a.get("network_mode") == "service:sluice",
+         "agent must share the sidecar's network namespace (the broker listens on its loopback)")
+    need(a.get("privileged") is not True, "agent must not be privileged")
+    need("ALL" in a.get("cap_drop", []), "agent must drop all capabilities")
+    need(any("no-new-privileges" in o for o in a.get("security_opt", [])), "agent needs no-new-privileges")
+    av = vols(a)
+    share = s["environment"].get("SLUICE_SHARE")
+    need(share in av and av[share][1] == "ro", "agent must mount the share read-only")
+    need("/sys/fs/bpf" not in av and "/sys/fs/cgroup" not in av, "agent must not see bpffs or cgroupfs")
+    ep = " ".join(a.get("entrypoint", []))
+    need(f"{share}/ready" in ep and "until" in ep, "agent's entrypoint must wait for the sidecar's ready file")
+    need("sluice" in a.get("depends_on", []), "agent must depend on sluice")
+    for k in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO"):
+        need(a["environment"].get(k, "").startswith(share + "/"), f"agent's {k} must point at the sluice CA bundle")
+    for k, v in a["environment"].items():
+        if k in s["environment"] and k.isupper() and k not in ("SLUICE_SANDBOX",):
+            need(v == "SLUICE_PLACEHOLDER_" + k, f"agent's {k} must be the placeholder, not a value")
+
+def check_devcontainer(path, compose_path):
+    d = json.load(open(path))
+    comp = yaml.safe_load(open(compose_path))
+    need(d.get("dockerComposeFile") in (["docker-compose.yml"], "docker-compose.yml"),
+         "dockerComposeFile must name docker-compose.yml")
+    need(d.get("service") == "agent" and "agent" in comp["services"], "service must be the agent")
+    need("sluice" in d.get("runServices", []), "runServices must start the sluice sidecar")
+    need(d.get("overrideCommand") is False, "overrideCommand must be false (keeps the wait-for-attach entrypoint)")
+    need(d.get("containerEnv", {}).get("SLUICE_SANDBOX") ==
+         comp["services"]["sluice"]["environment"]["SLUICE_TARGET"], "containerEnv must carry the marker")
+
+def check_k8s(path, pod_path):
+    docs = [d for d in yaml.safe_load_all(open(path)) if d]
+    by = {d["kind"]: d for d in docs}
+    need("DaemonSet" in by, "no DaemonSet")
+    ds = by["DaemonSet"]
+    spec = ds["spec"]["template"]["spec"]
+    need(spec.get("hostPID") is True, "DaemonSet needs hostPID: true")
+    need(spec.get("serviceAccountName") == by["ServiceAccount"]["metadata"]["name"], "serviceAccountName")
+    c = spec["containers"][0]
+    need(c.get("securityContext", {}).get("privileged") is True, "sluice container must be privileged")
+    need("sluice-node" in " ".join(c.get("command", [])), "command must run the sluice-node controller")
+    need(any(e["name"] == "NODE_NAME" and e["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+             for e in c.get("env", [])), "NODE_NAME from spec.nodeName")
+    hv = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    need(hv.get(mounts.get("/sys/fs/bpf")) == "/sys/fs/bpf", "hostPath /sys/fs/bpf mounted at /sys/fs/bpf")
+    need(hv.get(mounts.get("/sys/fs/cgroup")) == "/sys/fs/cgroup", "hostPath /sys/fs/cgroup mounted at /sys/fs/cgroup")
+    bpfm = [m for m in c["volumeMounts"] if m["mountPath"] == "/sys/fs/bpf"][0]
+    need(bpfm.get("mountPropagation") == "Bidirectional", "bpffs mount must be Bidirectional (pins visible to the host)")
+    rules = by["ClusterRole"]["rules"]
+    can = lambda res, verb: any(res in r["resources"] and verb in r["verbs"] for r in rules)
+    need(can("pods", "list") and can("pods", "patch") and can("configmaps", "get"), "RBAC: list/patch pods, get configmaps")
+    rb = by["ClusterRoleBinding"]
+    need(rb["roleRef"]["name"] == by["ClusterRole"]["metadata"]["name"] and
+         rb["subjects"][0]["name"] == by["ServiceAccount"]["metadata"]["name"], "ClusterRoleBinding wiring")
+    # the example pod uses the annotations the controller reads and writes
+    src = open("compose/k8s/sluice-node.py").read()
+    pods = [d for d in yaml.safe_load_all(open(pod_path)) if d]
+    pod = [d for d in pods if d["kind"] == "Pod"][0]
+    cm = [d for d in pods if d["kind"] == "ConfigMap"][0]
+    ann = pod["metadata"]["annotations"]["sluice.dev/policy"]
+    need('"sluice.dev/policy"' in src and '"sluice.dev/attached"' in src, "controller annotations")
+    name, _, key = ann.partition("/")
+    need(name == cm["metadata"]["name"] and (key or "policy.yaml") in cm["data"], "annotation names the ConfigMap/key")
+    init = " ".join(pod["spec"]["initContainers"][0]["command"])
+    need("sluice.dev/attached" in init, "init container must wait for sluice.dev/attached")
+    need(any(v.get("downwardAPI") for v in pod["spec"]["volumes"]), "downward API volume for the annotations")
+    yaml.safe_load(cm["data"][key or "policy.yaml"])
+
+kind = sys.argv[2]
+if kind == "compose": check_compose(sys.argv[1])
+elif kind == "devcontainer": check_devcontainer(sys.argv[1], sys.argv[3])
+elif kind == "k8s": check_k8s(sys.argv[1], sys.argv[3])
+print(f"ok {sys.argv[1]}")
+EOPY
+
+check() { $PY "$T/check.py" "$@"; }
+# a checker must reject a broken copy: proves it looks at the field
+must_reject() { # file kind extra sed-expr what
+	local f=$1 kind=$2 extra=$3 expr=$4 what=$5 copy
+	copy=$T/broken.$(basename "$f")
+	sed "$expr" "$f" > "$copy"
+	cmp -s "$f" "$copy" && fail "mutation '$what' did not change $f"
+	if check "$copy" "$kind" $extra >/dev/null 2>&1; then fail "checker accepted $f with $what"; fi
+	echo "rejected as expected: $what"
+}
+
+test_files_valid() {
+	check compose/docker-compose.yml compose
+	check compose/devcontainer.json devcontainer compose/docker-compose.yml
+	check compose/k8s/daemonset.yaml k8s compose/k8s/example-agent-pod.yaml
+	$PY -c 'import yaml; yaml.safe_load(open("compose/policy.yaml"))'
+	sh -n compose/sluice-attach.sh
+	$PY -m py_compile compose/k8s/sluice-node.py
+	grep -q 'sluice-attach' compose/Dockerfile && grep -q 'sluice-node' compose/Dockerfile ||
+		fail "Dockerfile must install sluice-attach and sluice-node"
+	if [ -x build/sluice ] && build/sluice policy check compose/policy.yaml >/dev/null 2>&1; then
+		echo "build/sluice policy check accepts compose/policy.yaml"
+	elif [ -x build/sluice ] && build/sluice policy check compose/policy.yaml 2>&1 | grep -qi 'unknown\|usage'; then
+		echo "note: build/sluice has no 'policy check' yet"
+	elif [ -x build/sluice ]; then
+		build/sluice policy check compose/policy.yaml || fail "compose/policy.yaml rejected by sluice policy check"
+	fi
+}
+
+test_checkers_reject_broken() {
+	local dc=compose/docker-compose.yml k8=compose/k8s/daemonset.yaml
+	must_reject $dc compose "" 's/privileged: true/privileged: false/' "sidecar not privileged"
+	must_reject $dc compose "" '/^    pid: host/d' "no pid: host"
+	must_reject $dc compose "" '/^    cgroup: host/d' "no cgroup: host"
+	must_reject $dc compose "" '\#- /sys/fs/bpf:/sys/fs/bpf#d' "no bpffs volume"
+	must_reject $dc compose "" '\#- /sys/fs/cgroup:/sys/fs/cgroup#d' "no cgroup volume"
+	must_reject $dc compose "" 's#network_mode: "service:sluice"#network_mode: bridge#' "agent in its own netns"
+	must_reject $dc compose "" 's#until \[ -f /run/sluice-share/ready \]; do sleep 0.2; done; ##' "agent not waiting"
+	must_reject $dc compose "" 's#GITHUB_TOKEN: SLUICE_PLACEHOLDER_GITHUB_TOKEN#GITHUB_TOKEN: ${GITHUB_TOKEN}#' "real token in agent"
+	must_reject $dc compose "" 's#sluice-share:/run/sluice-share:ro#sluice-share:/run/sluice-share#' "share writable by agent"
+	must_reject $dc compose "" 's#/usr/local/bin/sluice-attach#/bin/true#' "sidecar not attaching"
+	must_reject compose/devcontainer.json devcontainer $dc 's/"overrideCommand": false/"overrideCommand": true/' "devcontainer overriding the wait"
+	must_reject compose/devcontainer.json devcontainer $dc 's/"runServices": \["sluice", "agent"\]/"runServices": ["agent"]/' "devcontainer without sidecar"
+	must_reject $k8 k8s compose/k8s/example-agent-pod.yaml 's/hostPID: true/hostPID: false/' "DaemonSet without hostPID"
+	must_reject $k8 k8s compose/k8s/example-agent-pod.yaml 's#path: /sys/fs/bpf#path: /tmp/bpf#' "bpffs hostPath wrong"
+	must_reject $k8 k8s compose/k8s/example-agent-pod.yaml 's#path: /sys/fs/cgroup#path: /tmp/cg#' "cgroup hostPath wrong"
+	must_reject $k8 k8s compose/k8s/example-agent-pod.yaml 's/privileged: true/privileged: false/' "DaemonSet not privileged"
+	must_reject $k8 k8s compose/k8s/example-agent-pod.yaml 's/mountPropagation: Bidirectional/mountPropagation: None/' "bpffs not propagated"
+	must_reject $k8 k8s compose/k8s/example-agent-pod.yaml 's/"patch"//; s/, \]/]/' "RBAC without patch"
+}
+
+cg2_mount() { awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i+1) == "cgroup2") { print $5; exit } break } }' /proc/self/mountinfo; }
+
+# sluice-attach.sh --find-only finds the marked process's cgroup, and nobody else's
+test_attach_finds_agent_cgroup() {
+	local mnt base marker pid_other pid_agent got
+	mnt=$(cg2_mount); [ -n "$mnt" ] || fail "no cgroup2 mount on this host"
+	base=$mnt/sluice-compose-test-$$
+	mkdir "$base" "$base/agent" "$base/other"; CGS+=("$base" "$base/agent" "$base/other")
+	marker=ct$$
+	# a decoy with a marker that only shares a prefix, started first
+	env SLUICE_SANDBOX="${marker}x" sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 300' sh "$base/other" & pid_other=$!
+	PIDS+=("$pid_other")
+	env SLUICE_SANDBOX="$marker" sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 300' sh "$base/agent" & pid_agent=$!
+	PIDS+=("$pid_agent")
+	for _ in $(seq 50); do grep -q "sluice-compose-test-$$/agent" /proc/$pid_agent/cgroup 2>/dev/null && break; sleep 0.1; done
+	got=$(SLUICE_TARGET=$marker SLUICE_TIMEOUT=5 sh compose/sluice-attach.sh --find-only)
+	[ "$got" = "$base/agent" ] || fail "sluice-attach found '$got', expected $base/agent"
+	echo "sluice-attach found $got"
+	# with no marked process it gives up with a message naming the fix
+	if out=$(SLUICE_TARGET=nobody-$$ SLUICE_TIMEOUT=1 sh compose/sluice-attach.sh --find-only 2>&1); then
+		fail "sluice-attach succeeded without an agent: $out"
+	fi
+	grep -q "SLUICE_SANDBOX=nobody-$$" <<<"$out" || fail "unhelpful error: $out"
+}
+
+# sluice-node.py finds the pod-level cgroup (cgroupfs and systemd naming) and a pid inside
+test_node_finds_pod_cgroup() {
+	local mnt base uid pid got
+	mnt=$(cg2_mount)
+	base=$mnt/sluice-compose-test-$$
+	[ -d "$base" ] || { mkdir "$base"; CGS+=("$base"); }
+	for style in cgroupfs systemd; do
+		uid=$(cat /proc/sys/kernel/random/uuid)
+		if [ $style = cgroupfs ]; then pod=pod$uid; else pod=kubepods-pod${uid//-/_}.slice; fi
+		mkdir "$base/$pod" "$base/$pod/ctr"; CGS+=("$base/$pod" "$base/$pod/ctr")
+		sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 300' sh "$base/$pod/ctr" & pid=$!
+		PIDS+=("$pid")
+		for _ in $(seq 50); do grep -q "$pod/ctr" /proc/$pid/cgroup 2>/dev/null && break; sleep 0.1; done
+		got=$($PY -c 'import sys, importlib.util as u
+s = u.spec_from_file_location("n", "compose/k8s/sluice-node.py"); m = u.module_from_spec(s); s.loader.exec_module(m)
+rel, pid = m.pod_cgroup(sys.argv[1]); print(m.cg2_mount() + rel if rel else "none", pid)' "$uid")
+		[ "$got" = "$base/$pod $pid" ] || fail "sluice-node ($style) found '$got', expected '$base/$pod $pid'"
+		echo "sluice-node ($style) found $got"
+	done
+}
+
+test_files_valid
+test_checkers_reject_broken
+test_attach_finds_agent_cgroup
+test_node_finds_pod_cgroup
+echo "PASS test_compose"
