@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sluiced internals: the broker (one per worker thread) and its connections.
+ * Process model, lifecycle and memory per connection: see docs/architecture.md
+ * and the comments on struct conn.
+ */
+#ifndef SLUICE_BROKER_H
+#define SLUICE_BROKER_H
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <openssl/ssl.h>
+#include <linux/types.h>
+#include "buf.h"
+#include "ca.h"
+#include "common_kern_user.h"
+#include "ev.h"
+#include "hx.h"
+#include "policy.h"
+#include "resolve.h"
+#include "tls.h"
+
+#define BROKER_MAX_LIST 64
+
+struct broker_cfg {
+	char listen_addr[64];          /* "127.0.0.1" */
+	uint16_t listen_port;          /* 0 = the kernel picks */
+	int ready_fd;                  /* -1 = none */
+	const char *policy_file;
+	const char *allow[BROKER_MAX_LIST];       size_t n_allow;
+	const char *upstream_ca[BROKER_MAX_LIST]; size_t n_upstream_ca;
+	const char *resolve[BROKER_MAX_LIST];     size_t n_resolve;
+	const char *ca_dir, *run_dir, *audit, *pin_root, *sandbox;
+	unsigned workers;
+	bool origdst_fixed_set;        /* test aid: every connection "came from" origdst_fixed */
+	struct sluice_orig_dst origdst_fixed;
+	unsigned max_conns;
+	uint32_t handshake_ms, header_ms, idle_ms, io_ms, pool_idle_ms;
+	size_t max_header_bytes, max_headers;
+	size_t pool_max;
+	uint32_t drain_ms;
+};
+
+struct upconn;
+
+/* A connection from the sandbox, with its upstream side. Owned by the broker's
+ * conn list; freed only in conn_free() from the close list before sleep. */
+struct side {
+	struct ev_io io;               /* fd and the callback; fd -1 when closed */
+	SSL *ssl;                      /* NULL on plain TCP */
+	bool rd_blocked;               /* last read said EAGAIN / WANT_*: wait for an event */
+	bool wr_blocked;               /* last write said EAGAIN / WANT_* */
+	bool eof;                      /* peer closed its write side */
+};
+
+enum conn_state { CS_PEEK, CS_HANDSHAKE, CS_HTTP, CS_CLOSING };
+enum up_state { US_NONE, US_RESOLVING, US_CONNECTING, US_HANDSHAKE, US_READY };
+enum timer_kind { TK_NONE, TK_HANDSHAKE, TK_HEADER, TK_IDLE, TK_IO };
+
+#define CONN_MAGIC 0x736c6363u
+
+struct conn {
+	uint32_t magic;                /* CONN_MAGIC while alive: checked when recovered from a void * */
+	struct broker *b;
+	struct conn *prev, *next;      /* the broker's list of live connections */
+	struct conn *next_close;       /* close list, drained before sleep */
+	struct side cl, up;            /* client (sandbox) and upstream */
+	struct buf cin;                /* decrypted client bytes hx has not consumed yet */
+	struct buf cout;               /* bytes to the client */
+	struct buf uout;               /* bytes to the upstream (or tunnel bytes) */
+	struct hx *hx;                 /* NULL until the protocol is known */
+	struct ev_tnode timer;
+	enum timer_kind tk;            /* which list timer is on */
+	enum conn_state st;
+	enum up_state ust;
+	struct rs_job *rjob;           /* pending name lookup, cancelled on close */
+	struct rs_result addrs;        /* candidates for the upstream, tried in order */
+	size_t addr_i;
+	uint16_t port;                 /* original destination port */
+	struct sluice_orig_dst od;     /* who connected, and where to */
+	char sni[TLS_SNI_MAX];         /* from the ClientHello; "" on plain HTTP */
+	char up_host[256];             /* upstream name being dialled / connected */
+	const char *close_reason;
+	bool tls;                      /* client side is TLS */
+	bool tunnel;                   /* after an upgrade: raw bytes both ways */
+	bool hx_paused;                /* request in flight: hx took part of cin, waits for RESUME */
+	bool client_eof_fed;           /* hx_on_client_eof was called */
+	bool up_eof_fed;
+	bool want_close;               /* flush cout, then close */
+	bool up_no_reuse;              /* hx said UPSTREAM_DONE */
+	bool closing;
+};
+
+struct broker {
+	struct broker_cfg *cfg;
+	struct ev_loop loop;
+	struct ev_io lis[2], udp[2], sig, resio;
+	SSL_CTX *srv_ctx, *cli_ctx;
+	struct ca *ca;
+	struct certcache *cc;
+	struct resolver *res;
+	int orig_fd;                   /* pinned SLUICE_MAP_ORIG, -1 until a sandbox exists */
+	/* Looks up (and deletes) the original destination of an accepted fd: 0 or -errno. */
+	int (*origdst_take)(struct broker *b, int fd, struct sluice_orig_dst *out);
+	int audit_fd;
+	struct buf audit_buf;          /* lines written before sleep, one write() per wake-up */
+	struct ev_tlist t_handshake, t_header, t_idle, t_io, t_pool;
+	struct conn conns;             /* sentinel of the live list */
+	struct conn *close_list;
+	size_t n_conns;
+	struct upconn *pool;           /* idle upstream connections, most recent first */
+	size_t n_pool;
+	struct hx_limits limits;
+	char scratch[16384 + 64];      /* upstream reads land here before hx */
+	bool draining;
+	uint64_t drain_deadline;
+	uint16_t port, dns_port;
+	unsigned long n_accepted, n_refused;
+};
+
+/* Policy in force (shared by workers; swapped on SIGHUP). */
+struct policy *broker_policy_get(void *ctx);
+void broker_policy_set(struct policy *p);  /* takes the reference */
+
+/* conn.c */
+int broker_init(struct broker *b, struct broker_cfg *cfg, struct ca *ca, int lis4, int lis6);
+void broker_accept_cb(struct ev_io *io, uint32_t events);
+void broker_before_sleep(void *ctx);
+void broker_drain(struct broker *b);
+void broker_fini(struct broker *b);
+
+/* audit.c */
+void audit_record(struct broker *b, const struct conn *c, const struct hx_audit *rec);
+void audit_flush(struct broker *b);
+/* Writes a JSON string (quoted, escaped) of n bytes into out. */
+int audit_json_str(struct buf *out, const char *s, size_t n);
+
+/* dns.c */
+void dns_udp_cb(struct ev_io *io, uint32_t events);
+
+#endif /* SLUICE_BROKER_H */

@@ -1,0 +1,423 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <stdbool.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+#include "ca.h"
+#include "log.h"
+
+#define CA_VALID_SECS (10L * 365 * 24 * 3600)
+
+static const char *ossl_err(void)
+{
+	static char msg[256];
+	unsigned long e = ERR_get_error();
+
+	if (!e)
+		return "unknown OpenSSL error";
+	ERR_error_string_n(e, msg, sizeof(msg));
+	ERR_clear_error();
+	return msg;
+}
+
+/* mkdir -p with mode for the last component. */
+static int mkdir_p(const char *dir, mode_t mode)
+{
+	char tmp[4096];
+	size_t i, n = strlen(dir);
+
+	if (n == 0 || n >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	memcpy(tmp, dir, n + 1);
+	for (i = 1; i < n; i++) {
+		if (tmp[i] != '/')
+			continue;
+		tmp[i] = 0;
+		if (mkdir(tmp, 0755) && errno != EEXIST)
+			return -errno;
+		tmp[i] = '/';
+	}
+	if (mkdir(tmp, mode) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int add_ext(X509 *issuer, X509 *subj, int nid, const char *value)
+{
+	X509V3_CTX ctx;
+	X509_EXTENSION *ext;
+	int ok;
+
+	X509V3_set_ctx(&ctx, issuer, subj, NULL, NULL, 0);
+	ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+	if (!ext)
+		return -EINVAL;
+	ok = X509_add_ext(subj, ext, -1);
+	X509_EXTENSION_free(ext);
+	return ok ? 0 : -ENOMEM;
+}
+
+static int set_serial(X509 *x)
+{
+	unsigned char raw[16];
+	BIGNUM *bn;
+	int ok;
+
+	if (RAND_bytes(raw, sizeof(raw)) != 1)
+		return -EIO;
+	raw[0] &= 0x7f; /* positive */
+	raw[0] |= 0x01; /* non-zero, fixed length */
+	bn = BN_bin2bn(raw, sizeof(raw), NULL);
+	if (!bn)
+		return -ENOMEM;
+	ok = BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) != NULL;
+	BN_free(bn);
+	return ok ? 0 : -ENOMEM;
+}
+
+static X509 *make_ca_cert(EVP_PKEY *key)
+{
+	X509 *x = X509_new();
+	X509_NAME *nm;
+	char cn[64];
+
+	if (!x)
+		return NULL;
+	snprintf(cn, sizeof(cn), "sluice local CA %08lx", (unsigned long)time(NULL));
+	nm = X509_get_subject_name(x);
+	if (!X509_set_version(x, 2) || set_serial(x) ||
+	    !X509_gmtime_adj(X509_getm_notBefore(x), -3600) ||
+	    !X509_gmtime_adj(X509_getm_notAfter(x), CA_VALID_SECS) ||
+	    !X509_set_pubkey(x, key) ||
+	    !X509_NAME_add_entry_by_txt(nm, "O", MBSTRING_ASC, (const unsigned char *)"sluice", -1, -1, 0) ||
+	    !X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0) ||
+	    !X509_set_issuer_name(x, nm) ||
+	    add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") ||
+	    add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign") ||
+	    add_ext(x, x, NID_subject_key_identifier, "hash") ||
+	    !X509_sign(x, key, EVP_sha256())) {
+		X509_free(x);
+		return NULL;
+	}
+	return x;
+}
+
+static int write_pem_file(const char *path, mode_t mode, EVP_PKEY *key, X509 *cert, bool excl)
+{
+	FILE *f;
+	int fd, ok;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (excl ? O_EXCL : O_TRUNC), mode);
+	if (fd < 0)
+		return -errno;
+	fchmod(fd, mode);
+	f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		return -errno;
+	}
+	ok = key ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL)
+		 : PEM_write_X509(f, cert);
+	if (fclose(f) || !ok)
+		return -EIO;
+	return 0;
+}
+
+int ca_load_or_create(struct ca *ca, const char *ca_dir, char *err, size_t errlen)
+{
+	char kpath[4096], cpath[4096];
+	struct stat st;
+	FILE *f;
+	int rc;
+
+	memset(ca, 0, sizeof(*ca));
+	rc = mkdir_p(ca_dir, 0700);
+	if (rc) {
+		snprintf(err, errlen, "Couldn't create the CA directory %s: %s", ca_dir, strerror(-rc));
+		return rc;
+	}
+	/* The sandbox runs as some user; the CA key must stay out of its reach. */
+	if (stat(ca_dir, &st) == 0 && (st.st_mode & 077) && chmod(ca_dir, 0700)) {
+		rc = -errno;
+		snprintf(err, errlen, "Couldn't make %s private (chmod 0700): %s", ca_dir, strerror(errno));
+		return rc;
+	}
+	snprintf(kpath, sizeof(kpath), "%s/ca.key", ca_dir);
+	snprintf(cpath, sizeof(cpath), "%s/ca.crt", ca_dir);
+
+	f = fopen(kpath, "re");
+	if (f) {
+		ca->key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+		fclose(f);
+		f = fopen(cpath, "re");
+		if (f) {
+			ca->cert = PEM_read_X509(f, NULL, NULL, NULL);
+			fclose(f);
+		}
+		if (!ca->key || !ca->cert || X509_check_private_key(ca->cert, ca->key) != 1) {
+			snprintf(err, errlen, "The CA in %s is unreadable or its key and cert do not match (%s); "
+				 "move %s away to create a new CA", ca_dir, ossl_err(), ca_dir);
+			ca_fini(ca);
+			return -EINVAL;
+		}
+		if (stat(kpath, &st) == 0 && (st.st_mode & 077))
+			chmod(kpath, 0600);
+	} else if (errno == ENOENT) {
+		ca->key = EVP_EC_gen("P-256");
+		ca->cert = ca->key ? make_ca_cert(ca->key) : NULL;
+		if (!ca->cert) {
+			snprintf(err, errlen, "Couldn't create the CA: %s", ossl_err());
+			ca_fini(ca);
+			return -EIO;
+		}
+		rc = write_pem_file(kpath, 0600, ca->key, NULL, true);
+		if (!rc)
+			rc = write_pem_file(cpath, 0644, NULL, ca->cert, false);
+		if (rc) {
+			snprintf(err, errlen, "Couldn't write the CA to %s: %s", ca_dir, strerror(-rc));
+			unlink(kpath);
+			ca_fini(ca);
+			return rc;
+		}
+		pr_info("created a new CA in %s", ca_dir);
+	} else {
+		rc = -errno;
+		snprintf(err, errlen, "Couldn't open %s: %s", kpath, strerror(errno));
+		return rc;
+	}
+	ca->leaf_key = EVP_EC_gen("P-256");
+	if (!ca->leaf_key) {
+		snprintf(err, errlen, "Couldn't generate the leaf key: %s", ossl_err());
+		ca_fini(ca);
+		return -EIO;
+	}
+	return 0;
+}
+
+int ca_publish(const struct ca *ca, const char *run_dir, const char *system_roots,
+	       char *err, size_t errlen)
+{
+	char path[4096], tmp[4096], chunk[16384];
+	FILE *out, *in;
+	size_t n;
+	int rc;
+
+	rc = mkdir_p(run_dir, 0755);
+	if (rc) {
+		snprintf(err, errlen, "Couldn't create the run directory %s: %s", run_dir, strerror(-rc));
+		return rc;
+	}
+	chmod(run_dir, 0755);
+	snprintf(path, sizeof(path), "%s/ca.crt", run_dir);
+	rc = write_pem_file(path, 0644, NULL, ca->cert, false);
+	if (rc) {
+		snprintf(err, errlen, "Couldn't write %s: %s", path, strerror(-rc));
+		return rc;
+	}
+	/* The bundle is written beside and renamed, so a client never reads half of it. */
+	snprintf(path, sizeof(path), "%s/ca-bundle.pem", run_dir);
+	snprintf(tmp, sizeof(tmp), "%s/.ca-bundle.pem.tmp", run_dir);
+	out = fopen(tmp, "we");
+	if (!out) {
+		rc = -errno;
+		snprintf(err, errlen, "Couldn't write %s: %s", tmp, strerror(errno));
+		return rc;
+	}
+	fchmod(fileno(out), 0644);
+	in = system_roots ? fopen(system_roots, "re") : NULL;
+	if (in) {
+		while ((n = fread(chunk, 1, sizeof(chunk), in)) > 0)
+			fwrite(chunk, 1, n, out);
+		fclose(in);
+	} else if (system_roots) {
+		pr_warn("no system roots at %s: the bundle holds only the sluice CA", system_roots);
+	}
+	fputc('\n', out);
+	PEM_write_X509(out, ca->cert);
+	if (fclose(out) || rename(tmp, path)) {
+		rc = -errno;
+		snprintf(err, errlen, "Couldn't write %s: %s", path, strerror(errno));
+		unlink(tmp);
+		return rc;
+	}
+	return 0;
+}
+
+void ca_fini(struct ca *ca)
+{
+	EVP_PKEY_free(ca->key);
+	X509_free(ca->cert);
+	EVP_PKEY_free(ca->leaf_key);
+	memset(ca, 0, sizeof(*ca));
+}
+
+X509 *ca_mint(const struct ca *ca, const char *name, long valid_secs)
+{
+	X509 *x = X509_new();
+	char san[300];
+	X509_NAME *nm;
+
+	if (!x)
+		return NULL;
+	nm = X509_get_subject_name(x);
+	snprintf(san, sizeof(san), "DNS:%s", name);
+	if (!X509_set_version(x, 2) || set_serial(x) ||
+	    !X509_gmtime_adj(X509_getm_notBefore(x), -3600) ||
+	    !X509_gmtime_adj(X509_getm_notAfter(x), valid_secs) ||
+	    !X509_set_pubkey(x, ca->leaf_key) ||
+	    /* CN is at most 64 bytes; clients match on the SAN anyway. */
+	    (strlen(name) <= 64 &&
+	     !X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)name, -1, -1, 0)) ||
+	    !X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) ||
+	    add_ext(ca->cert, x, NID_basic_constraints, "critical,CA:FALSE") ||
+	    add_ext(ca->cert, x, NID_key_usage, "critical,digitalSignature") ||
+	    add_ext(ca->cert, x, NID_ext_key_usage, "serverAuth") ||
+	    add_ext(ca->cert, x, NID_subject_alt_name, san) ||
+	    add_ext(ca->cert, x, NID_authority_key_identifier, "keyid") ||
+	    !X509_sign(x, ca->key, EVP_sha256())) {
+		pr_warn("Couldn't mint a certificate for %s: %s", name, ossl_err());
+		X509_free(x);
+		return NULL;
+	}
+	return x;
+}
+
+/* ---- LRU cache ---- */
+
+struct cc_entry {
+	struct cc_entry *hnext;        /* hash chain */
+	struct cc_entry *prev, *next;  /* LRU list, most recent first */
+	X509 *cert;
+	time_t renew_at;
+	char name[];
+};
+
+struct certcache {
+	const struct ca *ca;
+	size_t cap, n, nbuckets;
+	long valid_secs;
+	unsigned long mints;
+	struct cc_entry lru;           /* sentinel */
+	struct cc_entry **buckets;
+};
+
+static size_t name_hash(const char *s)
+{
+	size_t h = 1469598103934665603ULL;
+
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+	return h;
+}
+
+struct certcache *certcache_new(const struct ca *ca, size_t cap, long valid_secs)
+{
+	struct certcache *cc = calloc(1, sizeof(*cc));
+
+	if (!cc)
+		return NULL;
+	cc->ca = ca;
+	cc->cap = cap ? cap : 1;
+	cc->valid_secs = valid_secs;
+	cc->nbuckets = 16;
+	while (cc->nbuckets < cc->cap * 2)
+		cc->nbuckets *= 2;
+	cc->buckets = calloc(cc->nbuckets, sizeof(*cc->buckets));
+	if (!cc->buckets) {
+		free(cc);
+		return NULL;
+	}
+	cc->lru.prev = cc->lru.next = &cc->lru;
+	return cc;
+}
+
+static void lru_unlink(struct cc_entry *e)
+{
+	e->prev->next = e->next;
+	e->next->prev = e->prev;
+}
+
+static void lru_push_front(struct certcache *cc, struct cc_entry *e)
+{
+	e->next = cc->lru.next;
+	e->prev = &cc->lru;
+	cc->lru.next->prev = e;
+	cc->lru.next = e;
+}
+
+static void entry_remove(struct certcache *cc, struct cc_entry *e)
+{
+	struct cc_entry **pp = &cc->buckets[name_hash(e->name) & (cc->nbuckets - 1)];
+
+	while (*pp != e)
+		pp = &(*pp)->hnext;
+	*pp = e->hnext;
+	lru_unlink(e);
+	X509_free(e->cert);
+	free(e);
+	cc->n--;
+}
+
+void certcache_free(struct certcache *cc)
+{
+	if (!cc)
+		return;
+	while (cc->lru.next != &cc->lru)
+		entry_remove(cc, cc->lru.next);
+	free(cc->buckets);
+	free(cc);
+}
+
+X509 *certcache_get(struct certcache *cc, const char *name)
+{
+	size_t b = name_hash(name) & (cc->nbuckets - 1), len;
+	time_t now = time(NULL);
+	struct cc_entry *e;
+	X509 *x;
+
+	for (e = cc->buckets[b]; e; e = e->hnext) {
+		if (strcmp(e->name, name))
+			continue;
+		if (now >= e->renew_at) {
+			entry_remove(cc, e);
+			break;
+		}
+		lru_unlink(e);
+		lru_push_front(cc, e);
+		return e->cert;
+	}
+	x = ca_mint(cc->ca, name, cc->valid_secs);
+	if (!x)
+		return NULL;
+	cc->mints++;
+	len = strlen(name);
+	e = malloc(sizeof(*e) + len + 1);
+	if (!e) {
+		X509_free(x);
+		return NULL;
+	}
+	memcpy(e->name, name, len + 1);
+	e->cert = x;
+	e->renew_at = now + cc->valid_secs - cc->valid_secs / 10;
+	if (cc->n >= cc->cap)
+		entry_remove(cc, cc->lru.prev);
+	e->hnext = cc->buckets[b];
+	cc->buckets[b] = e;
+	lru_push_front(cc, e);
+	cc->n++;
+	return x;
+}
+
+size_t certcache_size(const struct certcache *cc) { return cc->n; }
+unsigned long certcache_mints(const struct certcache *cc) { return cc->mints; }
+const struct ca *certcache_ca(const struct certcache *cc) { return cc->ca; }

@@ -1,0 +1,1165 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Connections: accept, protocol sniffing, TLS toward the sandbox, feeding hx,
+ * dialling and pooling upstreams, backpressure, timeouts, close.
+ *
+ * Every fd is registered once, edge-triggered, for both directions. Each side
+ * remembers whether its last read or write hit EAGAIN / WANT_*; any event on
+ * the fd clears both (a spurious retry costs one failed call), and conn_run()
+ * then does all the work it can until nothing moves. This keeps OpenSSL's
+ * "a read may need a write" cases simple and correct.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include "broker.h"
+#include "log.h"
+
+#define CIN_MAX   (64 * 1024)   /* client bytes hx has not taken yet */
+#define OUT_MAX   (256 * 1024)  /* per output buffer: stop reading the other side above it */
+#define READ_CHUNK 16384
+
+/* An idle upstream connection kept for reuse. */
+struct upconn {
+	struct ev_io io;
+	struct upconn *next, *prev;
+	struct ev_tnode timer;
+	struct broker *b;
+	SSL *ssl;
+	struct rs_addr addr;
+	uint16_t port;
+	bool tls;
+	char host[256];
+};
+
+static void conn_run(struct conn *c);
+static void client_io_cb(struct ev_io *io, uint32_t events);
+static void up_io_cb(struct ev_io *io, uint32_t events);
+
+static void conn_close(struct conn *c, const char *reason)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	c->st = CS_CLOSING;
+	c->close_reason = reason;
+	c->next_close = c->b->close_list;
+	c->b->close_list = c;
+}
+
+/* ---- upstream pool ---- */
+
+static void pool_unlink(struct broker *b, struct upconn *u)
+{
+	if (u->prev)
+		u->prev->next = u->next;
+	else
+		b->pool = u->next;
+	if (u->next)
+		u->next->prev = u->prev;
+	u->next = u->prev = NULL;
+	b->n_pool--;
+	ev_timer_stop(&u->timer);
+	ev_del(&b->loop, &u->io);
+}
+
+static void upconn_free(struct upconn *u)
+{
+	if (u->ssl) {
+		ERR_clear_error();
+		SSL_free(u->ssl);
+	}
+	if (u->io.fd >= 0)
+		close(u->io.fd);
+	free(u);
+}
+
+/* An idle pooled connection got an event: the server closed it or sent
+ * something unasked. Either way it is no longer reusable. */
+static void pool_io_cb(struct ev_io *io, uint32_t events)
+{
+	struct upconn *u = container_of(io, struct upconn, io);
+
+	pool_unlink(u->b, u);
+	upconn_free(u);
+}
+
+static void pool_expire(struct ev_tnode *n)
+{
+	struct upconn *u = container_of(n, struct upconn, timer);
+
+	pool_unlink(u->b, u);
+	upconn_free(u);
+}
+
+/* Moves c's healthy idle upstream into the pool. */
+static void pool_put(struct conn *c)
+{
+	struct broker *b = c->b;
+	struct upconn *u;
+
+	if (c->ust != US_READY || c->up_no_reuse || c->tunnel || c->up.eof || buf_len(&c->uout) ||
+	    !c->hx || !hx_idle(c->hx) || b->draining || c->addr_i >= c->addrs.n)
+		return;
+	if (b->n_pool >= b->cfg->pool_max)
+		pool_expire(&b->pool->timer); /* not the LRU exactly; bounded is what matters */
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return;
+	ev_del(&b->loop, &c->up.io);
+	u->b = b;
+	u->io.fd = c->up.io.fd;
+	u->io.cb = pool_io_cb;
+	u->ssl = c->up.ssl;
+	u->addr = c->addrs.a[c->addr_i];
+	u->port = c->port;
+	u->tls = c->tls;
+	memcpy(u->host, c->up_host, sizeof(u->host));
+	if (ev_add(&b->loop, &u->io, EPOLLIN | EPOLLRDHUP | EPOLLET)) {
+		free(u);
+		return;
+	}
+	c->up.io.fd = -1;
+	c->up.ssl = NULL;
+	c->ust = US_NONE;
+	u->next = b->pool;
+	if (b->pool)
+		b->pool->prev = u;
+	b->pool = u;
+	b->n_pool++;
+	ev_timer_arm(&b->loop, &b->t_pool, &u->timer);
+}
+
+static struct upconn *pool_take(struct broker *b, const struct rs_addr *a, uint16_t port,
+				bool tls, const char *host)
+{
+	struct upconn *u;
+	char probe;
+
+	for (u = b->pool; u; u = u->next) {
+		if (u->port != port || u->tls != tls || u->addr.family != a->family ||
+		    memcmp(u->addr.addr, a->addr, 16) || strcmp(u->host, host))
+			continue;
+		pool_unlink(b, u);
+		/* A server may have closed it since the last event was seen. */
+		if (recv(u->io.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) != -1 || errno != EAGAIN) {
+			upconn_free(u);
+			return NULL;
+		}
+		return u;
+	}
+	return NULL;
+}
+
+/* ---- helpers ---- */
+
+static int set_nonblock_nodelay(int fd)
+{
+	int one = 1;
+
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK))
+		return -errno;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return 0;
+}
+
+static void handle_events(struct conn *c, unsigned ev);
+
+static void up_close(struct conn *c)
+{
+	struct broker *b = c->b;
+
+	if (c->rjob) {
+		resolver_cancel(c->rjob);
+		c->rjob = NULL;
+	}
+	if (c->up.io.fd >= 0) {
+		ev_del(&b->loop, &c->up.io);
+		close(c->up.io.fd);
+		c->up.io.fd = -1;
+	}
+	if (c->up.ssl) {
+		ERR_clear_error();
+		SSL_free(c->up.ssl);
+		c->up.ssl = NULL;
+	}
+	c->up.eof = c->up.rd_blocked = c->up.wr_blocked = false;
+	c->ust = US_NONE;
+	c->up_eof_fed = false;
+	c->up_no_reuse = false;
+	buf_consume(&c->uout, buf_len(&c->uout));
+}
+
+static void up_fail(struct conn *c, int status, const char *reason)
+{
+	unsigned ev = 0;
+
+	pr_info("upstream %s:%u: %s", c->up_host, c->port, reason);
+	up_close(c);
+	if (hx_on_upstream_error(c->hx, status, reason, &c->cout, &ev))
+		conn_close(c, "out of memory");
+	else
+		handle_events(c, ev & ~HX_EV_UPSTREAM_DONE);
+}
+
+static void up_dial_next(struct conn *c);
+
+static void up_ready(struct conn *c)
+{
+	c->ust = US_READY;
+}
+
+static void up_dial_next(struct conn *c)
+{
+	struct broker *b = c->b;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int fd;
+
+	for (; c->addr_i < c->addrs.n; c->addr_i++) {
+		const struct rs_addr *a = &c->addrs.a[c->addr_i];
+		struct upconn *u = pool_take(b, a, c->port, c->tls, c->up_host);
+
+		if (u) {
+			c->up.io.fd = u->io.fd;
+			c->up.ssl = u->ssl;
+			u->io.fd = -1;
+			u->ssl = NULL;
+			upconn_free(u);
+			c->up.io.cb = up_io_cb;
+			if (ev_add(&b->loop, &c->up.io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)) {
+				up_fail(c, 502, "couldn't register the upstream socket");
+				return;
+			}
+			up_ready(c);
+			return;
+		}
+		memset(&ss, 0, sizeof(ss));
+		if (a->family == AF_INET) {
+			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+			s4->sin_family = AF_INET;
+			s4->sin_port = htons(c->port);
+			memcpy(&s4->sin_addr, a->addr, 4);
+			sl = sizeof(*s4);
+		} else {
+			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+			s6->sin6_family = AF_INET6;
+			s6->sin6_port = htons(c->port);
+			memcpy(&s6->sin6_addr, a->addr, 16);
+			sl = sizeof(*s6);
+		}
+		fd = socket(a->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		set_nonblock_nodelay(fd);
+		if (connect(fd, (struct sockaddr *)&ss, sl) && errno != EINPROGRESS) {
+			close(fd);
+			continue;
+		}
+		c->up.io.fd = fd;
+		c->up.io.cb = up_io_cb;
+		c->up.rd_blocked = c->up.wr_blocked = false;
+		if (ev_add(&b->loop, &c->up.io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)) {
+			close(fd);
+			c->up.io.fd = -1;
+			continue;
+		}
+		c->ust = US_CONNECTING;
+		c->up.wr_blocked = true; /* wait for the connect to finish */
+		return;
+	}
+	{
+		char reason[400];
+
+		snprintf(reason, sizeof(reason), "couldn't connect to %s port %u", c->up_host, c->port);
+		up_fail(c, 502, reason);
+	}
+}
+
+static void up_resolved(void *ctx, const struct rs_result *r)
+{
+	struct conn *c = ctx;
+	struct broker *b = c->b;
+	char reason[400];
+	size_t i, n = 0;
+
+	c->rjob = NULL;
+	if (c->magic != CONN_MAGIC || c->closing)
+		return;
+	if (r->err) {
+		snprintf(reason, sizeof(reason), "couldn't resolve %s: %s", c->up_host,
+			 r->err == -ENOENT ? "no such name" : "temporary failure");
+		up_fail(c, 502, reason);
+		conn_run(c);
+		return;
+	}
+	c->addrs = *r;
+	/* A name the operator did not pin may not lead inside this host or to
+	 * link-local services (cloud metadata): DNS would be a way around the rules. */
+	for (i = 0; i < r->n; i++)
+		if (r->pinned || !resolver_addr_internal(b->res, &r->a[i]))
+			c->addrs.a[n++] = r->a[i];
+	c->addrs.n = n;
+	c->addr_i = 0;
+	if (!n) {
+		snprintf(reason, sizeof(reason), "%s resolves to an internal address (loopback, link-local "
+			 "or this host); refused: pin it with --resolve to allow", c->up_host);
+		up_fail(c, 502, reason);
+		conn_run(c);
+		return;
+	}
+	up_dial_next(c);
+	conn_run(c);
+}
+
+static void up_open(struct conn *c)
+{
+	struct broker *b = c->b;
+	const char *host = hx_upstream_host(c->hx);
+	struct rs_result r;
+
+	if (!host || !*host) {
+		up_fail(c, 502, "no upstream host");
+		return;
+	}
+	if (c->ust != US_NONE) {
+		if (!strcmp(host, c->up_host))
+			return;
+		/* Plain HTTP keep-alive to another Host: a new upstream. */
+		up_close(c);
+	}
+	snprintf(c->up_host, sizeof(c->up_host), "%s", host);
+	c->ust = US_RESOLVING;
+	if (resolver_lookup_fast(b->res, host, &r) == 0) {
+		up_resolved(c, &r);
+		return;
+	}
+	c->rjob = resolver_submit(b->res, host, up_resolved, c);
+	if (!c->rjob)
+		up_fail(c, 502, "out of memory");
+}
+
+static void handle_events(struct conn *c, unsigned ev)
+{
+	if (ev & HX_EV_UPSTREAM_DONE)
+		c->up_no_reuse = true;
+	if (ev & HX_EV_RESUME_CLIENT) {
+		c->hx_paused = false;
+		if (c->up_no_reuse && c->ust != US_NONE)
+			up_close(c);
+	}
+	if (ev & HX_EV_TUNNEL)
+		c->tunnel = true;
+	if (ev & HX_EV_CLOSE)
+		c->want_close = true;
+	if ((ev & HX_EV_OPEN_UPSTREAM) && !c->want_close)
+		up_open(c);
+}
+
+/* ---- I/O primitives: return >0 bytes, 0 EOF, -EAGAIN (blocked flag set), -EIO ---- */
+
+static ssize_t side_read(struct side *s, char *p, size_t n, const char **why)
+{
+	if (s->ssl) {
+		size_t got = 0;
+		int rc, err;
+
+		ERR_clear_error();
+		rc = SSL_read_ex(s->ssl, p, n, &got);
+		if (rc == 1)
+			return (ssize_t)got;
+		err = SSL_get_error(s->ssl, rc);
+		switch (err) {
+		case SSL_ERROR_WANT_READ:
+			s->rd_blocked = true;
+			return -EAGAIN;
+		case SSL_ERROR_WANT_WRITE:
+			s->rd_blocked = true;
+			return -EAGAIN;
+		case SSL_ERROR_ZERO_RETURN:
+			return 0;
+		case SSL_ERROR_SYSCALL:
+			/* EOF without close_notify: treat like a TCP EOF; framing (hx) decides. */
+			if (!ERR_peek_error())
+				return 0;
+			/* fallthrough */
+		default:
+			*why = tls_err_text();
+			return -EIO;
+		}
+	}
+	{
+		ssize_t r = recv(s->io.fd, p, n, 0);
+
+		if (r >= 0)
+			return r;
+		if (errno == EAGAIN || errno == EINTR) {
+			s->rd_blocked = true;
+			return -EAGAIN;
+		}
+		*why = strerror(errno);
+		return -EIO;
+	}
+}
+
+static ssize_t side_write(struct side *s, const char *p, size_t n, const char **why)
+{
+	if (s->ssl) {
+		size_t put = 0;
+		int rc, err;
+
+		ERR_clear_error();
+		rc = SSL_write_ex(s->ssl, p, n, &put);
+		if (rc == 1)
+			return (ssize_t)put;
+		err = SSL_get_error(s->ssl, rc);
+		if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+			s->wr_blocked = true;
+			return -EAGAIN;
+		}
+		*why = err == SSL_ERROR_SYSCALL ? "connection reset" : tls_err_text();
+		return -EIO;
+	}
+	{
+		ssize_t r = send(s->io.fd, p, n, MSG_NOSIGNAL);
+
+		if (r >= 0)
+			return r;
+		if (errno == EAGAIN || errno == EINTR) {
+			s->wr_blocked = true;
+			return -EAGAIN;
+		}
+		*why = strerror(errno);
+		return -EIO;
+	}
+}
+
+/* ---- the state machine ---- */
+
+static void hx_audit_cb(void *ctx, const struct hx_audit *rec)
+{
+	struct conn *c = ctx;
+
+	audit_record(c->b, c, rec);
+}
+
+static int hx_start(struct conn *c)
+{
+	struct hx_env env;
+
+	memset(&env, 0, sizeof(env));
+	env.sni = c->tls ? c->sni : NULL;
+	env.port = c->port;
+	env.client_tls = c->tls;
+	env.limits = &c->b->limits;
+	env.policy_get = broker_policy_get;
+	env.audit = hx_audit_cb;
+	env.ctx = c;
+	c->hx = hx_new(&env);
+	return c->hx ? 0 : -ENOMEM;
+}
+
+static bool do_peek(struct conn *c)
+{
+	struct broker *b = c->b;
+	unsigned char first;
+	ssize_t r = recv(c->cl.io.fd, &first, 1, MSG_PEEK);
+
+	if (r < 0) {
+		if (errno == EAGAIN)
+			c->cl.rd_blocked = true;
+		else
+			conn_close(c, "client error before the first byte");
+		return false;
+	}
+	if (r == 0) {
+		conn_close(c, "client closed before sending anything");
+		return false;
+	}
+	if (first == 0x16) {
+		c->tls = true;
+		c->cl.ssl = SSL_new(b->srv_ctx);
+		if (!c->cl.ssl || !SSL_set_fd(c->cl.ssl, c->cl.io.fd)) {
+			conn_close(c, "out of memory");
+			return false;
+		}
+		tls_server_set_sni_buf(c->cl.ssl, c->sni);
+		SSL_set_accept_state(c->cl.ssl);
+		c->st = CS_HANDSHAKE;
+		return true;
+	}
+	if (first >= 'A' && first <= 'Z') {
+		c->st = CS_HTTP;
+		if (hx_start(c)) {
+			conn_close(c, "out of memory");
+			return false;
+		}
+		return true;
+	}
+	/* Not TLS, not HTTP: raw TCP, which only a proto: tcp rule could allow, and
+	 * that needs a name to dial that the agent did not choose. Refuse. */
+	{
+		struct policy *p = broker_policy_get(c);
+		struct policy_verdict v;
+		char addr[64];
+
+		inet_ntop(c->od.family == SLUICE_AF_INET6 ? AF_INET6 : AF_INET, c->od.addr, addr, sizeof(addr));
+		memset(&v, 0, sizeof(v));
+		if (p && policy_tcp_allowed(p, addr, strlen(addr), c->port, &v))
+			pr_warn("non-HTTP TCP to %s is allowed by %s, but raw TCP forwarding is not "
+				"supported by this broker; refusing", addr, v.why);
+		else
+			pr_info("refused non-HTTP TCP from pid %u (%.16s) to %s", c->od.pid, c->od.comm, addr);
+		policy_unref(p);
+	}
+	conn_close(c, "non-HTTP TCP refused");
+	return false;
+}
+
+static bool do_handshake(struct conn *c)
+{
+	int rc, err;
+
+	ERR_clear_error();
+	rc = SSL_do_handshake(c->cl.ssl);
+	if (rc == 1) {
+		c->st = CS_HTTP;
+		if (hx_start(c)) {
+			conn_close(c, "out of memory");
+			return false;
+		}
+		return true;
+	}
+	err = SSL_get_error(c->cl.ssl, rc);
+	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+		c->cl.rd_blocked = true;
+		return false;
+	}
+	if (!c->sni[0])
+		pr_info("refused TLS without SNI from pid %u (%.16s): no host to check the rules against",
+			c->od.pid, c->od.comm);
+	else
+		pr_info("TLS handshake with pid %u (%.16s) for %s failed: %s", c->od.pid, c->od.comm,
+			c->sni, err == SSL_ERROR_SYSCALL ? "connection closed" : tls_err_text());
+	conn_close(c, "TLS handshake failed");
+	return false;
+}
+
+static bool up_progress_connect(struct conn *c)
+{
+	struct broker *b = c->b;
+	int soerr = 0, rc, err;
+	socklen_t sl = sizeof(soerr);
+
+	if (c->ust == US_CONNECTING) {
+		if (c->up.wr_blocked)
+			return false;
+		getsockopt(c->up.io.fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+		if (soerr == EINPROGRESS || soerr == EALREADY)
+			return false;
+		if (soerr) {
+			ev_del(&b->loop, &c->up.io);
+			close(c->up.io.fd);
+			c->up.io.fd = -1;
+			pr_debug("connect to %s (address %zu) failed: %s", c->up_host, c->addr_i, strerror(soerr));
+			c->addr_i++;
+			up_dial_next(c);
+			return true;
+		}
+		if (!c->tls) {
+			up_ready(c);
+			return true;
+		}
+		c->up.ssl = SSL_new(b->cli_ctx);
+		if (!c->up.ssl || !SSL_set_fd(c->up.ssl, c->up.io.fd) ||
+		    tls_client_prepare(c->up.ssl, c->up_host, c->port)) {
+			up_fail(c, 502, "out of memory");
+			return true;
+		}
+		SSL_set_connect_state(c->up.ssl);
+		c->ust = US_HANDSHAKE;
+	}
+	if (c->ust == US_HANDSHAKE) {
+		ERR_clear_error();
+		rc = SSL_do_handshake(c->up.ssl);
+		if (rc == 1) {
+			up_ready(c);
+			return true;
+		}
+		err = SSL_get_error(c->up.ssl, rc);
+		if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+			c->up.rd_blocked = c->up.wr_blocked = true;
+			return false;
+		}
+		{
+			long vr = SSL_get_verify_result(c->up.ssl);
+			char reason[512];
+
+			if (vr != X509_V_OK)
+				snprintf(reason, sizeof(reason), "upstream certificate of %s did not verify: %s",
+					 c->up_host, X509_verify_cert_error_string(vr));
+			else
+				snprintf(reason, sizeof(reason), "TLS handshake with %s failed: %s", c->up_host,
+					 err == SSL_ERROR_SYSCALL ? "connection closed" : tls_err_text());
+			up_fail(c, 502, reason);
+		}
+		return true;
+	}
+	return false;
+}
+
+static bool client_read(struct conn *c)
+{
+	struct buf *dst = c->tunnel ? &c->uout : &c->cin;
+	const char *why = "";
+	ssize_t r;
+	char *p;
+
+	if (c->cl.rd_blocked || c->cl.eof || c->want_close)
+		return false;
+	if (c->tunnel ? buf_len(&c->uout) >= OUT_MAX
+		      : (buf_len(&c->cin) >= CIN_MAX || buf_len(&c->uout) >= OUT_MAX ||
+			 buf_len(&c->cout) >= OUT_MAX))
+		return false;
+	p = buf_reserve(dst, READ_CHUNK);
+	if (!p) {
+		conn_close(c, "out of memory");
+		return false;
+	}
+	r = side_read(&c->cl, p, READ_CHUNK, &why);
+	if (r > 0) {
+		buf_commit(dst, (size_t)r);
+		return true;
+	}
+	if (r == 0) {
+		c->cl.eof = true;
+		return true;
+	}
+	if (r == -EIO) {
+		pr_debug("client read: %s", why);
+		conn_close(c, "client read error");
+	}
+	return false;
+}
+
+static bool feed_hx(struct conn *c)
+{
+	unsigned ev = 0;
+	size_t used = 0;
+	bool moved = false;
+
+	if (c->tunnel || !c->hx || c->hx_paused || c->want_close)
+		return false;
+	if (buf_len(&c->cin) && buf_len(&c->uout) < OUT_MAX && buf_len(&c->cout) < OUT_MAX) {
+		if (hx_on_client(c->hx, buf_head(&c->cin), buf_len(&c->cin), &used, &c->uout, &c->cout, &ev)) {
+			conn_close(c, "out of memory");
+			return false;
+		}
+		buf_consume(&c->cin, used);
+		if (buf_len(&c->cin) && !(ev & HX_EV_RESUME_CLIENT))
+			c->hx_paused = true;
+		handle_events(c, ev);
+		moved = used > 0 || ev;
+	}
+	if (c->cl.eof && !buf_len(&c->cin) && !c->client_eof_fed && !c->hx_paused) {
+		c->client_eof_fed = true;
+		ev = 0;
+		if (hx_on_client_eof(c->hx, &c->uout, &ev)) {
+			conn_close(c, "out of memory");
+			return false;
+		}
+		handle_events(c, ev);
+		moved = true;
+	}
+	return moved;
+}
+
+static bool up_write(struct conn *c)
+{
+	const char *why = "";
+	ssize_t r;
+
+	if (c->ust != US_READY || c->up.wr_blocked || !buf_len(&c->uout))
+		return false;
+	r = side_write(&c->up, buf_head(&c->uout), buf_len(&c->uout), &why);
+	if (r > 0) {
+		buf_consume(&c->uout, (size_t)r);
+		return true;
+	}
+	if (r == -EIO) {
+		if (c->tunnel) {
+			conn_close(c, "upstream write error in tunnel");
+			return false;
+		}
+		up_fail(c, 502, "upstream connection failed while sending the request");
+		return true;
+	}
+	return false;
+}
+
+static bool up_read(struct conn *c)
+{
+	struct broker *b = c->b;
+	const char *why = "";
+	unsigned ev = 0;
+	ssize_t r;
+	char *p;
+
+	if (c->ust != US_READY || c->up.rd_blocked || c->up.eof || buf_len(&c->cout) >= OUT_MAX)
+		return false;
+	if (c->tunnel) {
+		p = buf_reserve(&c->cout, READ_CHUNK);
+		if (!p) {
+			conn_close(c, "out of memory");
+			return false;
+		}
+	} else {
+		p = b->scratch;
+	}
+	r = side_read(&c->up, p, READ_CHUNK, &why);
+	if (r == -EAGAIN)
+		return false;
+	if (r == -EIO) {
+		pr_debug("upstream read from %s: %s", c->up_host, why);
+		if (c->tunnel) {
+			conn_close(c, "upstream read error in tunnel");
+			return false;
+		}
+		up_fail(c, 502, "upstream connection failed while reading the response");
+		return true;
+	}
+	if (r == 0) {
+		c->up.eof = true;
+		if (c->tunnel) {
+			c->want_close = true;
+			return true;
+		}
+		if (!c->up_eof_fed) {
+			c->up_eof_fed = true;
+			if (hx_on_upstream_eof(c->hx, &c->cout, &ev)) {
+				conn_close(c, "out of memory");
+				return false;
+			}
+			/* This connection is finished whatever hx says. */
+			up_close(c);
+			handle_events(c, ev & ~HX_EV_UPSTREAM_DONE);
+		}
+		return true;
+	}
+	if (c->tunnel) {
+		buf_commit(&c->cout, (size_t)r);
+		return true;
+	}
+	if (hx_on_upstream(c->hx, p, (size_t)r, &c->cout, &ev)) {
+		conn_close(c, "out of memory");
+		return false;
+	}
+	handle_events(c, ev);
+	return true;
+}
+
+static bool client_write(struct conn *c)
+{
+	const char *why = "";
+	ssize_t r;
+
+	if (c->cl.wr_blocked || !buf_len(&c->cout))
+		return false;
+	r = side_write(&c->cl, buf_head(&c->cout), buf_len(&c->cout), &why);
+	if (r > 0) {
+		buf_consume(&c->cout, (size_t)r);
+		return true;
+	}
+	if (r == -EIO) {
+		pr_debug("client write: %s", why);
+		conn_close(c, "client write error");
+	}
+	return false;
+}
+
+static void timer_update(struct conn *c, bool progress)
+{
+	struct broker *b = c->b;
+	enum timer_kind want;
+	struct ev_tlist *t;
+
+	if (c->st == CS_PEEK || c->st == CS_HANDSHAKE)
+		want = TK_HANDSHAKE;
+	else if (c->tunnel)
+		want = TK_IO;
+	else if (hx_idle(c->hx) && !buf_len(&c->cout) && !buf_len(&c->uout) && !buf_len(&c->cin))
+		want = TK_IDLE;
+	else if (c->ust == US_NONE && !c->want_close)
+		want = TK_HEADER; /* reading a request head: absolute, not renewed by trickled bytes */
+	else
+		want = TK_IO;
+	if (want == c->tk && (!progress || want == TK_HANDSHAKE || want == TK_HEADER))
+		return;
+	if (want == TK_IDLE && c->tk != TK_IDLE) {
+		/* Idle keep-alive connections should cost little memory. */
+		buf_shrink(&c->cin, 0);
+		buf_shrink(&c->cout, 0);
+		buf_shrink(&c->uout, 0);
+		if (c->b->draining) {
+			conn_close(c, "draining");
+			return;
+		}
+	}
+	c->tk = want;
+	t = want == TK_HANDSHAKE ? &b->t_handshake : want == TK_HEADER ? &b->t_header
+	  : want == TK_IDLE ? &b->t_idle : &b->t_io;
+	ev_timer_arm(&b->loop, t, &c->timer);
+}
+
+static void conn_run(struct conn *c)
+{
+	bool any = false, progress;
+	int guard;
+
+	for (guard = 0; guard < 256 && !c->closing; guard++) {
+		progress = false;
+		if (c->st == CS_PEEK)
+			progress = do_peek(c);
+		else if (c->st == CS_HANDSHAKE)
+			progress = do_handshake(c);
+		if (c->closing || c->st != CS_HTTP) {
+			if (!progress)
+				break;
+			continue;
+		}
+		progress |= client_read(c);
+		progress |= feed_hx(c);
+		if (c->ust == US_CONNECTING || c->ust == US_HANDSHAKE)
+			progress |= up_progress_connect(c);
+		progress |= up_write(c);
+		progress |= up_read(c);
+		progress |= client_write(c);
+		if (c->closing)
+			return;
+		if (c->want_close && !buf_len(&c->cout)) {
+			conn_close(c, "done");
+			return;
+		}
+		if (c->tunnel && c->cl.eof && !buf_len(&c->uout)) {
+			conn_close(c, "tunnel closed by client");
+			return;
+		}
+		if (!progress)
+			break;
+		any = true;
+	}
+	if (!c->closing)
+		timer_update(c, any);
+}
+
+static struct conn *conn_from_io(struct ev_io *io, bool up)
+{
+	struct conn *c = up ? container_of(io, struct conn, up.io) : container_of(io, struct conn, cl.io);
+
+	return c->magic == CONN_MAGIC ? c : NULL;
+}
+
+static void client_io_cb(struct ev_io *io, uint32_t events)
+{
+	struct conn *c = conn_from_io(io, false);
+
+	if (!c || c->closing)
+		return;
+	c->cl.rd_blocked = c->cl.wr_blocked = false;
+	conn_run(c);
+}
+
+static void up_io_cb(struct ev_io *io, uint32_t events)
+{
+	struct conn *c = conn_from_io(io, true);
+
+	if (!c || c->closing)
+		return;
+	c->up.rd_blocked = c->up.wr_blocked = false;
+	conn_run(c);
+}
+
+static void conn_expire(struct ev_tnode *n)
+{
+	struct conn *c = container_of(n, struct conn, timer);
+	unsigned ev = 0;
+
+	if (c->magic != CONN_MAGIC || c->closing)
+		return;
+	switch (c->tk) {
+	case TK_HANDSHAKE:
+		conn_close(c, "handshake timeout");
+		return;
+	case TK_IDLE:
+		conn_close(c, "idle timeout");
+		return;
+	case TK_HEADER:
+		if (c->want_close) {
+			conn_close(c, "timeout");
+			return;
+		}
+		c->tk = TK_NONE;
+		if (hx_on_timeout(c->hx, &c->cout, &ev)) {
+			conn_close(c, "out of memory");
+			return;
+		}
+		handle_events(c, ev);
+		c->want_close = true;
+		break;
+	default:
+		if (c->want_close) {
+			conn_close(c, "timeout");
+			return;
+		}
+		c->tk = TK_NONE;
+		if (c->tunnel) {
+			conn_close(c, "tunnel idle timeout");
+			return;
+		}
+		if (c->ust != US_NONE || !hx_idle(c->hx)) {
+			up_fail(c, 504, "upstream timed out");
+		}
+		c->want_close = true;
+		break;
+	}
+	conn_run(c);
+	/* Nothing can make progress any more (client gone silent): do not wait forever. */
+	if (!c->closing && c->tk == TK_NONE)
+		conn_close(c, "timeout");
+}
+
+static void conn_free(struct conn *c)
+{
+	struct broker *b = c->b;
+
+	pool_put(c);
+	up_close(c);
+	ev_timer_stop(&c->timer);
+	if (c->cl.io.fd >= 0) {
+		ev_del(&b->loop, &c->cl.io);
+		if (c->cl.ssl && SSL_is_init_finished(c->cl.ssl))
+			SSL_shutdown(c->cl.ssl); /* best effort close_notify */
+		close(c->cl.io.fd);
+	}
+	if (c->cl.ssl) {
+		ERR_clear_error();
+		SSL_free(c->cl.ssl);
+	}
+	hx_free(c->hx);
+	buf_free(&c->cin);
+	buf_free(&c->cout);
+	buf_free(&c->uout);
+	c->prev->next = c->next;
+	c->next->prev = c->prev;
+	c->magic = 0;
+	b->n_conns--;
+	pr_debug("connection closed: %s", c->close_reason ? c->close_reason : "");
+	free(c);
+}
+
+void broker_before_sleep(void *ctx)
+{
+	struct broker *b = ctx;
+
+	while (b->close_list) {
+		struct conn *c = b->close_list;
+
+		b->close_list = c->next_close;
+		conn_free(c);
+	}
+	audit_flush(b);
+	if (b->draining && (b->n_conns == 0 || b->loop.now_ms >= b->drain_deadline))
+		b->loop.stop = true;
+}
+
+static void accept_one(struct broker *b, int fd)
+{
+	struct conn *c;
+	int rc;
+
+	set_nonblock_nodelay(fd);
+	if (b->n_conns >= b->cfg->max_conns || b->draining) {
+		b->n_refused++;
+		pr_warn("refused a connection: %s (%zu open, --max-conns %u)",
+			b->draining ? "shutting down" : "too many connections", b->n_conns, b->cfg->max_conns);
+		close(fd);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->magic = CONN_MAGIC;
+	c->b = b;
+	c->cl.io.fd = fd;
+	c->cl.io.cb = client_io_cb;
+	c->up.io.fd = -1;
+	c->up.io.cb = up_io_cb;
+	if (b->cfg->origdst_fixed_set) {
+		c->od = b->cfg->origdst_fixed;
+		rc = 0;
+	} else {
+		rc = b->origdst_take ? b->origdst_take(b, fd, &c->od) : -ENOSYS;
+	}
+	if (rc) {
+		/* Not redirected by sluice: someone dialled the broker directly. */
+		pr_warn("refused a connection without an original destination (%s): only sandboxed "
+			"programs redirected by the kernel may use the broker", strerror(-rc));
+		close(fd);
+		free(c);
+		b->n_refused++;
+		return;
+	}
+	c->port = c->od.port;
+	c->next = &b->conns;
+	c->prev = b->conns.prev;
+	b->conns.prev->next = c;
+	b->conns.prev = c;
+	b->n_conns++;
+	b->n_accepted++;
+	if (ev_add(&b->loop, &c->cl.io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)) {
+		conn_close(c, "couldn't register the socket");
+		return;
+	}
+	c->tk = TK_HANDSHAKE;
+	ev_timer_arm(&b->loop, &b->t_handshake, &c->timer);
+	conn_run(c);
+}
+
+void broker_accept_cb(struct ev_io *io, uint32_t events)
+{
+	struct broker *b = container_of(io, struct broker, lis[0]);
+	int i, fd;
+
+	if (io != &b->lis[0])
+		b = container_of(io, struct broker, lis[1]);
+	for (i = 0; i < 64; i++) {
+		fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE)
+				pr_warn("accept: %s: raise the fd limit (ulimit -n) or lower --max-conns",
+					strerror(errno));
+			return;
+		}
+		accept_one(b, fd);
+	}
+}
+
+static void resio_cb(struct ev_io *io, uint32_t events)
+{
+	struct broker *b = container_of(io, struct broker, resio);
+
+	resolver_dispatch(b->res);
+}
+
+int broker_init(struct broker *b, struct broker_cfg *cfg, struct ca *ca, int lis4, int lis6)
+{
+	int rc;
+
+	b->cfg = cfg;
+	b->ca = ca;
+	b->orig_fd = -1;
+	b->audit_fd = -1;
+	b->conns.next = b->conns.prev = &b->conns;
+	rc = ev_init(&b->loop);
+	if (rc)
+		return rc;
+	b->loop.before_sleep = broker_before_sleep;
+	b->loop.ctx = b;
+	ev_tlist_init(&b->loop, &b->t_handshake, cfg->handshake_ms, conn_expire);
+	ev_tlist_init(&b->loop, &b->t_header, cfg->header_ms, conn_expire);
+	ev_tlist_init(&b->loop, &b->t_idle, cfg->idle_ms, conn_expire);
+	ev_tlist_init(&b->loop, &b->t_io, cfg->io_ms, conn_expire);
+	ev_tlist_init(&b->loop, &b->t_pool, cfg->pool_idle_ms, pool_expire);
+	b->limits.max_header_bytes = cfg->max_header_bytes;
+	b->limits.max_headers = cfg->max_headers;
+	b->lis[0].fd = lis4;
+	b->lis[1].fd = lis6;
+	b->lis[0].cb = b->lis[1].cb = broker_accept_cb;
+	if (lis4 >= 0 && (rc = ev_add(&b->loop, &b->lis[0], EPOLLIN | EPOLLET)))
+		return rc;
+	if (lis6 >= 0 && (rc = ev_add(&b->loop, &b->lis[1], EPOLLIN | EPOLLET)))
+		return rc;
+	if (b->res) {
+		b->resio.fd = resolver_eventfd(b->res);
+		b->resio.cb = resio_cb;
+		if ((rc = ev_add(&b->loop, &b->resio, EPOLLIN | EPOLLET)))
+			return rc;
+	}
+	return 0;
+}
+
+void broker_drain(struct broker *b)
+{
+	struct conn *c;
+	int i;
+
+	if (b->draining)
+		return;
+	b->draining = true;
+	b->drain_deadline = b->loop.now_ms + b->cfg->drain_ms;
+	for (i = 0; i < 2; i++) {
+		if (b->lis[i].fd >= 0) {
+			ev_del(&b->loop, &b->lis[i]);
+			close(b->lis[i].fd);
+			b->lis[i].fd = -1;
+		}
+	}
+	/* Idle connections go now; busy ones finish their request (timer_update closes them). */
+	for (c = b->conns.next; c != &b->conns; c = c->next)
+		if (c->st != CS_HTTP || (hx_idle(c->hx) && !buf_len(&c->cout) && !buf_len(&c->cin)))
+			conn_close(c, "draining");
+	while (b->pool)
+		pool_expire(&b->pool->timer);
+}
+
+void broker_fini(struct broker *b)
+{
+	struct conn *c;
+
+	for (c = b->conns.next; c != &b->conns; c = c->next)
+		conn_close(c, "exit");
+	broker_before_sleep(b);
+	while (b->pool)
+		pool_expire(&b->pool->timer);
+	buf_free(&b->audit_buf);
+	ev_fini(&b->loop);
+}
+
+/* ---- the policy in force, shared by all workers ---- */
+
+static struct policy *cur_policy;
+static pthread_mutex_t policy_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct policy *broker_policy_get(void *ctx)
+{
+	struct policy *p;
+
+	pthread_mutex_lock(&policy_lock);
+	p = cur_policy ? policy_ref(cur_policy) : NULL;
+	pthread_mutex_unlock(&policy_lock);
+	return p;
+}
+
+void broker_policy_set(struct policy *p)
+{
+	struct policy *old;
+
+	pthread_mutex_lock(&policy_lock);
+	old = cur_policy;
+	cur_policy = p;
+	pthread_mutex_unlock(&policy_lock);
+	/* Requests in flight hold their own reference to the old one. */
+	policy_unref(old);
+}

@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The sandbox's DNS resolver: answers only names some rule could allow, with
+ * the addresses the broker itself would dial; everything else is REFUSED and
+ * never forwarded, so DNS cannot carry data out.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include "broker.h"
+#include "dnsmsg.h"
+#include "log.h"
+
+#define DNS_TTL 30
+#define DNS_MAX_MSG 1232
+
+struct dns_pending {
+	struct broker *b;
+	int fd;
+	struct sockaddr_storage peer;
+	socklen_t peer_len;
+	size_t len;
+	uint8_t msg[DNS_MAX_MSG];
+};
+
+static void send_reply(struct broker *b, int fd, const struct dns_query *q, int rcode,
+		       const struct rs_result *r, const struct sockaddr *peer, socklen_t plen)
+{
+	uint8_t addrs[RS_MAX_ADDRS * 16], out[DNS_MAX_MSG];
+	size_t i, n = 0, alen = q->qtype == 28 ? 16 : 4;
+	int want = q->qtype == 28 ? AF_INET6 : AF_INET, len;
+
+	for (i = 0; r && i < r->n; i++) {
+		if (r->a[i].family != want)
+			continue;
+		if (!r->pinned && resolver_addr_internal(b->res, &r->a[i]))
+			continue;
+		memcpy(addrs + n * alen, r->a[i].addr, alen);
+		n++;
+	}
+	len = dns_build_reply(q, rcode, n ? addrs : NULL, n, DNS_TTL, out, sizeof(out));
+	if (len < 0) {
+		pr_warn("dns: couldn't build the reply for %s: %s", q->name, strerror(-len));
+		return;
+	}
+	if (sendto(fd, out, (size_t)len, MSG_DONTWAIT, peer, plen) < 0)
+		pr_debug("dns: sendto: %s", strerror(errno));
+}
+
+static void dns_resolved(void *ctx, const struct rs_result *r)
+{
+	struct dns_pending *p = ctx;
+	struct dns_query q;
+
+	if (dns_parse_query(p->msg, p->len, &q) == 0)
+		send_reply(p->b, p->fd, &q, r->err == -ENOENT ? 3 : r->err ? 2 : 0, r->err ? NULL : r,
+			   (struct sockaddr *)&p->peer, p->peer_len);
+	free(p);
+}
+
+static void handle_query(struct broker *b, int fd, const uint8_t *msg, size_t len,
+			 const struct sockaddr *peer, socklen_t plen)
+{
+	struct dns_query q;
+	struct rs_result r;
+	struct policy *pol;
+	bool may;
+
+	if (dns_parse_query(msg, len, &q))
+		return; /* not a query we understand: no reply, like a firewall */
+	pol = broker_policy_get(b);
+	may = pol && policy_host_may_allow(pol, q.name, strlen(q.name));
+	policy_unref(pol);
+	if (!may) {
+		pr_info("dns: refused %s (no rule could allow it)", q.name);
+		send_reply(b, fd, &q, 5, NULL, peer, plen);
+		return;
+	}
+	if (q.qtype != 1 && q.qtype != 28) {
+		send_reply(b, fd, &q, 0, NULL, peer, plen); /* exists, no records of that type */
+		return;
+	}
+	if (resolver_lookup_fast(b->res, q.name, &r) == 0) {
+		send_reply(b, fd, &q, 0, &r, peer, plen);
+		return;
+	}
+	{
+		struct dns_pending *p = malloc(sizeof(*p));
+
+		if (!p)
+			return;
+		p->b = b;
+		p->fd = fd;
+		memcpy(&p->peer, peer, plen);
+		p->peer_len = plen;
+		p->len = len;
+		memcpy(p->msg, msg, len);
+		if (!resolver_submit(b->res, q.name, dns_resolved, p))
+			free(p);
+	}
+}
+
+void dns_udp_cb(struct ev_io *io, uint32_t events)
+{
+	struct broker *b = container_of(io, struct broker, udp[0]);
+	struct sockaddr_storage peer;
+	uint8_t msg[DNS_MAX_MSG];
+	socklen_t plen;
+	int i;
+
+	if (io != &b->udp[0])
+		b = container_of(io, struct broker, udp[1]);
+	for (i = 0; i < 256; i++) {
+		ssize_t n;
+
+		plen = sizeof(peer);
+		n = recvfrom(io->fd, msg, sizeof(msg), MSG_DONTWAIT, (struct sockaddr *)&peer, &plen);
+		if (n < 0)
+			return;
+		handle_query(b, io->fd, msg, (size_t)n, (struct sockaddr *)&peer, plen);
+	}
+}

@@ -1,0 +1,529 @@
+// SPDX-License-Identifier: MIT
+/* sluiced: the broker. Started by `sluice run` (see the usage text). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <openssl/ssl.h>
+#include "broker.h"
+#include "log.h"
+#include "origdst.h"
+
+/* The kernel part provides these in libsluicecommon.a; weak so that the broker
+ * still builds (and refuses every connection, fail closed) without them. */
+extern int origdst_open(const char *pin_root) __attribute__((weak));
+extern int origdst_take(int map_fd, int accepted_fd, struct sluice_orig_dst *out) __attribute__((weak));
+
+static int take_origdst(struct broker *b, int fd, struct sluice_orig_dst *out)
+{
+	if (!origdst_open || !origdst_take) {
+		pr_err("this sluiced was built without the original-destination map code; rebuild");
+		return -ENOSYS;
+	}
+	/* The map appears when the first sandbox is set up, maybe after we start. */
+	if (b->orig_fd < 0)
+		b->orig_fd = origdst_open(b->cfg->pin_root);
+	if (b->orig_fd < 0)
+		return b->orig_fd;
+	return origdst_take(b->orig_fd, fd, out);
+}
+
+static const char usage[] =
+"usage: sluiced --listen 127.0.0.1:PORT --ready-fd N [options]\n"
+"  --listen 127.0.0.1:P   TCP on 127.0.0.1:P and [::1]:P, UDP DNS likewise (P=0: the kernel picks)\n"
+"  --ready-fd N           write \"READY <tcp-port> <dns-port>\\n\" to fd N once listening\n"
+"  --policy FILE          rules and secrets (SIGHUP reloads it)\n"
+"  --allow HOSTGLOB       without --policy: allow every request to these hosts (repeatable)\n"
+"  --upstream-ca FILE     extra trust anchor for upstream TLS (repeatable)\n"
+"  --resolve HOST:ADDR    dial ADDR for HOST (repeatable; may point at internal addresses)\n"
+"  --ca-dir DIR           CA key and cert (default /var/lib/sluice/ca, 0700)\n"
+"  --run-dir DIR          public files: ca.crt, ca-bundle.pem (default /run/sluice)\n"
+"  --audit FILE|-         JSON-lines audit log (default <run-dir>/<sandbox>/audit.jsonl, or stderr)\n"
+"  --pin-root DIR         bpffs directory of the pinned maps (default " SLUICE_PIN_ROOT ")\n"
+"  --sandbox NAME         name written in the audit log\n"
+"  --workers N            worker threads (default 1)\n"
+"  --log-level L          error|warn|info|debug\n"
+"  --max-conns N          connections open at once (default 16384)\n"
+"  --handshake-timeout S, --header-timeout S, --idle-timeout S, --io-timeout S   (seconds, decimals ok)\n"
+"  --max-header-bytes N   request/response head limit (default 65536)\n"
+"  --origdst-fixed ADDR:PORT  TEST AID: treat every connection as redirected from ADDR:PORT\n";
+
+enum {
+	OPT_LISTEN = 256, OPT_READY, OPT_POLICY, OPT_ALLOW, OPT_UPCA, OPT_RESOLVE, OPT_CADIR,
+	OPT_RUNDIR, OPT_AUDIT, OPT_PIN, OPT_SANDBOX, OPT_WORKERS, OPT_LOGLEVEL, OPT_ORIGFIXED,
+	OPT_MAXCONNS, OPT_HS_TO, OPT_HDR_TO, OPT_IDLE_TO, OPT_IO_TO, OPT_MAXHDR, OPT_HELP,
+};
+
+static const struct option opts[] = {
+	{ "listen", required_argument, NULL, OPT_LISTEN },
+	{ "ready-fd", required_argument, NULL, OPT_READY },
+	{ "policy", required_argument, NULL, OPT_POLICY },
+	{ "allow", required_argument, NULL, OPT_ALLOW },
+	{ "upstream-ca", required_argument, NULL, OPT_UPCA },
+	{ "resolve", required_argument, NULL, OPT_RESOLVE },
+	{ "ca-dir", required_argument, NULL, OPT_CADIR },
+	{ "run-dir", required_argument, NULL, OPT_RUNDIR },
+	{ "audit", required_argument, NULL, OPT_AUDIT },
+	{ "pin-root", required_argument, NULL, OPT_PIN },
+	{ "sandbox", required_argument, NULL, OPT_SANDBOX },
+	{ "workers", required_argument, NULL, OPT_WORKERS },
+	{ "log-level", required_argument, NULL, OPT_LOGLEVEL },
+	{ "origdst-fixed", required_argument, NULL, OPT_ORIGFIXED },
+	{ "max-conns", required_argument, NULL, OPT_MAXCONNS },
+	{ "handshake-timeout", required_argument, NULL, OPT_HS_TO },
+	{ "header-timeout", required_argument, NULL, OPT_HDR_TO },
+	{ "idle-timeout", required_argument, NULL, OPT_IDLE_TO },
+	{ "io-timeout", required_argument, NULL, OPT_IO_TO },
+	{ "max-header-bytes", required_argument, NULL, OPT_MAXHDR },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ 0 },
+};
+
+static int die(const char *what)
+{
+	pr_err("%s", what);
+	return 1;
+}
+
+static int parse_ulong(const char *s, unsigned long max, unsigned long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoul(s, &end, 10);
+	return (errno || !*s || *end || *out > max) ? -EINVAL : 0;
+}
+
+static int parse_secs(const char *s, uint32_t *ms)
+{
+	char *end;
+	double d = strtod(s, &end);
+
+	if (!*s || *end || d <= 0 || d > 86400)
+		return -EINVAL;
+	*ms = (uint32_t)(d * 1000);
+	return 0;
+}
+
+/* "1.2.3.4:443" or "[::1]:443" into an orig-dst entry. */
+static int parse_origdst(const char *s, struct sluice_orig_dst *d)
+{
+	char host[64];
+	const char *colon;
+	unsigned long port;
+
+	memset(d, 0, sizeof(*d));
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+
+		if (!rb || rb[1] != ':' || (size_t)(rb - s - 1) >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, s + 1, (size_t)(rb - s - 1));
+		host[rb - s - 1] = 0;
+		colon = rb + 1;
+		d->family = SLUICE_AF_INET6;
+		if (inet_pton(AF_INET6, host, d->addr) != 1)
+			return -EINVAL;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || (size_t)(colon - s) >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, s, (size_t)(colon - s));
+		host[colon - s] = 0;
+		d->family = SLUICE_AF_INET;
+		if (inet_pton(AF_INET, host, d->addr) != 1)
+			return -EINVAL;
+	}
+	if (parse_ulong(colon + 1, 65535, &port) || !port)
+		return -EINVAL;
+	d->port = (uint16_t)port;
+	d->proto = IPPROTO_TCP;
+	memcpy(d->comm, "(fixed)", 8);
+	return 0;
+}
+
+static int bind_sock(int family, int type, const char *addr, uint16_t port, bool reuseport)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int fd, one = 1;
+
+	memset(&ss, 0, sizeof(ss));
+	if (family == AF_INET) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		if (inet_pton(AF_INET, addr, &s4->sin_addr) != 1)
+			return -EINVAL;
+		sl = sizeof(*s4);
+	} else {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		s6->sin6_addr = in6addr_loopback;
+		sl = sizeof(*s6);
+	}
+	fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (reuseport)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, sl) ||
+	    (type == SOCK_STREAM && listen(fd, 4096))) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+static uint16_t sock_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl))
+		return 0;
+	return ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+					     : ((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+static int load_policy(const struct broker_cfg *cfg, bool initial)
+{
+	char err[1024];
+	struct policy *p = NULL;
+	int rc;
+
+	if (cfg->policy_file) {
+		rc = policy_load(cfg->policy_file, POLICY_FMT_AUTO, &p, err, sizeof(err));
+		if (!rc)
+			rc = policy_resolve_secrets(p, err, sizeof(err));
+		if (rc) {
+			policy_unref(p);
+			pr_err("%s%s", err, initial ? "" : " (keeping the policy in force)");
+			return rc;
+		}
+	} else {
+		p = policy_new_allow_hosts(cfg->allow, cfg->n_allow);
+		if (!p) {
+			pr_err("out of memory building the --allow policy");
+			return -ENOMEM;
+		}
+	}
+	broker_policy_set(p);
+	if (!initial)
+		pr_info("policy reloaded from %s", cfg->policy_file ? cfg->policy_file : "--allow");
+	return 0;
+}
+
+static void sig_cb(struct ev_io *io, uint32_t events)
+{
+	struct broker *b = container_of(io, struct broker, sig);
+	struct signalfd_siginfo si;
+
+	while (read(io->fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			load_policy(b->cfg, false);
+		} else {
+			pr_info("signal %u: draining %zu connection(s), then exiting", si.ssi_signo, b->n_conns);
+			broker_drain(b);
+		}
+	}
+}
+
+static int open_audit(struct broker_cfg *cfg)
+{
+	char path[4096];
+	const char *p = cfg->audit;
+	int fd;
+
+	if (p && !strcmp(p, "-"))
+		return dup(STDOUT_FILENO);
+	if (!p && cfg->sandbox) {
+		snprintf(path, sizeof(path), "%s/%s", cfg->run_dir, cfg->sandbox);
+		mkdir(path, 0755);
+		snprintf(path, sizeof(path), "%s/%s/audit.jsonl", cfg->run_dir, cfg->sandbox);
+		p = path;
+	}
+	if (!p)
+		return dup(STDERR_FILENO);
+	fd = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (fd < 0)
+		pr_err("Couldn't open the audit log %s: %s; pass --audit FILE or --audit -", p, strerror(errno));
+	return fd < 0 ? -errno : fd;
+}
+
+int main(int argc, char **argv)
+{
+	static struct broker_cfg cfg;
+	static struct broker b;
+	static struct ca ca;
+	char err[1024];
+	int opt, rc, lis4, lis6, udp4, udp6, sfd;
+	unsigned long v;
+	sigset_t mask;
+	uint16_t port, dport;
+
+	log_set_prefix("sluiced");
+	strcpy(cfg.listen_addr, "127.0.0.1");
+	cfg.ready_fd = -1;
+	cfg.ca_dir = "/var/lib/sluice/ca";
+	cfg.run_dir = "/run/sluice";
+	cfg.workers = 1;
+	cfg.max_conns = 16384;
+	cfg.handshake_ms = 10000;
+	cfg.header_ms = 30000;
+	cfg.idle_ms = 60000;
+	cfg.io_ms = 120000;
+	cfg.pool_idle_ms = 15000;
+	cfg.max_header_bytes = 65536;
+	cfg.max_headers = 128;
+	cfg.pool_max = 256;
+	cfg.drain_ms = 10000;
+
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_LISTEN: {
+			const char *colon = strrchr(optarg, ':');
+
+			if (!colon || (size_t)(colon - optarg) >= sizeof(cfg.listen_addr) ||
+			    parse_ulong(colon + 1, 65535, &v)) {
+				fprintf(stderr, "sluiced: --listen %s: expected 127.0.0.1:PORT\n", optarg);
+				return 2;
+			}
+			memcpy(cfg.listen_addr, optarg, (size_t)(colon - optarg));
+			cfg.listen_addr[colon - optarg] = 0;
+			cfg.listen_port = (uint16_t)v;
+			break;
+		}
+		case OPT_READY:
+			if (parse_ulong(optarg, 1 << 20, &v)) {
+				fprintf(stderr, "sluiced: --ready-fd %s: expected a file descriptor number\n", optarg);
+				return 2;
+			}
+			cfg.ready_fd = (int)v;
+			break;
+		case OPT_POLICY: cfg.policy_file = optarg; break;
+		case OPT_ALLOW:
+		case OPT_UPCA:
+		case OPT_RESOLVE: {
+			const char **arr = opt == OPT_ALLOW ? cfg.allow : opt == OPT_UPCA ? cfg.upstream_ca : cfg.resolve;
+			size_t *n = opt == OPT_ALLOW ? &cfg.n_allow : opt == OPT_UPCA ? &cfg.n_upstream_ca : &cfg.n_resolve;
+
+			if (*n >= BROKER_MAX_LIST) {
+				fprintf(stderr, "sluiced: too many --%s options (max %d)\n",
+					opts[opt - OPT_LISTEN].name, BROKER_MAX_LIST);
+				return 2;
+			}
+			arr[(*n)++] = optarg;
+			break;
+		}
+		case OPT_CADIR: cfg.ca_dir = optarg; break;
+		case OPT_RUNDIR: cfg.run_dir = optarg; break;
+		case OPT_AUDIT: cfg.audit = optarg; break;
+		case OPT_PIN: cfg.pin_root = optarg; break;
+		case OPT_SANDBOX: cfg.sandbox = optarg; break;
+		case OPT_WORKERS:
+			if (parse_ulong(optarg, 64, &v) || !v) {
+				fprintf(stderr, "sluiced: --workers %s: expected 1..64\n", optarg);
+				return 2;
+			}
+			cfg.workers = (unsigned)v;
+			break;
+		case OPT_LOGLEVEL:
+			if (!strcmp(optarg, "error")) log_set_level(LOG_LVL_ERROR);
+			else if (!strcmp(optarg, "warn") || !strcmp(optarg, "warning")) log_set_level(LOG_LVL_WARN);
+			else if (!strcmp(optarg, "info")) log_set_level(LOG_LVL_INFO);
+			else if (!strcmp(optarg, "debug")) log_set_level(LOG_LVL_DEBUG);
+			else {
+				fprintf(stderr, "sluiced: --log-level %s: expected error, warn, info or debug\n", optarg);
+				return 2;
+			}
+			break;
+		case OPT_ORIGFIXED:
+			if (parse_origdst(optarg, &cfg.origdst_fixed)) {
+				fprintf(stderr, "sluiced: --origdst-fixed %s: expected ADDR:PORT or [ADDR6]:PORT\n", optarg);
+				return 2;
+			}
+			cfg.origdst_fixed_set = true;
+			break;
+		case OPT_MAXCONNS:
+			if (parse_ulong(optarg, 1000000, &v) || !v) {
+				fprintf(stderr, "sluiced: --max-conns %s: expected a positive number\n", optarg);
+				return 2;
+			}
+			cfg.max_conns = (unsigned)v;
+			break;
+		case OPT_HS_TO:
+		case OPT_HDR_TO:
+		case OPT_IDLE_TO:
+		case OPT_IO_TO: {
+			uint32_t *ms = opt == OPT_HS_TO ? &cfg.handshake_ms : opt == OPT_HDR_TO ? &cfg.header_ms
+				     : opt == OPT_IDLE_TO ? &cfg.idle_ms : &cfg.io_ms;
+
+			if (parse_secs(optarg, ms)) {
+				fprintf(stderr, "sluiced: --%s %s: expected seconds (0 < S <= 86400)\n",
+					opts[opt - OPT_LISTEN].name, optarg);
+				return 2;
+			}
+			break;
+		}
+		case OPT_MAXHDR:
+			if (parse_ulong(optarg, 1 << 24, &v) || v < 1024) {
+				fprintf(stderr, "sluiced: --max-header-bytes %s: expected 1024..16777216\n", optarg);
+				return 2;
+			}
+			cfg.max_header_bytes = v;
+			break;
+		case OPT_HELP:
+		case 'h':
+			fputs(usage, stdout);
+			return 0;
+		default:
+			fputs(usage, stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "sluiced: unexpected argument %s\n%s", argv[optind], usage);
+		return 2;
+	}
+	if (cfg.policy_file && cfg.n_allow) {
+		fprintf(stderr, "sluiced: give either --policy or --allow, not both\n");
+		return 2;
+	}
+	if (cfg.workers > 1)
+		pr_warn("--workers %u: this build runs one worker; continuing with 1", cfg.workers);
+	signal(SIGPIPE, SIG_IGN);
+	{
+		/* Each connection holds up to two fds. */
+		struct rlimit rl;
+
+		if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
+
+	if (load_policy(&cfg, true))
+		return 1;
+	rc = ca_load_or_create(&ca, cfg.ca_dir, err, sizeof(err));
+	if (rc)
+		return die(err);
+	rc = ca_publish(&ca, cfg.run_dir, "/etc/ssl/certs/ca-certificates.crt", err, sizeof(err));
+	if (rc)
+		return die(err);
+	b.cc = certcache_new(&ca, 1024, 7L * 24 * 3600);
+	if (!b.cc)
+		return die("out of memory");
+	b.srv_ctx = tls_server_ctx_new(b.cc, err, sizeof(err));
+	if (!b.srv_ctx)
+		return die(err);
+	b.cli_ctx = tls_client_ctx_new(cfg.upstream_ca, cfg.n_upstream_ca, err, sizeof(err));
+	if (!b.cli_ctx)
+		return die(err);
+	b.res = resolver_new(NULL, 2, err, sizeof(err));
+	if (!b.res)
+		return die(err);
+	for (size_t i = 0; i < cfg.n_resolve; i++)
+		if (resolver_add_override(b.res, cfg.resolve[i], err, sizeof(err)))
+			return die(err);
+
+	lis4 = bind_sock(AF_INET, SOCK_STREAM, cfg.listen_addr, cfg.listen_port, false);
+	if (lis4 < 0) {
+		pr_err("Couldn't listen on %s:%u: %s", cfg.listen_addr, cfg.listen_port, strerror(-lis4));
+		return 1;
+	}
+	port = sock_port(lis4);
+	lis6 = bind_sock(AF_INET6, SOCK_STREAM, "::1", port, false);
+	if (lis6 < 0)
+		pr_warn("Couldn't listen on [::1]:%u: %s; IPv6 connections will fail", port, strerror(-lis6));
+	/* DNS on the same port number when free (UDP and TCP ports are separate). */
+	udp4 = bind_sock(AF_INET, SOCK_DGRAM, cfg.listen_addr, port, false);
+	if (udp4 < 0 && !cfg.listen_port)
+		udp4 = bind_sock(AF_INET, SOCK_DGRAM, cfg.listen_addr, 0, false);
+	if (udp4 < 0) {
+		pr_err("Couldn't bind the DNS socket on %s: %s", cfg.listen_addr, strerror(-udp4));
+		return 1;
+	}
+	dport = sock_port(udp4);
+	udp6 = bind_sock(AF_INET6, SOCK_DGRAM, "::1", dport, false);
+	if (udp6 < 0)
+		pr_warn("Couldn't bind DNS on [::1]:%u: %s", dport, strerror(-udp6));
+
+	rc = broker_init(&b, &cfg, &ca, lis4, lis6);
+	if (rc) {
+		pr_err("Couldn't set up the event loop: %s", strerror(-rc));
+		return 1;
+	}
+	b.port = port;
+	b.origdst_take = take_origdst;
+	b.dns_port = dport;
+	b.udp[0].fd = udp4;
+	b.udp[1].fd = udp6;
+	b.udp[0].cb = b.udp[1].cb = dns_udp_cb;
+	ev_add(&b.loop, &b.udp[0], EPOLLIN | EPOLLET);
+	if (udp6 >= 0)
+		ev_add(&b.loop, &b.udp[1], EPOLLIN | EPOLLET);
+	b.audit_fd = open_audit(&cfg);
+	if (b.audit_fd < 0)
+		return 1;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (sfd < 0) {
+		pr_err("signalfd: %s", strerror(errno));
+		return 1;
+	}
+	b.sig.fd = sfd;
+	b.sig.cb = sig_cb;
+	ev_add(&b.loop, &b.sig, EPOLLIN | EPOLLET);
+
+	if (cfg.origdst_fixed_set)
+		pr_warn("--origdst-fixed is a test aid: every connection is treated as redirected to it");
+	pr_info("listening on %s:%u and [::1]:%u, DNS on udp port %u", cfg.listen_addr, port, port, dport);
+	if (cfg.ready_fd >= 0) {
+		char line[64];
+		int n = snprintf(line, sizeof(line), "READY %u %u\n", port, dport);
+
+		if (write(cfg.ready_fd, line, (size_t)n) != n)
+			pr_warn("Couldn't write READY to fd %d: %s", cfg.ready_fd, strerror(errno));
+		close(cfg.ready_fd);
+	}
+
+	while (!b.loop.stop)
+		if (ev_run_once(&b.loop) < 0)
+			break;
+
+	broker_fini(&b);
+	close(udp4);
+	if (udp6 >= 0)
+		close(udp6);
+	SSL_CTX_free(b.srv_ctx);
+	SSL_CTX_free(b.cli_ctx);
+	certcache_free(b.cc);
+	resolver_free(b.res);
+	ca_fini(&ca);
+	broker_policy_set(NULL);
+	pr_info("exited cleanly");
+	return 0;
+}

@@ -1,0 +1,268 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include "log.h"
+#include "sni.h"
+#include "tls.h"
+
+static int sni_idx = -1;   /* SSL ex_data: char[TLS_SNI_MAX] for the SNI */
+static int skey_idx = -1;  /* SSL ex_data: "host:port" key of an upstream session */
+static pthread_once_t idx_once = PTHREAD_ONCE_INIT;
+
+static void idx_init(void)
+{
+	sni_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+const char *tls_err_text(void)
+{
+	static __thread char msg[256];
+	unsigned long e = ERR_get_error();
+
+	msg[0] = 0;
+	if (e)
+		ERR_error_string_n(e, msg, sizeof(msg));
+	ERR_clear_error();
+	return msg;
+}
+
+/* ---- server side ---- */
+
+static int client_hello_cb(SSL *ssl, int *al, void *arg)
+{
+	struct certcache *cc = arg;
+	const unsigned char *ext;
+	size_t ext_len;
+	char *sni = SSL_get_ex_data(ssl, sni_idx);
+	char name[TLS_SNI_MAX];
+	X509 *leaf;
+	int n;
+
+	/* Without a name there is no host to check the rules against: refuse. */
+	if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len)) {
+		*al = SSL_AD_UNRECOGNIZED_NAME;
+		return SSL_CLIENT_HELLO_ERROR;
+	}
+	n = sni_parse_ext(ext, ext_len, name, sizeof(name));
+	if (n <= 0) {
+		*al = n == 0 ? SSL_AD_UNRECOGNIZED_NAME : SSL_AD_DECODE_ERROR;
+		return SSL_CLIENT_HELLO_ERROR;
+	}
+	leaf = certcache_get(cc, name);
+	if (!leaf) {
+		*al = SSL_AD_INTERNAL_ERROR;
+		return SSL_CLIENT_HELLO_ERROR;
+	}
+	/* The shared leaf key sits on the context; only the certificate is per name. */
+	if (SSL_use_certificate(ssl, leaf) != 1) {
+		*al = SSL_AD_INTERNAL_ERROR;
+		return SSL_CLIENT_HELLO_ERROR;
+	}
+	if (sni)
+		memcpy(sni, name, (size_t)n + 1);
+	return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+			  const unsigned char *in, unsigned int inlen, void *arg)
+{
+	static const unsigned char h11[] = "\x08http/1.1";
+
+	if (SSL_select_next_proto((unsigned char **)out, outlen, h11, sizeof(h11) - 1, in, inlen) ==
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_OK;
+	/* h2-only client: no ALPN, it then speaks HTTP/1.1 or fails in hx with 400. */
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+SSL_CTX *tls_server_ctx_new(struct certcache *cc, char *err, size_t errlen)
+{
+	static const unsigned char sid_ctx[] = "sluiced";
+	SSL_CTX *ctx;
+
+	pthread_once(&idx_once, idx_init);
+	ctx = SSL_CTX_new(TLS_server_method());
+	if (!ctx) {
+		snprintf(err, errlen, "Couldn't create the TLS server context: %s", tls_err_text());
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+				 SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+			      SSL_MODE_RELEASE_BUFFERS);
+	/* The key lives on the context; the per-name leaf is set per connection. */
+	if (SSL_CTX_use_PrivateKey(ctx, certcache_ca(cc)->leaf_key) != 1) {
+		snprintf(err, errlen, "Couldn't set the leaf key: %s", tls_err_text());
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, cc);
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
+	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
+	/* One ticket is enough for a client to resume once per connection. */
+	SSL_CTX_set_num_tickets(ctx, 1);
+	SSL_CTX_sess_set_cache_size(ctx, 1024);
+	return ctx;
+}
+
+void tls_server_set_sni_buf(SSL *ssl, char *buf)
+{
+	buf[0] = 0;
+	SSL_set_ex_data(ssl, sni_idx, buf);
+}
+
+/* ---- client side: one saved session per host:port ---- */
+
+#define SESS_BUCKETS 256
+struct sess_entry {
+	struct sess_entry *next;
+	SSL_SESSION *sess;
+	char key[];
+};
+static struct sess_entry *sess_tab[SESS_BUCKETS];
+static size_t sess_count;
+static pthread_mutex_t sess_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static unsigned key_hash(const char *s)
+{
+	unsigned h = 2166136261u;
+
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 16777619u;
+	return h % SESS_BUCKETS;
+}
+
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	const char *key = SSL_get_ex_data(ssl, skey_idx);
+	struct sess_entry *e, **pp;
+	size_t len;
+
+	if (!key || !SSL_SESSION_is_resumable(sess))
+		return 0;
+	pthread_mutex_lock(&sess_lock);
+	for (pp = &sess_tab[key_hash(key)]; *pp; pp = &(*pp)->next) {
+		if (!strcmp((*pp)->key, key)) {
+			SSL_SESSION_free((*pp)->sess);
+			(*pp)->sess = sess;
+			pthread_mutex_unlock(&sess_lock);
+			return 1; /* we keep the reference */
+		}
+	}
+	/* Bounded: past the cap, new names simply do full handshakes. */
+	if (sess_count >= 4096) {
+		pthread_mutex_unlock(&sess_lock);
+		return 0;
+	}
+	len = strlen(key);
+	e = malloc(sizeof(*e) + len + 1);
+	if (!e) {
+		pthread_mutex_unlock(&sess_lock);
+		return 0;
+	}
+	memcpy(e->key, key, len + 1);
+	e->sess = sess;
+	e->next = NULL;
+	*pp = e;
+	sess_count++;
+	pthread_mutex_unlock(&sess_lock);
+	return 1;
+}
+
+static void skey_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	free(ptr);
+}
+
+void tls_client_sessions_clear(void)
+{
+	size_t i;
+
+	pthread_mutex_lock(&sess_lock);
+	for (i = 0; i < SESS_BUCKETS; i++) {
+		while (sess_tab[i]) {
+			struct sess_entry *e = sess_tab[i];
+
+			sess_tab[i] = e->next;
+			SSL_SESSION_free(e->sess);
+			free(e);
+		}
+	}
+	sess_count = 0;
+	pthread_mutex_unlock(&sess_lock);
+}
+
+static pthread_once_t skey_once = PTHREAD_ONCE_INIT;
+static void skey_init(void)
+{
+	skey_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, skey_free);
+}
+
+SSL_CTX *tls_client_ctx_new(const char *const *cas, size_t n_cas, char *err, size_t errlen)
+{
+	static const unsigned char h11[] = "\x08http/1.1";
+	SSL_CTX *ctx;
+	size_t i;
+
+	pthread_once(&idx_once, idx_init);
+	pthread_once(&skey_once, skey_init);
+	ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx) {
+		snprintf(err, errlen, "Couldn't create the TLS client context: %s", tls_err_text());
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+			      SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (SSL_CTX_set_default_verify_paths(ctx) != 1)
+		pr_warn("Couldn't load the system trust store: %s", tls_err_text());
+	for (i = 0; i < n_cas; i++) {
+		if (SSL_CTX_load_verify_locations(ctx, cas[i], NULL) != 1) {
+			snprintf(err, errlen, "Couldn't load the upstream CA %s: %s; give a PEM file",
+				 cas[i], tls_err_text());
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+	}
+	SSL_CTX_set_alpn_protos(ctx, h11, sizeof(h11) - 1);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
+	return ctx;
+}
+
+int tls_client_prepare(SSL *ssl, const char *host, unsigned port)
+{
+	struct sess_entry *e;
+	char *key;
+	int n;
+
+	n = snprintf(NULL, 0, "%s:%u", host, port);
+	key = malloc((size_t)n + 1);
+	if (!key)
+		return -ENOMEM;
+	snprintf(key, (size_t)n + 1, "%s:%u", host, port);
+	if (!SSL_set_ex_data(ssl, skey_idx, key)) {
+		free(key);
+		return -ENOMEM;
+	}
+	if (SSL_set_tlsext_host_name(ssl, host) != 1 || SSL_set1_host(ssl, host) != 1)
+		return -ENOMEM;
+	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	pthread_mutex_lock(&sess_lock);
+	for (e = sess_tab[key_hash(key)]; e; e = e->next) {
+		if (!strcmp(e->key, key)) {
+			SSL_set_session(ssl, e->sess);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&sess_lock);
+	return 0;
+}

@@ -1,0 +1,105 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# sluiced on its own (no kernel part): --origdst-fixed stands for the redirect.
+# TLS termination with a minted cert, policy allow/deny, upstream verification,
+# plain HTTP, POST bodies, keep-alive, the audit log, and the CA's files.
+. "$(dirname "$0")/../lib.sh"
+sl_begin broker_basic
+sl_need_bins "$SLUICED"
+fi_up
+
+# broker_start NAME ORIGPORT ARGS...: sets BPORT, BDNS, BRUN (run dir).
+broker_start() {
+	local name=$1 oport=$2; shift 2
+	BRUN=$T/$name.run
+	exec {rfd}>"$T/$name.ready"
+	sl_bg "$name" "$SLUICED" --listen 127.0.0.1:0 --ready-fd "$rfd" --ca-dir "$T/ca" --run-dir "$BRUN" \
+		--origdst-fixed "$FI_IP4:$oport" --upstream-ca "$FI_CA" --resolve "api.test:$FI_IP4" \
+		--resolve "other.test:$FI_IP4" --resolve "bad.test:$FI_IP4" --audit "$T/$name.audit" "$@"
+	exec {rfd}>&-
+	sl_wait_for grep -q READY "$T/$name.ready" || sl_fail "$name did not get ready: $(cat "$T/$name.log")"
+	read -r _ BPORT BDNS <"$T/$name.ready"
+}
+
+broker_start b443 443 --allow api.test --allow '*.other.test' --sandbox t1
+sl_assert_eq "600" "$(stat -c %a "$T/ca/ca.key")" "CA key is private"
+sl_assert_eq "700" "$(stat -c %a "$T/ca")" "CA dir is private"
+sl_assert_eq "644" "$(stat -c %a "$BRUN/ca.crt")" "public CA cert is readable"
+grep -q "BEGIN CERTIFICATE" "$BRUN/ca-bundle.pem" || sl_fail "no bundle"
+sl_assert_contains "$(openssl x509 -in "$BRUN/ca.crt" -noout -text)" "CA:TRUE" "CA cert is a CA"
+
+# --connect-to keeps the URL (and Host header) at the original port, as a
+# redirected connection would, while the TCP connection goes to the broker.
+C=(curl -sS --max-time 10 --cacert "$BRUN/ca.crt" --connect-to "::127.0.0.1:$BPORT")
+
+out=$("${C[@]}" "https://api.test:443/hello") || sl_fail "GET through the broker failed: $(tail "$T/b443.log")"
+sl_assert_contains "$out" "hello" "GET /hello through the broker"
+
+leaf=$(openssl s_client -connect "127.0.0.1:$BPORT" -servername api.test </dev/null 2>/dev/null |
+	openssl x509 -noout -text)
+sl_assert_contains "$leaf" "DNS:api.test" "leaf SAN is the SNI"
+sl_assert_contains "$leaf" "prime256v1" "leaf key is P-256"
+
+head -c 100000 /dev/urandom | base64 -w0 >"$T/body"
+body=$(cat "$T/body")
+out=$("${C[@]}" -X POST --data-binary @"$T/body" -H 'Content-Type: text/plain' "https://api.test:443/echo")
+sl_assert_contains "$out" "${body:0:64}" "POST body (Content-Length) reaches upstream"
+out=$(printf 'chunky' | "${C[@]}" -X POST -H 'Transfer-Encoding: chunked' --data-binary @- "https://api.test:443/echo")
+sl_assert_contains "$out" "chunky" "POST chunked body reaches upstream"
+
+code=$("${C[@]}" -o "$T/deny.out" -w '%{http_code}' "https://other.test:443/hello")
+sl_assert_eq 403 "$code" "host without a rule gets 403"
+sl_assert_contains "$(cat "$T/deny.out")" "other.test" "403 body names the host"
+sl_assert_eq 0 "$(fi_requests 443 | grep -c other.test)" "denied request never reached upstream"
+
+# Keep-alive: two requests, one client connection, one upstream connection.
+before=$(fi_conns 443)
+out=$("${C[@]}" "https://api.test:443/hello" "https://api.test:443/bytes?n=10")
+sl_assert_contains "$out" "hello" "keep-alive request 1"
+[ $(( $(fi_conns 443) - before )) -le 1 ] || sl_fail "keep-alive requests opened $(( $(fi_conns 443) - before )) upstream connections"
+sl_ok "keep-alive requests share one upstream connection"
+# Pooling: separate client connections, one after the other, reuse the idle upstream.
+before=$(fi_conns 443)
+for i in 1 2 3 4; do "${C[@]}" -o /dev/null "https://api.test:443/hello" || sl_fail "request $i"; done
+[ $(( $(fi_conns 443) - before )) -le 1 ] || sl_fail "4 sequential client connections opened $(( $(fi_conns 443) - before )) upstream connections (no pooling)"
+sl_ok "upstream connections are pooled across client connections"
+
+# Large download streams through.
+"${C[@]}" -o "$T/big" "https://api.test:443/bytes?n=20000000" || sl_fail "20 MB download failed"
+sl_assert_eq 20000000 "$(stat -c %s "$T/big")" "20 MB download complete"
+
+# TLS without SNI is refused.
+if openssl s_client -connect "127.0.0.1:$BPORT" -noservername </dev/null >"$T/nosni" 2>&1 &&
+   grep -q 'BEGIN CERTIFICATE' "$T/nosni"; then
+	sl_fail "TLS without SNI got a certificate"
+fi
+sl_ok "TLS without SNI refused"
+
+# Audit: one line per request, with the fields.
+sleep 0.2
+a=$(cat "$T/b443.audit")
+sl_assert_contains "$a" '"host":"api.test"' "audit has the host"
+sl_assert_contains "$a" '"status":403' "audit has the refusal"
+sl_assert_contains "$a" '"sandbox":"t1"' "audit has the sandbox"
+/usr/bin/python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' "$T/b443.audit" ||
+	sl_fail "audit lines are not JSON"
+sl_ok "audit lines are JSON"
+
+# The CA is reused on restart (same key), not recreated.
+fp1=$(openssl x509 -in "$BRUN/ca.crt" -noout -fingerprint)
+
+# Bad upstream certificate: 502 with the reason.
+broker_start b8443 8443 --allow bad.test --allow api.test
+C=(curl -sS --max-time 10 --cacert "$BRUN/ca.crt" --connect-to "::127.0.0.1:$BPORT")
+code=$("${C[@]}" -o "$T/bad.out" -w '%{http_code}' "https://bad.test:8443/hello")
+sl_assert_eq 502 "$code" "upstream with an untrusted cert gets 502"
+sl_assert_contains "$(cat "$T/bad.out")" "verif" "502 names the verification failure"
+sl_assert_eq "$fp1" "$(openssl x509 -in "$BRUN/ca.crt" -noout -fingerprint)" "CA reused across restarts"
+
+# Plain HTTP on port 80, by Host header.
+broker_start b80 80 --allow api.test
+out=$(curl -sS --max-time 10 --connect-to "::127.0.0.1:$BPORT" "http://api.test/hello") || sl_fail "plain HTTP failed"
+sl_assert_contains "$out" "hello" "plain HTTP GET by Host header"
+code=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' --connect-to "::127.0.0.1:$BPORT" "http://other.test/hello")
+sl_assert_eq 403 "$code" "plain HTTP to a host without a rule gets 403"
+sl_pass
