@@ -166,7 +166,7 @@ static int str_list(struct pctx *c, yaml_node_t *n, const char *what, item_fn fn
 		if (!cnt)
 			return perr(c, n, "%s is an empty list; remove the key to mean any, or list at least one", what);
 	} else {
-		return perr(c, n, "%s must be a string or a list of strings, not %s", what, kind(n));
+		return perr(c, n, "%s must be a string or a list of strings, not %s; write %s: X or %s: [X, Y]", what, kind(n), what, what);
 	}
 	*out = arena_alloc(&c->p->arena, cnt * sizeof(**out));
 	if (!*out)
@@ -180,7 +180,8 @@ static int str_list(struct pctx *c, yaml_node_t *n, const char *what, item_fn fn
 			it = n->data.sequence.items.start + i;
 			e = node_at(c, *it);
 			if (!is_scalar(e))
-				return perr(c, e, "each entry of %s must be a string, not %s", what, kind(e));
+				return perr(c, e, "each entry of %s must be a string, not %s; write - NAME per line or [A, B]",
+					    what, kind(e));
 		}
 		if (!slen(e) || memchr(sval(e), '\0', slen(e)))
 			return perr(c, e, "%s entry is empty; write a value or drop it", what);
@@ -265,7 +266,7 @@ static int method_item(struct pctx *c, yaml_node_t *n, const char *what, char *v
 static int path_item(struct pctx *c, yaml_node_t *n, const char *what, char *v)
 {
 	size_t l = strlen(v);
-	char b[64];
+	char b[64], *tmp;
 	int r;
 
 	if (v[0] != '/')
@@ -284,12 +285,13 @@ static int path_item(struct pctx *c, yaml_node_t *n, const char *what, char *v)
 			break;
 		s = e;
 	}
-	r = policy_path_normalise(v, l, v, l + 1);
-	if (r == -ENOSPC) {
-		/* only grows for a bare "/": cannot happen as v[0] == '/' */
-		return perr(c, n, "%s '%s' cannot be normalised", what, shown(n, b, sizeof(b)));
-	}
-	if (r < 0)
+	tmp = arena_alloc(&c->p->arena, l + 2);
+	if (!tmp)
+		return enomem(c);
+	r = policy_path_normalise(v, l, tmp, l + 2);
+	if (r >= 0)
+		memcpy(v, tmp, (size_t)r + 1); /* never longer: v starts with '/' */
+	else
 		return perr(c, n, "%s '%s' has a bad %%-escape or a space; write %%XX with two hex digits",
 			    what, shown(n, b, sizeof(b)));
 	return 0;
@@ -399,7 +401,7 @@ static int sluice_rule(struct pctx *c, yaml_node_t *n, struct rule *r)
 	int ret;
 
 	if (n->type != YAML_MAPPING_NODE)
-		return perr(c, n, "a rule must be a mapping like {action: allow, host: example.com}, not %s", kind(n));
+		return perr(c, n, "a rule must be a mapping like {action: allow, host: example.com}, not %s; write each rule as a mapping", kind(n));
 	if ((ret = check_keys(c, n, sluice_rule_keys, "a rule", SLUICE_RULE_KEYS)))
 		return ret;
 	r->line = (unsigned)n->start_mark.line + 1;
@@ -433,7 +435,7 @@ static int sluice_rule(struct pctx *c, yaml_node_t *n, struct rule *r)
 		return ret;
 	if ((v = map_get(c, n, "name"))) {
 		if (!is_scalar(v))
-			return perr(c, v, "name must be a string, not %s", kind(v));
+			return perr(c, v, "name must be a string, not %s; write name: some-label", kind(v));
 		if (!(r->name = arena_strndup(&c->p->arena, sval(v), slen(v))))
 			return enomem(c);
 	}
@@ -449,7 +451,7 @@ static int rules_seq(struct pctx *c, yaml_node_t *n, const char *key,
 	if (is_null(n))
 		return 0;
 	if (n->type != YAML_SEQUENCE_NODE)
-		return perr(c, n, "%s must be a list of rules (- action: ...), not %s", key, kind(n));
+		return perr(c, n, "%s must be a list of rules, not %s; start each rule with '- action: ...'", key, kind(n));
 	cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
 	if (cnt && !rules_alloc(c, cnt))
 		return enomem(c);
@@ -523,7 +525,7 @@ static int sluice_secret(struct pctx *c, yaml_node_t *k, yaml_node_t *n, struct 
 			n_src++;
 			src = v;
 			if (!is_scalar(v) || !slen(v))
-				return perr(c, v, "secret %s: %s must be a non-empty string", s->pub.name, *key);
+				return perr(c, v, "secret %s: %s must be a non-empty string; write %s: ...", s->pub.name, *key, *key);
 			if (!strcmp(*key, "value")) {
 				s->literal = arena_strndup(&c->p->arena, sval(v), slen(v));
 				s->literal_len = slen(v);
@@ -531,7 +533,7 @@ static int sluice_secret(struct pctx *c, yaml_node_t *k, yaml_node_t *n, struct 
 					return enomem(c);
 			} else if (!strcmp(*key, "env")) {
 				if (!env_name_ok(sval(v), slen(v)))
-					return perr(c, v, "secret %s: env must name an environment variable (letters, digits, _)",
+					return perr(c, v, "secret %s: env must name an environment variable; use letters, digits and _",
 						    s->pub.name);
 				if (!(s->pub.env_source = arena_strndup(&c->p->arena, sval(v), slen(v))))
 					return enomem(c);
@@ -594,7 +596,7 @@ static int sluice_secret(struct pctx *c, yaml_node_t *k, yaml_node_t *n, struct 
 			if (!(s->pub.inject_header = arena_strndup(&c->p->arena, sval(h), slen(h))))
 				return enomem(c);
 		} else {
-			return perr(c, v, "secret %s: inject must be bearer, basic or {header: NAME}", s->pub.name);
+			return perr(c, v, "secret %s: inject is not known; write inject: bearer, inject: basic or inject: {header: NAME}", s->pub.name);
 		}
 	}
 	if ((v = map_get(c, n, "user"))) {
@@ -607,7 +609,7 @@ static int sluice_secret(struct pctx *c, yaml_node_t *k, yaml_node_t *n, struct 
 			return enomem(c);
 	} else if (s->pub.inject == SECRET_INJECT_BASIC) {
 		return perr(c, map_get(c, n, "inject"),
-			    "secret %s: inject: basic needs user: (e.g. user: x-access-token for GitHub)", s->pub.name);
+			    "secret %s: inject: basic needs user:; add e.g. user: x-access-token (GitHub)", s->pub.name);
 	}
 	return 0;
 }
@@ -621,7 +623,7 @@ static int secrets_map(struct pctx *c, yaml_node_t *n,
 	if (is_null(n))
 		return 0;
 	if (n->type != YAML_MAPPING_NODE)
-		return perr(c, n, "secrets must be a mapping NAME: {...}, not %s", kind(n));
+		return perr(c, n, "secrets must be a mapping, not %s; write NAME: {...} per secret", kind(n));
 	if ((ret = check_keys(c, n, NULL, "secrets", "secret names")))
 		return ret;
 	cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
@@ -678,12 +680,12 @@ static int sandcat_rule(struct pctx *c, yaml_node_t *n, struct rule *r)
 	if (!(v = map_get(c, n, "host")))
 		return perr(c, n, "network rule has no host (sandcat requires it); add \"host\": \"*\" to match all");
 	if (!is_scalar(v))
-		return perr(c, v, "host must be a string glob, not %s", kind(v));
+		return perr(c, v, "host must be a string glob, not %s; write \"host\": \"*.example.com\"", kind(v));
 	if ((ret = str_list(c, v, "host", fnmatch_host_item, &r->hosts, &r->n_hosts)))
 		return ret;
 	if ((v = map_get(c, n, "method"))) {
 		if (!is_scalar(v))
-			return perr(c, v, "method must be one string in sandcat's format, not %s", kind(v));
+			return perr(c, v, "method must be one string in sandcat's format, not %s; write one rule per method", kind(v));
 		if ((ret = str_list(c, v, "method", method_item, &r->methods, &r->n_methods)))
 			return ret;
 	}
@@ -712,7 +714,7 @@ static int sandcat_secret(struct pctx *c, yaml_node_t *k, yaml_node_t *n, struct
 	if (!(v = map_get(c, n, "value")))
 		return perr(c, n, "secret %s has no value; add \"value\": \"...\"", s->pub.name);
 	if (!is_scalar(v) || !slen(v))
-		return perr(c, v, "secret %s: value must be a non-empty string", s->pub.name);
+		return perr(c, v, "secret %s: value must be a non-empty string; write \"value\": \"...\"", s->pub.name);
 	s->literal = arena_strndup(&c->p->arena, sval(v), slen(v));
 	s->literal_len = slen(v);
 	if (!s->literal)
@@ -722,7 +724,7 @@ static int sandcat_secret(struct pctx *c, yaml_node_t *k, yaml_node_t *n, struct
 		if (v->type == YAML_SEQUENCE_NODE && v->data.sequence.items.top == v->data.sequence.items.start)
 			return 0;
 		if (v->type != YAML_SEQUENCE_NODE)
-			return perr(c, v, "secret %s: hosts must be a list of globs, not %s", s->pub.name, kind(v));
+			return perr(c, v, "secret %s: hosts must be a list of globs, not %s; write [\"api.example.com\"]", s->pub.name, kind(v));
 		if ((ret = str_list(c, v, "hosts", fnmatch_host_item, (const char ***)&s->pub.hosts,
 				    &s->pub.n_hosts)))
 			return ret;
@@ -804,11 +806,13 @@ static int parse_agent_sandbox(struct pctx *c, yaml_node_t *root)
 		return ret;
 	svc = map_get(c, root, "services");
 	dom = map_get(c, root, "domains");
-	for (yaml_node_t *l = svc; l; l = (l == svc ? dom : NULL)) {
-		if (is_null(l))
+	for (int li = 0; li < 2; li++) {
+		yaml_node_t *l = li ? dom : svc;
+
+		if (!l || is_null(l))
 			continue;
 		if (l->type != YAML_SEQUENCE_NODE)
-			return perr(c, l, "%s must be a list, not %s", l == svc ? "services" : "domains", kind(l));
+			return perr(c, l, "%s must be a list, not %s; write one - entry per line", l == svc ? "services" : "domains", kind(l));
 		total += (size_t)(l->data.sequence.items.top - l->data.sequence.items.start);
 	}
 	if (svc && !is_null(svc)) {
@@ -818,7 +822,7 @@ static int parse_agent_sandbox(struct pctx *c, yaml_node_t *root)
 			char b[64];
 
 			if (!is_scalar(e))
-				return perr(c, e, "a service must be a name (one of %s), not %s", AS_SERVICE_NAMES, kind(e));
+				return perr(c, e, "a service must be a name, not %s; use one of %s", kind(e), AS_SERVICE_NAMES);
 			for (k = 0; k < sizeof(as_services) / sizeof(as_services[0]); k++)
 				if (slen(e) == strlen(as_services[k].name) &&
 				    !strncasecmp(sval(e), as_services[k].name, slen(e)))
@@ -857,7 +861,7 @@ static int parse_agent_sandbox(struct pctx *c, yaml_node_t *root)
 			size_t n;
 
 			if (!is_scalar(e))
-				return perr(c, e, "a domain must be a host name like api.example.com or *.example.com, not %s",
+				return perr(c, e, "a domain must be a host name, not %s; write api.example.com or *.example.com",
 					    kind(e));
 			if ((ret = str_list(c, e, "domain", suffix_host_item, &h, &n)))
 				return ret;
@@ -956,10 +960,9 @@ int policy_parse(struct policy *p, const char *buf, size_t len, const char *name
 	if (!root || is_null(root)) {
 		/* an empty file is an empty rule list: everything is denied */
 	} else if (root->type != YAML_MAPPING_NODE) {
-		ret = perr(&c, root, "the policy must be a mapping (%s), not %s",
+		ret = perr(&c, root, "the policy must be a mapping, not %s; write it as %s", kind(root),
 			   fmt == POLICY_FMT_SANDCAT ? "{\"network\": [...], \"secrets\": {...}}"
-			   : fmt == POLICY_FMT_AGENT_SANDBOX ? "services: and domains:" : "rules: and secrets:",
-			   kind(root));
+			   : fmt == POLICY_FMT_AGENT_SANDBOX ? "services: and domains:" : "rules: and secrets:");
 	} else if (fmt == POLICY_FMT_SANDCAT) {
 		ret = parse_sandcat(&c, root);
 	} else if (fmt == POLICY_FMT_AGENT_SANDBOX) {
