@@ -288,6 +288,36 @@ int loader_del_sandbox(const char *pin_root, __u64 cgid)
 	return err;
 }
 
+/* The cgroup a pinned sandbox's links are attached to (from any one link). */
+static int pinned_cgid(const char *dir, __u64 *cgid)
+{
+	struct bpf_link_info info;
+	__u32 len = sizeof(info);
+	struct dirent *de;
+	char p[1024];
+	DIR *d = opendir(dir);
+	int fd, err = -ENOENT;
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)) && err) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+		fd = bpf_obj_get(p);
+		if (fd < 0)
+			continue;
+		memset(&info, 0, sizeof(info));
+		if (!bpf_obj_get_info_by_fd(fd, &info, &len) && info.type == BPF_LINK_TYPE_CGROUP) {
+			*cgid = info.cgroup.cgroup_id;
+			err = 0;
+		}
+		close(fd);
+	}
+	closedir(d);
+	return err;
+}
+
 int loader_status(const char *pin_root, FILE *f)
 {
 	static const char *const stat_names[SLUICE_STAT_MAX] = {
@@ -295,10 +325,10 @@ int loader_status(const char *pin_root, FILE *f)
 		"denied_udp", "denied_socket", "loopback_passed",
 	};
 	struct sluice_sandbox sb;
-	__u64 key, *next = NULL, vals[1024];
+	__u64 key, *next = NULL, vals[1024], cgid;
 	int fd, ncpu = libbpf_num_possible_cpus(), n = 0;
-	char ip6[64];
 	struct dirent *de;
+	char p[768];
 	DIR *d;
 
 	fd = map_open(pin_root, SLUICE_MAP_SANDBOXES);
@@ -306,26 +336,36 @@ int loader_status(const char *pin_root, FILE *f)
 		fprintf(f, "no sandboxes (nothing pinned at %s)\n", pin_root);
 		return 0;
 	}
-	fprintf(f, "%-20s %-14s %-8s\n", "CGROUP-ID", "BROKER-PORT", "DNS-PORT");
+	fprintf(f, "%-24s %-12s %-12s %-8s\n", "SANDBOX", "CGROUP-ID", "BROKER-PORT", "DNS-PORT");
+	/* Pinned sandboxes first (name -> cgroup from the link), then map entries
+	 * without pins (a loader that died half-way). */
+	d = opendir(pin_root);
+	while (d && (de = readdir(d))) {
+		if (de->d_type != DT_DIR || de->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", pin_root, de->d_name);
+		if (pinned_cgid(p, &cgid)) {
+			fprintf(f, "%-24s %-12s (no attached link)\n", de->d_name, "-");
+			continue;
+		}
+		if (bpf_map_lookup_elem(fd, &cgid, &sb))
+			fprintf(f, "%-24s %-12llu (no broker entry: connects are refused)\n", de->d_name,
+				(unsigned long long)cgid);
+		else
+			fprintf(f, "%-24s %-12llu %-12u %-8u\n", de->d_name, (unsigned long long)cgid,
+				sb.broker_port, sb.dns_port);
+	}
+	if (d)
+		closedir(d);
 	while (!bpf_map_get_next_key(fd, next, &key)) {
 		next = &key;
-		if (bpf_map_lookup_elem(fd, &key, &sb))
-			continue;
-		fprintf(f, "%-20llu %-14u %-8u\n", (unsigned long long)key, sb.broker_port, sb.dns_port);
 		n++;
 	}
 	close(fd);
-	fprintf(f, "%d sandbox(es)\n", n);
-	(void)ip6;
-	d = opendir(pin_root);
-	if (d) {
-		while ((de = readdir(d)))
-			if (de->d_type == DT_DIR && de->d_name[0] != '.')
-				fprintf(f, "pinned: %s/%s\n", pin_root, de->d_name);
-		closedir(d);
-	}
+	fprintf(f, "%d sandbox entr%s in %s/%s\n", n, n == 1 ? "y" : "ies", pin_root, SLUICE_MAP_SANDBOXES);
 	fd = map_open(pin_root, SLUICE_MAP_STATS);
 	if (fd >= 0 && ncpu > 0 && ncpu <= 1024) {
+		fprintf(f, "counters (all sandboxes):\n");
 		for (__u32 i = 0; i < SLUICE_STAT_MAX; i++) {
 			unsigned long long sum = 0;
 
@@ -333,7 +373,7 @@ int loader_status(const char *pin_root, FILE *f)
 				continue;
 			for (int c = 0; c < ncpu; c++)
 				sum += vals[c];
-			fprintf(f, "%-20s %llu\n", stat_names[i], sum);
+			fprintf(f, "  %-20s %llu\n", stat_names[i], sum);
 		}
 	}
 	if (fd >= 0)

@@ -1,0 +1,242 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# Kernel enforcement with a stand-in broker (so it tests bpf/ + user/ alone):
+# every TCP connect of the sandbox reaches the broker with its original
+# destination recorded, nothing reaches the fake internet directly (IPv4, IPv6,
+# v4-mapped), non-DNS UDP and raw sockets are refused, DNS goes to the broker
+# with the reply's source restored, loopback passes only to the sandbox's own
+# ports, a uid 0 sandbox cannot leave its cgroup or see bpffs, a dead broker
+# means refused connects (and sluice restarts it), the same command outside the
+# sandbox is unaffected, and everything is removed afterwards.
+. "$(dirname "$0")/../lib.sh"
+sl_begin kernel_enforce
+sl_need_bins "$SLUICE"
+fi_up
+
+PIN=/sys/fs/bpf/sluice
+NAME=ktest$$
+
+# A stand-in for sluiced that keeps the contract: READY P Q on --ready-fd,
+# TCP on 127.0.0.1:P and [::1]:P, UDP on 127.0.0.1:Q and [::1]:Q. It answers
+# "BROKER" and logs what it accepted; it leaves sluice_orig entries in place so
+# the test can read them. With $T/no-restart present it refuses to start.
+cat >"$T/fakebroker.py" <<'EOF'
+#!/usr/bin/python3
+import os, socket, sys, threading
+args = sys.argv[1:]
+def opt(n):
+    return args[args.index(n) + 1]
+if os.path.exists(os.environ["FB_DIR"] + "/no-restart"):
+    sys.exit("fake broker: told not to start")
+open(os.environ["FB_DIR"] + "/fb.pid", "w").write(str(os.getpid()))
+port = int(opt("--listen").rsplit(":", 1)[1]); rfd = int(opt("--ready-fd"))
+log = open(os.environ["FB_DIR"] + "/fb.log", "a", buffering=1)
+def tcp_sock(fam, addr, port):
+    s = socket.socket(fam)
+    if fam == socket.AF_INET6: s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((addr, port)); s.listen(128)
+    return s
+t4 = tcp_sock(socket.AF_INET, "127.0.0.1", port); port = t4.getsockname()[1]
+t6 = tcp_sock(socket.AF_INET6, "::1", port)
+u4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u4.bind(("127.0.0.1", 0)); q = u4.getsockname()[1]
+u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1); u6.bind(("::1", q))
+def tcp(s):
+    while True:
+        c, a = s.accept()
+        log.write("tcp peer=%s:%d\n" % a[:2])
+        try: c.sendall(b"BROKER\n")
+        except OSError: pass
+        c.close()
+def udp(s):
+    while True:
+        d, a = s.recvfrom(2048)
+        log.write("udp len=%d\n" % len(d))
+        s.sendto(b"DNS" + d, a)
+for f, s in ((tcp, t4), (tcp, t6), (udp, u4), (udp, u6)):
+    threading.Thread(target=f, args=(s,), daemon=True).start()
+os.write(rfd, b"READY %d %d\n" % (port, q)); os.close(rfd)
+threading.Event().wait()
+EOF
+chmod 755 "$T/fakebroker.py"
+export FB_DIR=$T
+
+# A host-side service on loopback the sandbox must not reach directly.
+sl_bg hostsvc "$PY" -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0)); s.listen(8)
+open(sys.argv[1], "w").write(str(s.getsockname()[1]))
+while True:
+    c, _ = s.accept(); open(sys.argv[2], "a").write("x\n"); c.sendall(b"HOSTSVC\n"); c.close()
+' "$T/hostsvc.port" "$T/hostsvc.log"
+sl_wait_for test -s "$T/hostsvc.port" || sl_fail "host service did not start"
+HOSTSVC_PORT=$(cat "$T/hostsvc.port")
+
+# The sandboxed program: one line per probe, "name result".
+cat >"$T/probe.py" <<EOF
+import errno, os, socket, sys, time
+FI4, FI6 = "$FI_IP4", "$FI_IP6"
+def out(*a): print(*a, flush=True)
+def tcp(name, fam, addr):
+    s = socket.socket(fam); s.settimeout(3)
+    try:
+        s.connect(addr); data = s.recv(64).decode().strip()
+        out(name, "connected", data, "peer=%s:%d" % s.getpeername()[:2])
+    except OSError as e:
+        out(name, "error", errno.errorcode.get(e.errno, e.errno))
+    s.close()
+mode = sys.argv[1]
+if mode == "main":
+    tcp("v4", socket.AF_INET, (FI4, 9000))
+    tcp("v6", socket.AF_INET6, (FI6, 9000))
+    tcp("mapped", socket.AF_INET6, ("::ffff:" + FI4, 9000))
+    tcp("hostsvc", socket.AF_INET, ("127.0.0.1", $HOSTSVC_PORT))
+    # loopback to a port the sandbox bound itself passes unchanged
+    l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(4)
+    c = socket.create_connection(l.getsockname(), 3); a, _ = l.accept(); a.sendall(b"SELF\n")
+    out("self", "connected", c.recv(64).decode().strip()); c.close(); a.close(); l.close()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(3)
+    try:
+        u.sendto(b"ping", (FI4, 9001)); out("udp9001", "sent")
+    except OSError as e:
+        out("udp9001", "error", errno.errorcode.get(e.errno, e.errno))
+    try:
+        u.connect((FI4, 9001)); out("udpconnect9001", "connected")
+    except OSError as e:
+        out("udpconnect9001", "error", errno.errorcode.get(e.errno, e.errno))
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(3)
+    u.sendto(b"query", (FI4, 53)); d, src = u.recvfrom(64)
+    out("dns", d.decode(), "src=%s:%d" % src[:2])
+    u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u6.settimeout(3)
+    u6.sendto(b"query6", (FI6, 53)); d, src = u6.recvfrom(64)
+    out("dns6", d.decode(), "src=%s:%d" % src[:2])
+    for fam, typ, proto, name in ((socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP, "raw"),
+                                  (socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP, "ping"),
+                                  (socket.AF_PACKET, socket.SOCK_RAW, 0, "packet"),
+                                  (socket.AF_INET, socket.SOCK_STREAM, 132, "sctp"),
+                                  (40, socket.SOCK_STREAM, 0, "vsock")):
+        try:
+            socket.socket(fam, typ, proto).close(); out(name, "created")
+        except OSError as e:
+            out(name, "error", errno.errorcode.get(e.errno, e.errno))
+    out("uid", os.getuid(), "capeff", open("/proc/self/status").read().split("CapEff:")[1].split()[0])
+    out("cgroup", open("/proc/self/cgroup").read().strip().replace(" ", "_"))
+    for p in sys.argv[2:]:
+        try:
+            open(p, "w").write(str(os.getpid())); out("escape", p, "WRITTEN")
+        except OSError as e:
+            out("escape", p, "error", errno.errorcode.get(e.errno, e.errno))
+    out("bpffs", "present" if os.path.exists("/sys/fs/bpf/sluice") else "absent")
+elif mode == "brokerdown":
+    open(sys.argv[2] + "/sb.ready", "w").write("1")
+    while not os.path.exists(sys.argv[2] + "/go1"): time.sleep(0.05)
+    tcp("down", socket.AF_INET, (FI4, 9000))
+    open(sys.argv[2] + "/sb.done1", "w").write("1")
+    while not os.path.exists(sys.argv[2] + "/go2"): time.sleep(0.05)
+    for i in range(50):
+        s = socket.socket(); s.settimeout(2)
+        try:
+            s.connect((FI4, 9000)); break
+        except OSError: time.sleep(0.2)
+        finally: s.close()
+    tcp("back", socket.AF_INET, (FI4, 9000))
+EOF
+
+CG2=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
+[ -n "$CG2" ] || sl_fail "no cgroup2 mount"
+sl_defer "rmdir $CG2/sluice/$NAME"
+sl_defer "rm -rf $PIN/$NAME"
+
+# ---- outside the sandbox: unaffected ----
+before=$(fi_conns 9000)
+out=$("$PY" "$T/probe.py" main 2>&1 | grep -E "^(v4|v6|udp9001) ")
+sl_assert_contains "$out" "v4 connected hello" "outside: IPv4 connect reaches the fake internet"
+sl_assert_contains "$out" "v6 connected hello" "outside: IPv6 connect reaches the fake internet"
+sl_assert_contains "$out" "udp9001 sent" "outside: UDP datagram goes out"
+sl_wait_for test "$(fi_udp_count 9001)" -ge 1 || sl_fail "outside: the UDP datagram did not arrive"
+sl_assert_eq $((before + 3)) "$(fi_conns 9000)" "outside: the three connections arrived"
+
+# ---- inside, uid 0 without capabilities ----
+conns0=$(fi_conns 9000); udp0=$(fi_udp_count 9001); dns0=$(fi_udp_count 53); hs0=$(wc -l <"$T/hostsvc.log" 2>/dev/null || echo 0)
+out=$("$SLUICE" run --broker "$T/fakebroker.py" --name "$NAME" --user root -- \
+	"$PY" "$T/probe.py" main "$CG2/cgroup.procs" "$CG2/sluice/cgroup.procs" /sys/fs/cgroup/unified/../unified/cgroup.procs 2>"$T/run.err")
+rc=$?
+echo "$out" >"$T/inside.out"
+[ $rc = 0 ] || sl_fail "sluice run failed rc=$rc: $(cat "$T/run.err") $out"
+sl_assert_contains "$out" "v4 connected BROKER peer=$FI_IP4:9000" "IPv4 connect went to the broker; getpeername shows the original"
+sl_assert_contains "$out" "v6 connected BROKER peer=$FI_IP6:9000" "IPv6 connect went to the broker"
+sl_assert_contains "$out" "mapped connected BROKER peer=::ffff:$FI_IP4:9000" "v4-mapped connect went to the broker"
+sl_assert_contains "$out" "hostsvc connected BROKER" "loopback to a host service goes to the broker"
+sl_assert_contains "$out" "self connected SELF" "loopback to the sandbox's own listener passes"
+sl_assert_contains "$out" "udp9001 error EPERM" "non-DNS UDP datagram refused"
+sl_assert_contains "$out" "udpconnect9001 error EPERM" "non-DNS UDP connect refused"
+sl_assert_contains "$out" "dns DNSquery src=$FI_IP4:53" "DNS went to the broker; the reply's source is the server asked"
+sl_assert_contains "$out" "dns6 DNSquery6 src=$FI_IP6:53" "IPv6 DNS went to the broker"
+sl_assert_contains "$out" "raw error EPERM" "raw socket refused"
+sl_assert_contains "$out" "ping error" "ICMP ping socket refused"
+sl_assert_contains "$out" "packet error" "packet socket refused"
+sl_assert_contains "$out" "sctp error" "SCTP socket refused"
+sl_assert_contains "$out" "vsock error EAFNOSUPPORT" "vsock refused by the seccomp filter"
+sl_assert_contains "$out" "uid 0 capeff 0000000000000000" "uid 0 without capabilities"
+sl_assert_contains "$out" "0::/
+" "own cgroup namespace (its cgroup is the root it sees)"
+sl_assert_not_contains "$out" "WRITTEN" "cannot move itself out of its cgroup"
+sl_assert_contains "$out" "bpffs absent" "bpffs not visible"
+sl_assert_eq "$conns0" "$(fi_conns 9000)" "nothing reached the fake internet's TCP server"
+sl_assert_eq "$udp0" "$(fi_udp_count 9001)" "no UDP datagram reached the fake internet"
+sl_assert_eq "$dns0" "$(fi_udp_count 53)" "no DNS query reached the foreign resolver"
+sl_assert_eq "$hs0" "$(wc -l <"$T/hostsvc.log" 2>/dev/null || echo 0)" "the host's loopback service saw nothing"
+sl_assert_eq 4 "$(grep -c '^tcp ' "$T/fb.log")" "the broker accepted the four redirected connections"
+
+# sockops recorded the original destinations keyed by the broker-side 4-tuple.
+orig=$(bpftool -j map dump pinned $PIN/sluice_orig)
+want4=$(echo "$FI_IP4" | tr '.' ',')
+echo "$orig" | "$PY" -c '
+import ipaddress, json, sys
+want4 = [int(x) for x in sys.argv[1].split(",")]
+want6 = list(ipaddress.IPv6Address(sys.argv[2]).packed)
+ents = [e["formatted"] for e in json.load(sys.stdin)]
+ents = [e for e in ents if e["value"]["port"] == 9000 and (e["value"]["addr"][:4] == want4 or e["value"]["addr"] == want6)]
+v4 = [e for e in ents if e["value"]["family"] == 2 and e["value"]["addr"][:4] == want4 and e["key"]["family"] == 2]
+v6 = [e for e in ents if e["value"]["family"] == 10 and e["key"]["family"] == 10]
+assert len(v4) >= 2, ents   # plain IPv4 and v4-mapped (keyed as IPv4)
+assert len(v6) >= 1, ents
+assert all(e["key"]["dst_addr"][:4] == [127, 0, 0, 1] for e in v4)
+assert all(e["value"]["comm"].startswith("python") for e in ents)
+' "$want4" "$FI_IP6" || sl_fail "sluice_orig lacks the recorded destinations: $(echo "$orig" | head -c 1500)"
+sl_ok "sluice_orig holds the original destinations by 4-tuple"
+
+# Teardown: cgroup, pinned links and the sandbox entry are gone.
+[ -d "$CG2/sluice/$NAME" ] && sl_fail "cgroup $CG2/sluice/$NAME left behind"
+[ -e "$PIN/$NAME" ] && sl_fail "pinned links $PIN/$NAME left behind"
+sl_assert_not_contains "$("$SLUICE" status)" "$NAME" "sluice status no longer lists the sandbox"
+
+# ---- broker down: connects refused, nothing leaks; sluice restarts it ----
+rm -f "$T/fb.log"
+"$SLUICE" run --broker "$T/fakebroker.py" --name "$NAME" --user root -- \
+	"$PY" "$T/probe.py" brokerdown "$T" >"$T/down.out" 2>"$T/down.err" &
+RUNPID=$!
+sl_defer "sl_kill_pid $RUNPID"
+sl_wait_for test -e "$T/sb.ready" || sl_fail "sandbox did not start: $(cat "$T/down.err")"
+conns0=$(fi_conns 9000)
+CGID=$("$SLUICE" status | awk -v n="$NAME" '$1 == n { print $2 }')
+[ -n "$CGID" ] && [ "$CGID" -gt 0 ] 2>/dev/null || sl_fail "sluice status does not show $NAME: $("$SLUICE" status)"
+touch "$T/no-restart"
+kill "$(cat "$T/fb.pid")"
+sleep 0.5
+touch "$T/go1"
+sl_wait_for test -e "$T/sb.done1" || sl_fail "probe stuck"
+rm -f "$T/no-restart"
+touch "$T/go2"
+wait $RUNPID; rc=$?
+out=$(cat "$T/down.out")
+[ $rc = 0 ] || sl_fail "sluice run (broker down) rc=$rc: $(cat "$T/down.err")"
+sl_assert_contains "$out" "down error ECONNREFUSED" "broker down: connect refused"
+sl_assert_eq "$conns0" "$(fi_conns 9000)" "broker down: nothing reached the target"
+sl_assert_contains "$out" "back connected BROKER" "restarted broker serves the sandbox again"
+sl_assert_contains "$(cat "$T/down.err")" "restarted" "sluice said it restarted the broker"
+key=$("$PY" -c 'import struct, sys; print(" ".join(str(b) for b in struct.pack("<Q", int(sys.argv[1]))))' "$CGID")
+bpftool map lookup pinned $PIN/sluice_sandboxes key $key >/dev/null 2>&1 && sl_fail "sandbox entry $CGID left in sluice_sandboxes"
+sl_ok "sandbox entry removed from sluice_sandboxes"
+
+sl_pass
