@@ -75,6 +75,8 @@ static void upconn_free(struct upconn *u)
 {
 	if (u->ssl) {
 		ERR_clear_error();
+		/* Freed without a shutdown, OpenSSL marks the session unresumable. */
+		SSL_set_shutdown(u->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
 		SSL_free(u->ssl);
 	}
 	if (u->io.fd >= 0)
@@ -188,6 +190,9 @@ static void up_close(struct conn *c)
 	}
 	if (c->up.ssl) {
 		ERR_clear_error();
+		/* A healthy connection's session stays resumable for the next dial. */
+		if (c->ust == US_READY)
+			SSL_set_shutdown(c->up.ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
 		SSL_free(c->up.ssl);
 		c->up.ssl = NULL;
 	}
