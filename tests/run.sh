@@ -40,7 +40,7 @@ for kind in integration escape; do
 	if [ "$what" = all ] || [ "$what" = $kind ]; then
 		for t in tests/$kind/test_*.sh; do
 			[ -f "$t" ] || continue
-			run_one "$kind/$(basename "$t" .sh)" sh "$t"
+			run_one "$kind/$(basename "$t" .sh)" bash "$t"
 		done
 	fi
 done
