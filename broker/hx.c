@@ -103,7 +103,8 @@ struct hx {
 	size_t host_len;
 	char host_port[8];              /* ":port" as the client wrote it, or empty */
 	size_t host_port_len;
-	size_t ans_start;               /* to_client length before a local answer */
+	int ans_status;                 /* local answer being built */
+	bool ans_close;
 	uint64_t inject_mask;           /* this request: secrets injected as headers */
 	uint64_t start_us, bytes_in, bytes_out;
 	int status;                     /* final status given to the sandbox */
@@ -272,38 +273,31 @@ static void audit_emit(struct hx *h)
 /* ------------------------------------------------------------------ */
 /* Local answers                                                      */
 
-/* Writes a complete JSON answer for the request at hand. The body is built by
- * the caller between answer_begin and answer_end. */
-static size_t answer_begin(struct hx *h, int status, bool close)
+/* A local JSON answer: the body is built in h->tmp between answer_begin and
+ * answer_end, which writes head and body with the exact length. */
+static struct buf *answer_begin(struct hx *h, int status, bool close)
 {
-	struct buf *b = h->to_client;
-
-	h->ans_start = b->len;
-	buf_appendf(b, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n%s"
-		    "Content-Length: 00000000\r\n\r\n",
-		    status, reason_phrase(status), close ? "Connection: close\r\n" : "");
+	h->tmp.off = h->tmp.len = 0;
+	h->ans_status = status;
+	h->ans_close = close;
 	h->status = status;
 	h->rs_sent = true;
-	return b->len;
+	return &h->tmp;
 }
 
-static void answer_end(struct hx *h, size_t body_at)
+static void answer_end(struct hx *h)
 {
 	struct buf *b = h->to_client;
-	char tmp[16];
+	size_t start = b->len;
 
-	if (!b->data || body_at > b->len) {
-		h->err = -ENOMEM;
-		return;
-	}
-	buf_append(b, "\n", 1);
-	/* The length field has a fixed width so it can be filled in afterwards;
-	 * leading zeros are valid in Content-Length (1*DIGIT). */
-	snprintf(tmp, sizeof(tmp), "%08zu", (b->len - body_at) % 100000000u);
-	memcpy(b->data + b->off + body_at - 4 - 8, tmp, 8);
-	if (h->rq_head)
-		b->len = body_at; /* HEAD: same head, no body */
-	h->bytes_out += b->len - h->ans_start;
+	put(h, &h->tmp, "\n", 1);
+	buf_appendf(b, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n%sContent-Length: %zu\r\n\r\n",
+		    h->ans_status, reason_phrase(h->ans_status),
+		    h->ans_close ? "Connection: close\r\n" : "", h->tmp.len);
+	if (!h->rq_head) /* HEAD: same head, no body */
+		put(h, b, buf_head(&h->tmp), h->tmp.len);
+	h->tmp.len = 0;
+	h->bytes_out += b->len - start;
 }
 
 static void local_done(struct hx *h, bool close)
@@ -320,29 +314,28 @@ static void local_done(struct hx *h, bool close)
 /* 400 / 405 / 408 / 421 / 431 / 500 with {"error":..., "reason":...}. */
 static void answer_error(struct hx *h, int status, const char *error, const char *reason, bool close)
 {
-	size_t at;
+	struct buf *b;
 
 	if (!h->to_client)
 		return;
 	close = close || h->rq_close;
-	at = answer_begin(h, status, close);
-	puts_(h, h->to_client, "{\"error\":\"");
-	put_json_str(h, h->to_client, error, strlen(error));
+	b = answer_begin(h, status, close);
+	puts_(h, b, "{\"error\":\"");
+	put_json_str(h, b, error, strlen(error));
 	if (reason) {
-		puts_(h, h->to_client, "\",\"reason\":\"");
-		put_json_str(h, h->to_client, reason, strlen(reason));
+		puts_(h, b, "\",\"reason\":\"");
+		put_json_str(h, b, reason, strlen(reason));
 	}
-	puts_(h, h->to_client, "\"}");
-	answer_end(h, at);
+	puts_(h, b, "\"}");
+	answer_end(h);
 	snprintf(h->why, sizeof(h->why), "%s", reason ? reason : error);
 	local_done(h, close);
 }
 
 static void answer_denied(struct hx *h, const char *rule)
 {
-	struct buf *b = h->to_client;
 	struct hx_head *m = &h->rq;
-	size_t at = answer_begin(h, 403, h->rq_close);
+	struct buf *b = answer_begin(h, 403, h->rq_close);
 
 	puts_(h, b, "{\"error\":\"denied\",\"host\":\"");
 	put_json_str(h, b, h->host, h->host_len);
@@ -353,23 +346,22 @@ static void answer_denied(struct hx *h, const char *rule)
 	puts_(h, b, "\",\"rule\":\"");
 	put_json_str(h, b, rule, strlen(rule));
 	puts_(h, b, "\"}");
-	answer_end(h, at);
+	answer_end(h);
 	snprintf(h->why, sizeof(h->why), "%s", rule);
 	local_done(h, h->rq_close);
 }
 
 static void answer_leak(struct hx *h, bool close)
 {
-	struct buf *b = h->to_client;
 	const struct policy_secret *s = policy_secret_at(h->pol, (size_t)h->leak);
-	size_t at = answer_begin(h, 403, close || h->rq_close);
+	struct buf *b = answer_begin(h, 403, close || h->rq_close);
 
 	puts_(h, b, "{\"error\":\"secret leak blocked\",\"secret\":\"");
 	put_json_str(h, b, s->name, strlen(s->name));
 	puts_(h, b, "\",\"host\":\"");
 	put_json_str(h, b, h->host, h->host_len);
 	puts_(h, b, "\"}");
-	answer_end(h, at);
+	answer_end(h);
 	snprintf(h->why, sizeof(h->why), "secret leak blocked: %s may not go to this host or place", s->name);
 	local_done(h, close || h->rq_close);
 }
@@ -924,7 +916,7 @@ static void rq_abort_leak(struct hx *h)
 			return;
 		}
 	}
-	answer_leak(h, sent || !h->rq_done);
+	answer_leak(h, sent);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1164,6 +1156,12 @@ static int rq_on_headers_complete(llhttp_t *p)
 	for (size_t i = 0; !bad && i < tl; i++)
 		if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7f)
 			bad = "invalid character in the request-target";
+	if (bad) {
+		answer_error(h, 400, "bad request", bad, true);
+		return -1;
+	}
+	if ((p->flags & F_TRANSFER_ENCODING) && !(p->flags & F_CHUNKED))
+		bad = "Transfer-Encoding must end in chunked in a request";
 	if (bad) {
 		answer_error(h, 400, "bad request", bad, true);
 		return -1;

@@ -1,0 +1,1013 @@
+// SPDX-License-Identifier: MIT
+/*
+ * hx, the broker's HTTP/1.1 engine: byte strings in, exact bytes and events
+ * out. Every request is also fed split at every offset (the output must not
+ * change), from exact-size heap copies so ASan catches any over-read.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include "hx.h"
+#include "policy.h"
+
+#define POLICY_PLAIN_S \
+	"rules:\n" \
+	"  - {action: allow, host: \"api.test\", method: [GET, POST, HEAD, PUT], path: \"/v1/**\", port: 443}\n" \
+	"  - {action: allow, host: \"plain.test\", port: 80}\n" \
+	"  - {action: allow, host: \"plain2.test\", port: 80}\n"
+
+#define POLICY_SECRETS_S \
+	"rules:\n" \
+	"  - {action: allow, host: \"api.test\", method: [GET, POST, HEAD, PUT], path: \"/v1/**\", port: 443}\n" \
+	"  - {action: allow, host: \"other.test\", port: 443}\n" \
+	"  - {action: allow, host: \"inj.test\", port: 443}\n" \
+	"  - {action: allow, host: \"plain.test\", port: 80}\n" \
+	"secrets:\n" \
+	"  TOK: {value: \"real-token-123\", hosts: [\"api.test\"], in: [header, query, body]}\n" \
+	"  HDRONLY: {value: \"hv-secret\", hosts: [\"api.test\"]}\n" \
+	"  INJ: {value: \"inj-secret\", hosts: [\"inj.test\"], inject: bearer}\n"
+
+#define POLICY_PLAIN POLICY_PLAIN_S
+#define POLICY_SECRETS POLICY_SECRETS_S
+
+struct audit_copy {
+	int status;
+	char method[16], host[64], target[256], rule[256], secrets[128];
+	uint64_t bytes_in, bytes_out;
+};
+
+struct tenv {
+	struct policy *pol;
+	int n_audit;
+	struct audit_copy a[8];
+};
+
+static struct tenv T;
+
+static struct policy *t_policy_get(void *ctx)
+{
+	struct tenv *t = ctx;
+
+	return t->pol ? policy_ref(t->pol) : NULL;
+}
+
+static void t_audit(void *ctx, const struct hx_audit *r)
+{
+	struct tenv *t = ctx;
+	struct audit_copy *c = &t->a[t->n_audit % 8];
+
+	t->n_audit++;
+	memset(c, 0, sizeof(*c));
+	c->status = r->status;
+	snprintf(c->method, sizeof(c->method), "%.*s", (int)r->method_len, r->method);
+	snprintf(c->host, sizeof(c->host), "%.*s", (int)r->host_len, r->host);
+	snprintf(c->target, sizeof(c->target), "%.*s", (int)r->target_len, r->target ? r->target : "");
+	snprintf(c->rule, sizeof(c->rule), "%s", r->rule ? r->rule : "");
+	snprintf(c->secrets, sizeof(c->secrets), "%s", r->secrets ? r->secrets : "");
+	c->bytes_in = r->bytes_in;
+	c->bytes_out = r->bytes_out;
+}
+
+static const struct hx_limits LIMITS = { .max_header_bytes = 1024, .max_headers = 12 };
+
+static void load_policy(const char *yaml)
+{
+	char err[256];
+	int r;
+
+	policy_unref(T.pol);
+	T.pol = NULL;
+	r = policy_load_buf(yaml, strlen(yaml), "test.yaml", POLICY_FMT_SLUICE, &T.pol, err, sizeof(err));
+	if (r)
+		fail_msg("policy: %s", err);
+	r = policy_resolve_secrets(T.pol, err, sizeof(err));
+	if (r)
+		fail_msg("secrets: %s", err);
+}
+
+static struct hx *mk(const char *sni, uint16_t port, bool tls)
+{
+	struct hx_env env = {
+		.sni = sni, .port = port, .client_tls = tls, .limits = &LIMITS,
+		.policy_get = t_policy_get, .audit = t_audit, .ctx = &T,
+	};
+	struct hx *h = hx_new(&env);
+
+	assert_non_null(h);
+	T.n_audit = 0;
+	return h;
+}
+
+static void t_teardown_all(void)
+{
+	policy_unref(T.pol);
+	T.pol = NULL;
+}
+
+/* The buffer as a NUL-terminated string (test data has no NULs in outputs). */
+static const char *S(struct buf *b)
+{
+	if (!buf_reserve(b, 1))
+		fail();
+	b->data[b->off + b->len] = 0;
+	return buf_head(b);
+}
+
+#define assert_out(b, exp) do {                                                       \
+	const char *got_ = S(b), *exp_ = (exp);                                       \
+	if (strcmp(got_, exp_)) fail_msg("output differs\n--- expected\n%s\n--- got\n%s", exp_, got_); \
+} while (0)
+
+/* Feeds data split at `split` (the second part after the first), as the
+ * connection code would: exact heap copies, unconsumed bytes re-fed first. */
+static size_t feed_split(struct hx *h, const char *data, size_t len, size_t split,
+			 struct buf *up, struct buf *cl, unsigned *ev)
+{
+	size_t consumed, total = 0;
+	char *a = malloc(split ? split : 1), *b = malloc(len - split ? len - split : 1);
+
+	memcpy(a, data, split);
+	memcpy(b, data + split, len - split);
+	assert_int_equal(hx_on_client(h, a, split, &consumed, up, cl, ev), 0);
+	total += consumed;
+	if (consumed == split) {
+		assert_int_equal(hx_on_client(h, b, len - split, &consumed, up, cl, ev), 0);
+		total += consumed;
+	}
+	free(a);
+	free(b);
+	return total;
+}
+
+static size_t feed(struct hx *h, const char *data, struct buf *up, struct buf *cl, unsigned *ev)
+{
+	size_t len = strlen(data);
+
+	return feed_split(h, data, len, len, up, cl, ev);
+}
+
+static void upstream(struct hx *h, const char *data, struct buf *cl, unsigned *ev)
+{
+	size_t len = strlen(data);
+	char *a = malloc(len ? len : 1);
+
+	memcpy(a, data, len);
+	assert_int_equal(hx_on_upstream(h, a, len, cl, ev), 0);
+	free(a);
+}
+
+static char *xmalloc(size_t n)
+{
+	char *p = malloc(n);
+
+	if (!p)
+		abort();
+	return p;
+}
+
+static void reset(struct buf *b) { b->off = b->len = 0; }
+
+/* ------------------------------------------------------------------ */
+/* Forwarding table: request + response, expected bytes both ways.    */
+
+struct fwd_case {
+	const char *name;
+	const char *policy;
+	const char *sni; uint16_t port; bool tls;
+	const char *req;
+	const char *exp_up;
+	const char *resp;
+	const char *exp_client;
+	unsigned exp_ev_req, exp_ev_resp;
+	const char *audit_secrets;
+};
+
+static const struct fwd_case FWD[] = {
+	{ "simple GET, hop-by-hop dropped", NULL, "api.test", 443, true,
+	  "GET /v1/x?a=1 HTTP/1.1\r\nHost: api.test\r\nUser-Agent: t\r\nConnection: keep-alive, X-Hop\r\n"
+	  "X-Hop: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nProxy-Authorization: x\r\n\r\n",
+	  "GET /v1/x?a=1 HTTP/1.1\r\nHost: api.test\r\nUser-Agent: t\r\n\r\n",
+	  "HTTP/1.1 200 OK\r\nServer: s\r\nContent-Length: 2\r\nKeep-Alive: timeout=5\r\n\r\nhi",
+	  "HTTP/1.1 200 OK\r\nServer: s\r\nContent-Length: 2\r\n\r\nhi",
+	  HX_EV_OPEN_UPSTREAM, HX_EV_RESUME_CLIENT, "" },
+	{ "Host with port, trailing dot and capitals matches the SNI", NULL, "api.test", 443, true,
+	  "GET /v1/ HTTP/1.1\r\nHost: API.Test.:443\r\n\r\n",
+	  "GET /v1/ HTTP/1.1\r\nHost: api.test:443\r\n\r\n",
+	  "HTTP/1.1 204 No Content\r\n\r\n",
+	  "HTTP/1.1 204 No Content\r\n\r\n",
+	  HX_EV_OPEN_UPSTREAM, HX_EV_RESUME_CLIENT, "" },
+	{ "POST with Content-Length", NULL, "api.test", 443, true,
+	  "POST /v1/p HTTP/1.1\r\nHost: api.test\r\nContent-Length: 5\r\n\r\nhello",
+	  "POST /v1/p HTTP/1.1\r\nHost: api.test\r\nContent-Length: 5\r\n\r\nhello",
+	  "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+	  "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+	  HX_EV_OPEN_UPSTREAM, HX_EV_RESUME_CLIENT, "" },
+	{ "chunked request and response are re-chunked, trailers dropped", NULL, "api.test", 443, true,
+	  "POST /v1/c HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+	  "3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n",
+	  NULL, /* chunk boundaries follow the feeds: checked by test_chunked_split */
+	  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwxyz\r\n0\r\n\r\n",
+	  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwxyz\r\n0\r\n\r\n",
+	  HX_EV_OPEN_UPSTREAM, HX_EV_RESUME_CLIENT, "" },
+	{ "HEAD keeps Content-Length and expects no body", NULL, "api.test", 443, true,
+	  "HEAD /v1/h HTTP/1.1\r\nHost: api.test\r\n\r\n",
+	  "HEAD /v1/h HTTP/1.1\r\nHost: api.test\r\n\r\n",
+	  "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n",
+	  "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n",
+	  HX_EV_OPEN_UPSTREAM, HX_EV_RESUME_CLIENT, "" },
+	{ "Upgrade: h2c is stripped, the request goes as plain HTTP/1.1", NULL, "api.test", 443, true,
+	  "GET /v1/u HTTP/1.1\r\nHost: api.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+	  "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
+	  "GET /v1/u HTTP/1.1\r\nHost: api.test\r\n\r\n",
+	  "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nk",
+	  "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nk",
+	  HX_EV_OPEN_UPSTREAM, HX_EV_RESUME_CLIENT, "" },
+	{ "close-delimited response becomes chunked; upstream not reused", NULL, "api.test", 443, true,
+	  "GET /v1/e HTTP/1.1\r\nHost: api.test\r\n\r\n",
+	  "GET /v1/e HTTP/1.1\r\nHost: api.test\r\n\r\n",
+	  "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+	  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+	  HX_EV_OPEN_UPSTREAM, 0, "" },
+	{ "plain HTTP by Host", NULL, NULL, 80, false,
+	  "GET /x HTTP/1.1\r\nHost: plain.test\r\n\r\n",
+	  "GET /x HTTP/1.1\r\nHost: plain.test\r\n\r\n",
+	  "HTTP/1.1 302 Found\r\nLocation: https://elsewhere.test/\r\nContent-Length: 0\r\n\r\n",
+	  "HTTP/1.1 302 Found\r\nLocation: https://elsewhere.test/\r\nContent-Length: 0\r\n\r\n",
+	  HX_EV_OPEN_UPSTREAM, HX_EV_RESUME_CLIENT, "" },
+	{ "absolute-form target: authority is the host, origin-form goes upstream", NULL, "api.test", 443, true,
+	  "GET https://api.test/v1/abs?q HTTP/1.1\r\nHost: api.test\r\n\r\n",
+	  "GET /v1/abs?q HTTP/1.1\r\nHost: api.test\r\n\r\n",
+	  "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+	  "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+	  HX_EV_OPEN_UPSTREAM, HX_EV_RESUME_CLIENT, "" },
+	{ "HTTP/1.0 client: chunked response becomes close-delimited", NULL, "api.test", 443, true,
+	  "GET /v1/old HTTP/1.0\r\nHost: api.test\r\n\r\n",
+	  "GET /v1/old HTTP/1.1\r\nHost: api.test\r\n\r\n",
+	  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n",
+	  "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nab",
+	  HX_EV_OPEN_UPSTREAM, HX_EV_CLOSE, "" },
+	/* ---- secrets ---- */
+	{ "placeholder in a header and the query is substituted", POLICY_SECRETS, "api.test", 443, true,
+	  "GET /v1/s?key=SLUICE_PLACEHOLDER_TOK&x=1 HTTP/1.1\r\nHost: api.test\r\n"
+	  "X-Key: SLUICE_PLACEHOLDER_HDRONLY\r\n\r\n",
+	  "GET /v1/s?key=real-token-123&x=1 HTTP/1.1\r\nHost: api.test\r\nX-Key: hv-secret\r\n\r\n",
+	  "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+	  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+	  HX_EV_OPEN_UPSTREAM, HX_EV_RESUME_CLIENT, "TOK,HDRONLY" },
+	{ "placeholder in a Content-Length body: substituted, length fixed", POLICY_SECRETS, "api.test", 443, true,
+	  "POST /v1/b HTTP/1.1\r\nHost: api.test\r\nContent-Length: 31\r\n\r\n{\"t\":\"SLUICE_PLACEHOLDER_TOK\"}\n",
+	  "POST /v1/b HTTP/1.1\r\nHost: api.test\r\nContent-Length: 23\r\n\r\n{\"t\":\"real-token-123\"}\n",
+	  "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+	  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+	  HX_EV_OPEN_UPSTREAM, HX_EV_RESUME_CLIENT, "TOK" },
+	{ "echoed secret value is scrubbed from response headers and body", POLICY_SECRETS, "api.test", 443, true,
+	  "GET /v1/echo HTTP/1.1\r\nHost: api.test\r\nX-Key: SLUICE_PLACEHOLDER_TOK\r\n\r\n",
+	  "GET /v1/echo HTTP/1.1\r\nHost: api.test\r\nX-Key: real-token-123\r\n\r\n",
+	  "HTTP/1.1 200 OK\r\nX-Echo: real-token-123\r\nContent-Length: 19\r\n\r\nyou: real-token-123",
+	  "HTTP/1.1 200 OK\r\nX-Echo: SLUICE_PLACEHOLDER_TOK\r\nTransfer-Encoding: chunked\r\n\r\n"
+	  "5\r\nyou: \r\n16\r\nSLUICE_PLACEHOLDER_TOK\r\n0\r\n\r\n",
+	  HX_EV_OPEN_UPSTREAM, HX_EV_RESUME_CLIENT, "TOK" },
+	{ "bearer injection replaces the client's Authorization", POLICY_SECRETS, "inj.test", 443, true,
+	  "GET /any HTTP/1.1\r\nHost: inj.test\r\nAuthorization: Bearer nothing\r\n\r\n",
+	  "GET /any HTTP/1.1\r\nHost: inj.test\r\nAuthorization: Bearer inj-secret\r\n\r\n",
+	  "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+	  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+	  HX_EV_OPEN_UPSTREAM, HX_EV_RESUME_CLIENT, "INJ" },
+};
+
+static void run_fwd(const struct fwd_case *c, size_t split, bool check_up)
+{
+	struct buf up = {0}, cl = {0};
+	unsigned ev = 0;
+	size_t len = strlen(c->req);
+	struct hx *h;
+
+	load_policy(c->policy ? c->policy : POLICY_PLAIN);
+	h = mk(c->sni, c->port, c->tls);
+	assert_int_equal(feed_split(h, c->req, len, split, &up, &cl, &ev), len);
+	if (ev != c->exp_ev_req)
+		fail_msg("%s (split %zu): request events 0x%x, expected 0x%x; to_client: %s",
+			 c->name, split, ev, c->exp_ev_req, S(&cl));
+	assert_int_equal(cl.len, 0);
+	if (check_up && c->exp_up)
+		assert_out(&up, c->exp_up);
+	assert_false(hx_idle(h));
+	ev = 0;
+	upstream(h, c->resp, &cl, &ev);
+	if (strstr(c->resp, "Connection: close") && !strstr(c->resp, "Content-Length")) {
+		assert_int_equal(hx_on_upstream_eof(h, &cl, &ev), 0);
+		assert_out(&cl, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+		assert_true(ev & HX_EV_UPSTREAM_DONE);
+		assert_true(ev & HX_EV_RESUME_CLIENT);
+	} else {
+		assert_out(&cl, c->exp_client);
+		if (ev != c->exp_ev_resp)
+			fail_msg("%s: response events 0x%x, expected 0x%x", c->name, ev, c->exp_ev_resp);
+	}
+	assert_int_equal(T.n_audit, 1);
+	assert_string_equal(T.a[0].secrets, c->audit_secrets);
+	assert_int_not_equal(T.a[0].status, 0);
+	/* The audit never carries a value. */
+	assert_null(strstr(T.a[0].target, "real-token"));
+	hx_free(h);
+	buf_free(&up);
+	buf_free(&cl);
+}
+
+static void test_forward_table(void **state)
+{
+	for (size_t i = 0; i < sizeof(FWD) / sizeof(FWD[0]); i++) {
+		size_t len = strlen(FWD[i].req);
+
+		print_message("  case: %s\n", FWD[i].name);
+		for (size_t split = 0; split <= len; split++)
+			run_fwd(&FWD[i], split, true);
+	}
+}
+
+/* Chunk sizes follow the reads, so compare the de-chunked body. */
+static void dechunk(const char *s, char *out, size_t outlen)
+{
+	const char *p = strstr(s, "\r\n\r\n");
+	size_t k = 0;
+
+	assert_non_null(p);
+	p += 4;
+	for (;;) {
+		unsigned long n = strtoul(p, (char **)&p, 16);
+
+		assert_memory_equal(p, "\r\n", 2);
+		p += 2;
+		if (!n)
+			break;
+		assert_true(k + n < outlen);
+		memcpy(out + k, p, n);
+		k += n;
+		p += n;
+		assert_memory_equal(p, "\r\n", 2);
+		p += 2;
+	}
+	assert_string_equal(p, "\r\n");
+	out[k] = 0;
+}
+
+static void test_chunked_split(void **state)
+{
+	const char *req = "POST /v1/c HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+			  "3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n";
+	size_t len = strlen(req);
+
+	for (int pol = 0; pol < 2; pol++) {
+		load_policy(pol ? POLICY_SECRETS : POLICY_PLAIN);
+		for (size_t split = 0; split <= len; split++) {
+			struct buf up = {0}, cl = {0};
+			unsigned ev = 0;
+			struct hx *h = mk("api.test", 443, true);
+			char body[64];
+
+			assert_int_equal(feed_split(h, req, len, split, &up, &cl, &ev), len);
+			assert_true(ev & HX_EV_OPEN_UPSTREAM);
+			assert_int_equal(strncmp(S(&up), "POST /v1/c HTTP/1.1\r\nHost: api.test\r\n"
+					 "Transfer-Encoding: chunked\r\n\r\n", 66), 0);
+			assert_null(strstr(S(&up), "ext=1"));
+			assert_null(strstr(S(&up), "X-Trailer"));
+			dechunk(S(&up), body, sizeof(body));
+			assert_string_equal(body, "abcde");
+			hx_free(h);
+			buf_free(&up);
+			buf_free(&cl);
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Local refusals                                                     */
+
+struct refuse_case {
+	const char *name;
+	const char *policy;
+	const char *sni; uint16_t port; bool tls;
+	const char *req;
+	const char *exp_client;   /* exact, or a prefix when exact_prefix */
+	bool prefix;
+	bool close;
+	const char *audit_secrets;
+};
+
+#define DENY_JSON(host, m, path, rule) \
+	"{\"error\":\"denied\",\"host\":\"" host "\",\"method\":\"" m "\",\"path\":\"" path "\",\"rule\":\"" rule "\"}\n"
+
+static const struct refuse_case REFUSE[] = {
+	{ "no rule matches: 403 JSON", NULL, "evil.test", 443, true,
+	  "GET /x HTTP/1.1\r\nHost: evil.test\r\n\r\n",
+	  "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: 104\r\n\r\n"
+	  DENY_JSON("evil.test", "GET", "/x", "no rule matched: default deny"), false, false, "" },
+	{ "method not in the rule", NULL, "api.test", 443, true,
+	  "DELETE /v1/x HTTP/1.1\r\nHost: api.test\r\n\r\n",
+	  "HTTP/1.1 403 Forbidden\r\n", true, false, "" },
+	{ "path outside the rule, dot-segments resolved", NULL, "api.test", 443, true,
+	  "GET /v1/../admin HTTP/1.1\r\nHost: api.test\r\n\r\n",
+	  "HTTP/1.1 403 Forbidden\r\n", true, false, "" },
+	{ "Host differs from SNI: 421", NULL, "api.test", 443, true,
+	  "GET /v1/x HTTP/1.1\r\nHost: other.test\r\n\r\n",
+	  "HTTP/1.1 421 Misdirected Request\r\n", true, false, "" },
+	{ "Host port differs: 421", NULL, "api.test", 443, true,
+	  "GET /v1/x HTTP/1.1\r\nHost: api.test:8443\r\n\r\n",
+	  "HTTP/1.1 421 Misdirected Request\r\n", true, false, "" },
+	{ "CONNECT: 405", NULL, "api.test", 443, true,
+	  "CONNECT api.test:443 HTTP/1.1\r\nHost: api.test:443\r\n\r\n",
+	  "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\nConnection: close\r\n", true, true, "" },
+	{ "Content-Length with Transfer-Encoding", NULL, "api.test", 443, true,
+	  "POST /v1/x HTTP/1.1\r\nHost: api.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+	  "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n", true, true, "" },
+	{ "differing duplicate Content-Length", NULL, "api.test", 443, true,
+	  "POST /v1/x HTTP/1.1\r\nHost: api.test\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+	  "HTTP/1.1 400 Bad Request\r\n", true, true, "" },
+	{ "obs-fold", NULL, "api.test", 443, true,
+	  "GET /v1/x HTTP/1.1\r\nHost: api.test\r\nX-A: a\r\n b\r\n\r\n",
+	  "HTTP/1.1 400 Bad Request\r\n", true, true, "" },
+	{ "bare LF", NULL, "api.test", 443, true,
+	  "GET /v1/x HTTP/1.1\nHost: api.test\n\n",
+	  "HTTP/1.1 400 Bad Request\r\n", true, true, "" },
+	{ "invalid character in a header name", NULL, "api.test", 443, true,
+	  "GET /v1/x HTTP/1.1\r\nHost: api.test\r\nX\x01Y: 1\r\n\r\n",
+	  "HTTP/1.1 400 Bad Request\r\n", true, true, "" },
+	{ "space before the colon", NULL, "api.test", 443, true,
+	  "GET /v1/x HTTP/1.1\r\nHost : api.test\r\n\r\n",
+	  "HTTP/1.1 400 Bad Request\r\n", true, true, "" },
+	{ "non-ASCII in the target", NULL, "api.test", 443, true,
+	  "GET /v1/\x80 HTTP/1.1\r\nHost: api.test\r\n\r\n",
+	  "HTTP/1.1 400 Bad Request\r\n", true, true, "" },
+	{ "missing Host", NULL, "api.test", 443, true,
+	  "GET /v1/x HTTP/1.1\r\n\r\n",
+	  "HTTP/1.1 400 Bad Request\r\n", true, true, "" },
+	{ "two Host headers", NULL, "api.test", 443, true,
+	  "GET /v1/x HTTP/1.1\r\nHost: api.test\r\nHost: api.test\r\n\r\n",
+	  "HTTP/1.1 400 Bad Request\r\n", true, true, "" },
+	{ "Transfer-Encoding not ending in chunked", NULL, "api.test", 443, true,
+	  "POST /v1/x HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: gzip\r\n\r\n",
+	  "HTTP/1.1 400 Bad Request\r\n", true, true, "" },
+	{ "too many headers: 431", NULL, "api.test", 443, true,
+	  "GET /v1/x HTTP/1.1\r\nHost: api.test\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\nF: 1\r\n"
+	  "G: 1\r\nH: 1\r\nI: 1\r\nJ: 1\r\nK: 1\r\nL: 1\r\n\r\n",
+	  "HTTP/1.1 431 Request Header Fields Too Large\r\n", true, true, "" },
+	{ "header too large: 431", NULL, "api.test", 443, true,
+	  "GET /v1/x HTTP/1.1\r\nHost: api.test\r\nA: "
+	  "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+	  "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+	  "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+	  "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+	  "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+	  "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+	  "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+	  "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+	  "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+	  "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+	  "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+	  "\r\n\r\n",
+	  "HTTP/1.1 431 Request Header Fields Too Large\r\n", true, true, "" },
+	{ "target the policy cannot normalise: 400", NULL, "api.test", 443, true,
+	  "GET /v1/%zz HTTP/1.1\r\nHost: api.test\r\n\r\n",
+	  "HTTP/1.1 400 Bad Request\r\n", true, true, "" },
+	/* ---- leaks ---- */
+	{ "placeholder toward a host not on the secret's list", POLICY_SECRETS, "other.test", 443, true,
+	  "GET /x HTTP/1.1\r\nHost: other.test\r\nX-Key: SLUICE_PLACEHOLDER_TOK\r\n\r\n",
+	  "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: 67\r\n\r\n"
+	  "{\"error\":\"secret leak blocked\",\"secret\":\"TOK\",\"host\":\"other.test\"}\n", false, false, "TOK" },
+	{ "percent-encoded placeholder in the query", POLICY_SECRETS, "other.test", 443, true,
+	  "GET /x?k=%53LUICE_PLACEHOLDER_TOK HTTP/1.1\r\nHost: other.test\r\n\r\n",
+	  "HTTP/1.1 403 Forbidden\r\n", true, false, "TOK" },
+	{ "double percent-encoded placeholder in the path", POLICY_SECRETS, "other.test", 443, true,
+	  "GET /%2553LUICE_PLACEHOLDER_TOK HTTP/1.1\r\nHost: other.test\r\n\r\n",
+	  "HTTP/1.1 403 Forbidden\r\n", true, false, "TOK" },
+	{ "placeholder in a header name", POLICY_SECRETS, "api.test", 443, true,
+	  "GET /v1/x HTTP/1.1\r\nHost: api.test\r\nSLUICE_PLACEHOLDER_TOK: 1\r\n\r\n",
+	  "HTTP/1.1 403 Forbidden\r\n", true, false, "TOK" },
+	{ "placeholder in a place the secret does not allow (HDRONLY in the query)", POLICY_SECRETS, "api.test", 443, true,
+	  "GET /v1/x?k=SLUICE_PLACEHOLDER_HDRONLY HTTP/1.1\r\nHost: api.test\r\n\r\n",
+	  "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: 69\r\n\r\n"
+	  "{\"error\":\"secret leak blocked\",\"secret\":\"HDRONLY\",\"host\":\"api.test\"}\n", false, false, "HDRONLY" },
+	{ "placeholder in the body of a host not on the list", POLICY_SECRETS, "other.test", 443, true,
+	  "POST /x HTTP/1.1\r\nHost: other.test\r\nContent-Length: 27\r\n\r\nt=SLUICE_PLACEHOLDER_TOK&z=",
+	  "HTTP/1.1 403 Forbidden\r\n", true, false, "TOK" },
+	{ "placeholder in a chunked body of a host not on the list", POLICY_SECRETS, "other.test", 443, true,
+	  "POST /x HTTP/1.1\r\nHost: other.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+	  "a\r\nSLUICE_PLA\r\nd\r\nCEHOLDER_TOK!\r\n0\r\n\r\n",
+	  "HTTP/1.1 403 Forbidden\r\n", true, false, "TOK" },
+	{ "never over plain HTTP, even to a listed host", POLICY_SECRETS, NULL, 80, false,
+	  "GET / HTTP/1.1\r\nHost: plain.test\r\nX-Key: SLUICE_PLACEHOLDER_TOK\r\n\r\n",
+	  "HTTP/1.1 403 Forbidden\r\n", true, false, "TOK" },
+};
+
+static void run_refuse(const struct refuse_case *c, size_t split)
+{
+	struct buf up = {0}, cl = {0};
+	unsigned ev = 0;
+	size_t len = strlen(c->req);
+	struct hx *h;
+
+	load_policy(c->policy ? c->policy : POLICY_PLAIN);
+	h = mk(c->sni, c->port, c->tls);
+	assert_int_equal(feed_split(h, c->req, len, split, &up, &cl, &ev), len);
+	if (c->prefix) {
+		if (strncmp(S(&cl), c->exp_client, strlen(c->exp_client)))
+			fail_msg("%s (split %zu): got\n%s", c->name, split, S(&cl));
+	} else {
+		assert_out(&cl, c->exp_client);
+	}
+	/* Nothing toward the upstream, and no upstream opened. */
+	if (up.len)
+		fail_msg("%s (split %zu): to_up not empty:\n%s", c->name, split, S(&up));
+	assert_false(ev & HX_EV_OPEN_UPSTREAM);
+	assert_int_equal(!!(ev & HX_EV_CLOSE), c->close);
+	assert_int_equal(!!strstr(S(&cl), "Connection: close"), c->close);
+	assert_int_equal(T.n_audit, 1);
+	assert_int_equal(T.a[0].status, atoi(c->exp_client + 9));
+	assert_string_equal(T.a[0].secrets, c->audit_secrets);
+	assert_null(strstr(S(&cl), "real-token"));
+	hx_free(h);
+	buf_free(&up);
+	buf_free(&cl);
+}
+
+static void test_refuse_table(void **state)
+{
+	for (size_t i = 0; i < sizeof(REFUSE) / sizeof(REFUSE[0]); i++) {
+		size_t len = strlen(REFUSE[i].req);
+
+		print_message("  case: %s\n", REFUSE[i].name);
+		for (size_t split = 0; split <= len; split++)
+			run_refuse(&REFUSE[i], split);
+	}
+}
+
+/* A refused request (no close) leaves the connection usable: the next
+ * request on it is handled, and a denied one's body is drained, not parsed. */
+static void test_refused_then_next(void **state)
+{
+	const char *req = "POST /nope HTTP/1.1\r\nHost: api.test\r\nContent-Length: 18\r\n\r\n"
+			  "GET /v1/x HTTP/1.1"
+			  "GET /v1/ok HTTP/1.1\r\nHost: api.test\r\n\r\n";
+	struct buf up = {0}, cl = {0};
+	unsigned ev = 0;
+	size_t consumed;
+	struct hx *h;
+
+	load_policy(POLICY_PLAIN);
+	h = mk("api.test", 443, true);
+	assert_int_equal(hx_on_client(h, req, strlen(req), &consumed, &up, &cl, &ev), 0);
+	assert_int_equal(consumed, strlen(req));
+	assert_true(strstr(S(&cl), "HTTP/1.1 403 Forbidden\r\n") == S(&cl));
+	assert_out(&up, "GET /v1/ok HTTP/1.1\r\nHost: api.test\r\n\r\n");
+	assert_int_equal(ev, HX_EV_OPEN_UPSTREAM);
+	hx_free(h);
+	buf_free(&up);
+	buf_free(&cl);
+}
+
+/* 421 is given for every request on the connection, not only the first. */
+static void test_421_every_request(void **state)
+{
+	struct buf up = {0}, cl = {0};
+	unsigned ev = 0;
+	struct hx *h;
+
+	load_policy(POLICY_PLAIN);
+	h = mk("api.test", 443, true);
+	feed(h, "GET /v1/a HTTP/1.1\r\nHost: api.test\r\n\r\n", &up, &cl, &ev);
+	upstream(h, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", &cl, &ev);
+	reset(&up);
+	reset(&cl);
+	ev = 0;
+	feed(h, "GET /v1/b HTTP/1.1\r\nHost: evil.test\r\n\r\n", &up, &cl, &ev);
+	assert_int_equal(up.len, 0);
+	assert_true(strstr(S(&cl), "HTTP/1.1 421 ") == S(&cl));
+	hx_free(h);
+
+	/* Plain HTTP: the first Host fixes the upstream. */
+	h = mk(NULL, 80, false);
+	reset(&up);
+	reset(&cl);
+	feed(h, "GET /a HTTP/1.1\r\nHost: plain.test\r\n\r\n", &up, &cl, &ev);
+	assert_string_equal(hx_upstream_host(h), "plain.test");
+	upstream(h, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", &cl, &ev);
+	reset(&up);
+	reset(&cl);
+	feed(h, "GET /b HTTP/1.1\r\nHost: plain2.test\r\n\r\n", &up, &cl, &ev);
+	assert_int_equal(up.len, 0);
+	assert_true(strstr(S(&cl), "HTTP/1.1 421 ") == S(&cl));
+	hx_free(h);
+	buf_free(&up);
+	buf_free(&cl);
+}
+
+/* ------------------------------------------------------------------ */
+/* Flow                                                               */
+
+static void test_pipelining(void **state)
+{
+	const char *two = "GET /v1/1 HTTP/1.1\r\nHost: api.test\r\n\r\nGET /v1/2 HTTP/1.1\r\nHost: api.test\r\n\r\n";
+	size_t first = strlen("GET /v1/1 HTTP/1.1\r\nHost: api.test\r\n\r\n"), consumed;
+	struct buf up = {0}, cl = {0};
+	unsigned ev = 0;
+	struct hx *h;
+
+	load_policy(POLICY_PLAIN);
+	h = mk("api.test", 443, true);
+	assert_int_equal(hx_on_client(h, two, strlen(two), &consumed, &up, &cl, &ev), 0);
+	assert_int_equal(consumed, first);
+	assert_out(&up, "GET /v1/1 HTTP/1.1\r\nHost: api.test\r\n\r\n");
+	/* Still in flight: nothing more is taken. */
+	assert_int_equal(hx_on_client(h, two + first, strlen(two) - first, &consumed, &up, &cl, &ev), 0);
+	assert_int_equal(consumed, 0);
+	ev = 0;
+	upstream(h, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1", &cl, &ev);
+	assert_int_equal(ev, HX_EV_RESUME_CLIENT);
+	assert_true(hx_idle(h));
+	reset(&up);
+	ev = 0;
+	assert_int_equal(hx_on_client(h, two + first, strlen(two) - first, &consumed, &up, &cl, &ev), 0);
+	assert_int_equal(consumed, strlen(two) - first);
+	assert_out(&up, "GET /v1/2 HTTP/1.1\r\nHost: api.test\r\n\r\n");
+	assert_int_equal(ev, 0); /* upstream already open */
+	upstream(h, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2", &cl, &ev);
+	assert_out(&cl, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2");
+	assert_int_equal(T.n_audit, 2);
+	assert_string_equal(T.a[1].target, "/v1/2");
+	hx_free(h);
+	buf_free(&up);
+	buf_free(&cl);
+}
+
+static void test_connection_close(void **state)
+{
+	struct buf up = {0}, cl = {0};
+	unsigned ev = 0;
+	struct hx *h;
+
+	load_policy(POLICY_PLAIN);
+	h = mk("api.test", 443, true);
+	feed(h, "GET /v1/x HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n", &up, &cl, &ev);
+	assert_out(&up, "GET /v1/x HTTP/1.1\r\nHost: api.test\r\n\r\n");
+	ev = 0;
+	upstream(h, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", &cl, &ev);
+	assert_out(&cl, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+	assert_true(ev & HX_EV_CLOSE);
+	hx_free(h);
+	buf_free(&up);
+	buf_free(&cl);
+}
+
+static void test_expect_100(void **state)
+{
+	struct buf up = {0}, cl = {0};
+	unsigned ev = 0;
+	struct hx *h;
+
+	/* Without secrets the Expect is forwarded and the upstream's 100 passed back. */
+	load_policy(POLICY_PLAIN);
+	h = mk("api.test", 443, true);
+	feed(h, "PUT /v1/f HTTP/1.1\r\nHost: api.test\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+	     &up, &cl, &ev);
+	assert_out(&up, "PUT /v1/f HTTP/1.1\r\nHost: api.test\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+	assert_int_equal(cl.len, 0);
+	upstream(h, "HTTP/1.1 100 Continue\r\n\r\n", &cl, &ev);
+	assert_out(&cl, "HTTP/1.1 100 Continue\r\n\r\n");
+	feed(h, "abc", &up, &cl, &ev);
+	assert_out(&up, "PUT /v1/f HTTP/1.1\r\nHost: api.test\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc");
+	ev = 0;
+	upstream(h, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", &cl, &ev);
+	assert_out(&cl, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+	assert_int_equal(ev, HX_EV_RESUME_CLIENT);
+	hx_free(h);
+
+	/* With secrets the body is checked before anything leaves: hx answers 100. */
+	load_policy(POLICY_SECRETS);
+	h = mk("api.test", 443, true);
+	reset(&up);
+	reset(&cl);
+	ev = 0;
+	feed(h, "PUT /v1/f HTTP/1.1\r\nHost: api.test\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+	     &up, &cl, &ev);
+	assert_int_equal(up.len, 0);
+	assert_false(ev & HX_EV_OPEN_UPSTREAM);
+	assert_out(&cl, "HTTP/1.1 100 Continue\r\n\r\n");
+	feed(h, "abc", &up, &cl, &ev);
+	assert_true(ev & HX_EV_OPEN_UPSTREAM);
+	assert_out(&up, "PUT /v1/f HTTP/1.1\r\nHost: api.test\r\nContent-Length: 3\r\n\r\nabc");
+	upstream(h, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", &cl, &ev);
+	assert_out(&cl, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+	hx_free(h);
+	buf_free(&up);
+	buf_free(&cl);
+}
+
+static void test_websocket(void **state)
+{
+	const char *req = "GET /v1/ws HTTP/1.1\r\nHost: api.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+			  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\x81\x01X";
+	size_t hl = strlen(req) - 3, consumed;
+	struct buf up = {0}, cl = {0};
+	unsigned ev = 0;
+	struct hx *h;
+
+	load_policy(POLICY_PLAIN);
+	h = mk("api.test", 443, true);
+	assert_int_equal(hx_on_client(h, req, strlen(req), &consumed, &up, &cl, &ev), 0);
+	assert_int_equal(consumed, hl); /* the frame waits for the 101 */
+	assert_out(&up, "GET /v1/ws HTTP/1.1\r\nHost: api.test\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+		   "Sec-WebSocket-Version: 13\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+	assert_false(ev & HX_EV_TUNNEL);
+	ev = 0;
+	upstream(h, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+		 "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x01Y", &cl, &ev);
+	assert_true(ev & HX_EV_TUNNEL);
+	assert_out(&cl, "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+		   "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x01Y");
+	reset(&up);
+	assert_int_equal(hx_on_client(h, req + hl, 3, &consumed, &up, &cl, &ev), 0);
+	assert_int_equal(consumed, 3);
+	assert_out(&up, "\x81\x01X");
+	assert_int_equal(T.n_audit, 1);
+	assert_int_equal(T.a[0].status, 101);
+	hx_free(h);
+
+	/* A 101 nobody asked for is a malformed response. */
+	h = mk("api.test", 443, true);
+	reset(&up);
+	reset(&cl);
+	ev = 0;
+	feed(h, "GET /v1/x HTTP/1.1\r\nHost: api.test\r\n\r\n", &up, &cl, &ev);
+	upstream(h, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", &cl, &ev);
+	assert_true(strstr(S(&cl), "HTTP/1.1 502 Bad Gateway\r\n") == S(&cl));
+	assert_true(ev & HX_EV_CLOSE);
+	assert_false(ev & HX_EV_TUNNEL);
+	hx_free(h);
+
+	/* A denied upgrade opens nothing. */
+	h = mk("api.test", 443, true);
+	reset(&up);
+	reset(&cl);
+	ev = 0;
+	feed(h, "GET /admin HTTP/1.1\r\nHost: api.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+	     &up, &cl, &ev);
+	assert_int_equal(up.len, 0);
+	assert_false(ev & HX_EV_OPEN_UPSTREAM);
+	assert_true(strstr(S(&cl), "HTTP/1.1 403 ") == S(&cl));
+	hx_free(h);
+	buf_free(&up);
+	buf_free(&cl);
+}
+
+static void test_upstream_errors(void **state)
+{
+	struct buf up = {0}, cl = {0};
+	unsigned ev = 0;
+	struct hx *h;
+
+	load_policy(POLICY_PLAIN);
+	h = mk("api.test", 443, true);
+	feed(h, "GET /v1/x HTTP/1.1\r\nHost: api.test\r\n\r\n", &up, &cl, &ev);
+	ev = 0;
+	assert_int_equal(hx_on_upstream_error(h, 502, "certificate verify failed: self-signed certificate", &cl, &ev), 0);
+	assert_out(&cl, "HTTP/1.1 502 Bad Gateway\r\nContent-Type: application/json\r\nContent-Length: 95\r\n\r\n"
+		   "{\"error\":\"upstream unreachable\",\"reason\":\"certificate verify failed: self-signed certificate\"}\n");
+	assert_true(ev & HX_EV_UPSTREAM_DONE);
+	assert_true(ev & HX_EV_RESUME_CLIENT);
+	assert_int_equal(T.n_audit, 1);
+	assert_int_equal(T.a[0].status, 502);
+	/* The connection stays usable; the next request opens a new upstream. */
+	reset(&up);
+	ev = 0;
+	feed(h, "GET /v1/y HTTP/1.1\r\nHost: api.test\r\n\r\n", &up, &cl, &ev);
+	assert_true(ev & HX_EV_OPEN_UPSTREAM);
+	ev = 0;
+	reset(&cl);
+	assert_int_equal(hx_on_upstream_error(h, 504, "timeout", &cl, &ev), 0);
+	assert_true(strstr(S(&cl), "HTTP/1.1 504 Gateway Timeout\r\n") == S(&cl));
+	hx_free(h);
+
+	/* Malformed response: 502 and close. */
+	h = mk("api.test", 443, true);
+	reset(&up);
+	reset(&cl);
+	ev = 0;
+	feed(h, "GET /v1/x HTTP/1.1\r\nHost: api.test\r\n\r\n", &up, &cl, &ev);
+	upstream(h, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", &cl, &ev);
+	assert_true(strstr(S(&cl), "HTTP/1.1 502 Bad Gateway\r\n") == S(&cl));
+	assert_true(ev & HX_EV_CLOSE);
+	assert_true(ev & HX_EV_UPSTREAM_DONE);
+	hx_free(h);
+
+	/* Upstream closes mid-body after the head went out: the client is cut, not lied to. */
+	h = mk("api.test", 443, true);
+	reset(&up);
+	reset(&cl);
+	ev = 0;
+	feed(h, "GET /v1/x HTTP/1.1\r\nHost: api.test\r\n\r\n", &up, &cl, &ev);
+	upstream(h, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", &cl, &ev);
+	assert_int_equal(hx_on_upstream_eof(h, &cl, &ev), 0);
+	assert_out(&cl, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+	assert_true(ev & HX_EV_CLOSE);
+	hx_free(h);
+
+	/* Slowloris: 408 and close. */
+	h = mk("api.test", 443, true);
+	reset(&up);
+	reset(&cl);
+	ev = 0;
+	feed(h, "GET /v1/x HTTP/1.1\r\nHost: api", &up, &cl, &ev);
+	assert_int_equal(hx_on_timeout(h, &cl, &ev), 0);
+	assert_true(strstr(S(&cl), "HTTP/1.1 408 Request Timeout\r\n") == S(&cl));
+	assert_true(ev & HX_EV_CLOSE);
+	hx_free(h);
+	buf_free(&up);
+	buf_free(&cl);
+}
+
+/* ------------------------------------------------------------------ */
+/* Secrets, streaming                                                 */
+
+/* A placeholder split across reads and chunk boundaries is still found. */
+static void test_body_split_placeholder(void **state)
+{
+	const char *req = "POST /v1/b HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+			  "9\r\nk=SLUICE_\r\n10\r\nPLACEHOLDER_TOK&\r\n3\r\nz=1\r\n0\r\n\r\n";
+	size_t len = strlen(req);
+
+	load_policy(POLICY_SECRETS);
+	for (size_t split = 0; split <= len; split++) {
+		struct buf up = {0}, cl = {0};
+		unsigned ev = 0;
+		struct hx *h = mk("api.test", 443, true);
+		char body[128];
+
+		assert_int_equal(feed_split(h, req, len, split, &up, &cl, &ev), len);
+		assert_int_equal(cl.len, 0);
+		assert_true(ev & HX_EV_OPEN_UPSTREAM);
+		dechunk(S(&up), body, sizeof(body));
+		assert_string_equal(body, "k=real-token-123&z=1");
+		assert_null(strstr(S(&up), "SLUICE_"));
+		hx_free(h);
+		buf_free(&up);
+		buf_free(&cl);
+	}
+}
+
+/* A body larger than the hold limit streams; Content-Length becomes chunked
+ * when the secret may be substituted there. */
+static void test_large_body_streams(void **state)
+{
+	size_t n = 200 * 1024, consumed;
+	char *req = xmalloc(n + 200);
+	struct buf up = {0}, cl = {0};
+	unsigned ev = 0;
+	size_t hl = (size_t)sprintf(req, "POST /v1/big HTTP/1.1\r\nHost: api.test\r\nContent-Length: %zu\r\n\r\n", n);
+	struct hx *h;
+	char *body;
+
+	memset(req + hl, 'a', n);
+	memcpy(req + hl + n - 40, "SLUICE_PLACEHOLDER_TOK", 22);
+	load_policy(POLICY_SECRETS);
+	h = mk("api.test", 443, true);
+	/* Half, then the rest: the first half already leaves (streaming). */
+	assert_int_equal(hx_on_client(h, req, hl + n / 2, &consumed, &up, &cl, &ev), 0);
+	assert_true(ev & HX_EV_OPEN_UPSTREAM);
+	assert_true(up.len > 64 * 1024);
+	assert_int_equal(hx_on_client(h, req + hl + n / 2, n - n / 2, &consumed, &up, &cl, &ev), 0);
+	assert_int_equal(strncmp(S(&up), "POST /v1/big HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: chunked\r\n\r\n", 69), 0);
+	body = malloc(n + 64);
+	dechunk(S(&up), body, n + 64);
+	assert_int_equal(strlen(body), n - 22 + 14);
+	assert_non_null(strstr(body, "real-token-123"));
+	free(body);
+	hx_free(h);
+
+	/* Without a secret allowed in the body, Content-Length is kept. */
+	reset(&up);
+	ev = 0;
+	memcpy(req, "POST /any  ", 11);
+	hl = (size_t)sprintf(req, "POST /any HTTP/1.1\r\nHost: other.test\r\nContent-Length: %zu\r\n\r\n", n);
+	memset(req + hl, 'b', n);
+	h = mk("other.test", 443, true);
+	assert_int_equal(hx_on_client(h, req, hl + n, &consumed, &up, &cl, &ev), 0);
+	assert_int_equal(up.len, hl + n);
+	assert_memory_equal(buf_head(&up), req, hl + n);
+	hx_free(h);
+	free(req);
+	buf_free(&up);
+	buf_free(&cl);
+}
+
+/* Leak in a body past the hold limit: part already left, so both sides close
+ * and the placeholder itself never reaches the upstream. */
+static void test_late_leak_closes(void **state)
+{
+	size_t n = 100 * 1024, consumed;
+	char *req = xmalloc(n + 200);
+	struct buf up = {0}, cl = {0};
+	unsigned ev = 0;
+	size_t hl = (size_t)sprintf(req, "POST /x HTTP/1.1\r\nHost: other.test\r\nContent-Length: %zu\r\n\r\n", n);
+	struct hx *h;
+
+	memset(req + hl, 'a', n);
+	memcpy(req + hl + n - 30, "SLUICE_PLACEHOLDER_TOK", 22);
+	load_policy(POLICY_SECRETS);
+	h = mk("other.test", 443, true);
+	/* TLS-record-sized reads, as the connection code delivers them. */
+	for (size_t off = 0; off < hl + n && !(ev & HX_EV_CLOSE); off += consumed) {
+		size_t k = hl + n - off < 16384 ? hl + n - off : 16384;
+
+		assert_int_equal(hx_on_client(h, req + off, k, &consumed, &up, &cl, &ev), 0);
+		assert_int_equal(consumed, k);
+	}
+	assert_true(ev & HX_EV_CLOSE);
+	assert_true(ev & HX_EV_UPSTREAM_DONE);
+	assert_true(strstr(S(&cl), "HTTP/1.1 403 Forbidden\r\n") == S(&cl));
+	assert_non_null(strstr(S(&cl), "\"secret\":\"TOK\""));
+	assert_null(memmem(buf_head(&up), up.len, "SLUICE_PLACEHOLDER", 18));
+	hx_free(h);
+	free(req);
+	buf_free(&up);
+	buf_free(&cl);
+}
+
+/* Scrubbing a value split across upstream reads. */
+static void test_scrub_split(void **state)
+{
+	const char *resp = "HTTP/1.1 200 OK\r\nContent-Length: 24\r\n\r\nkey=real-token-123;end=1";
+	size_t len = strlen(resp);
+
+	load_policy(POLICY_SECRETS);
+	for (size_t split = 1; split < len; split++) {
+		struct buf up = {0}, cl = {0};
+		unsigned ev = 0;
+		struct hx *h = mk("api.test", 443, true);
+		char body[128];
+
+		feed(h, "GET /v1/e HTTP/1.1\r\nHost: api.test\r\nX-Key: SLUICE_PLACEHOLDER_TOK\r\n\r\n", &up, &cl, &ev);
+		assert_int_equal(hx_on_upstream(h, resp, split, &cl, &ev), 0);
+		assert_int_equal(hx_on_upstream(h, resp + split, len - split, &cl, &ev), 0);
+		assert_true(ev & HX_EV_RESUME_CLIENT);
+		dechunk(S(&cl), body, sizeof(body));
+		assert_string_equal(body, "key=SLUICE_PLACEHOLDER_TOK;end=1");
+		hx_free(h);
+		buf_free(&up);
+		buf_free(&cl);
+	}
+}
+
+/* Client EOF while waiting: the response is delivered, then close. */
+static void test_client_eof(void **state)
+{
+	struct buf up = {0}, cl = {0};
+	unsigned ev = 0;
+	struct hx *h;
+
+	load_policy(POLICY_PLAIN);
+	h = mk("api.test", 443, true);
+	feed(h, "GET /v1/x HTTP/1.1\r\nHost: api.test\r\n\r\n", &up, &cl, &ev);
+	ev = 0;
+	assert_int_equal(hx_on_client_eof(h, &up, &ev), 0);
+	assert_false(ev & HX_EV_CLOSE);
+	upstream(h, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", &cl, &ev);
+	assert_true(ev & HX_EV_CLOSE);
+	assert_out(&cl, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+	hx_free(h);
+	buf_free(&up);
+	buf_free(&cl);
+}
+
+static int teardown(void **state)
+{
+	t_teardown_all();
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_forward_table),
+		cmocka_unit_test(test_chunked_split),
+		cmocka_unit_test(test_refuse_table),
+		cmocka_unit_test(test_refused_then_next),
+		cmocka_unit_test(test_421_every_request),
+		cmocka_unit_test(test_pipelining),
+		cmocka_unit_test(test_connection_close),
+		cmocka_unit_test(test_expect_100),
+		cmocka_unit_test(test_websocket),
+		cmocka_unit_test(test_upstream_errors),
+		cmocka_unit_test(test_body_split_placeholder),
+		cmocka_unit_test(test_large_body_streams),
+		cmocka_unit_test(test_late_leak_closes),
+		cmocka_unit_test(test_scrub_split),
+		cmocka_unit_test(test_client_eof),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, teardown);
+}
