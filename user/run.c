@@ -36,6 +36,7 @@ struct sandbox {
 	bool entry;
 	struct policy *policy;
 	char **envp;
+	char bundle[512];      /* the CA bundle the broker writes for the sandbox */
 };
 
 static int sandbox_entry(struct sandbox *s)
@@ -176,8 +177,6 @@ static int build_env(struct sandbox *s)
 {
 	struct env_secret sec[256];
 	size_t n = 0, i;
-	char bundle[512];
-
 	if (s->policy) {
 		n = policy_secret_count(s->policy);
 		if (n > sizeof(sec) / sizeof(sec[0])) {
@@ -191,10 +190,8 @@ static int build_env(struct sandbox *s)
 			sec[i] = (struct env_secret){ ps->name, ps->placeholder, ps->env_source };
 		}
 	}
-	snprintf(bundle, sizeof(bundle), "%s/ca-bundle.pem", s->o->run_dir ? s->o->run_dir : SLUICE_RUN_DIR);
-	if (access(bundle, R_OK))
-		pr_warn("%s is missing: TLS clients in the sandbox will not trust the broker", bundle);
-	s->envp = env_build(environ, sec, n, bundle);
+	snprintf(s->bundle, sizeof(s->bundle), "%s/ca-bundle.pem", s->o->run_dir ? s->o->run_dir : SLUICE_RUN_DIR);
+	s->envp = env_build(environ, sec, n, s->bundle);
 	return s->envp ? 0 : -ENOMEM;
 }
 
@@ -247,6 +244,8 @@ int do_run(struct run_opts *o)
 	s.cg_created = true;
 	if (sandbox_setup(&s))
 		goto out;
+	if (access(s.bundle, R_OK))
+		pr_warn("the broker wrote no %s: TLS clients in the sandbox will not trust it", s.bundle);
 
 	if (pipe2(ep, O_CLOEXEC)) {
 		pr_err("pipe: %s", strerror(errno));

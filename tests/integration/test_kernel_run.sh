@@ -1,0 +1,68 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# `sluice run` with the real sluiced: a sandboxed curl to an allowed HTTPS host
+# gets its answer through the broker (which saw the original destination and
+# the sandboxed process), a disallowed host gets 403, a non-HTTP connect to any
+# other address and port (IPv4, IPv6, v4-mapped) reaches nothing, the sandbox
+# sees placeholders and the CA trust variables instead of real secrets, the
+# exit status is the command's, and the same curl outside is unaffected.
+. "$(dirname "$0")/../lib.sh"
+sl_begin kernel_run
+sl_need_bins "$SLUICE" "$SLUICED"
+fi_up
+
+export SL_TEST_TOKEN=real-secret-$$
+cat >"$T/policy.yaml" <<EOF
+rules:
+  - {action: allow, host: "api.test"}
+secrets:
+  API_TOKEN: {env: SL_TEST_TOKEN, hosts: [api.test], in: [header]}
+EOF
+RUN=(sluice_run --policy "$T/policy.yaml" --run-dir "$T/run" --ca-dir "$T/ca" --audit "$T/audit.log")
+
+# Outside: direct, verified with the test CA.
+before=$(fi_conns 443)
+out=$(curl -sS --max-time 10 --cacert "$FI_CA" --resolve "api.test:443:$FI_IP4" https://api.test/hello)
+sl_assert_contains "$out" "hello from api.test" "outside: curl reaches the server directly"
+sl_assert_eq $((before + 1)) "$(fi_conns 443)" "outside: the server saw the connection"
+
+cat >"$T/inner.sh" <<EOF
+curl -sS --max-time 10 --resolve "api.test:443:$FI_IP4" https://api.test/hello; echo " curl1=\$?"
+curl -sS --max-time 10 -o /dev/null -w 'code=%{http_code}\n' --resolve "evil.test:443:$FI_IP4" https://evil.test/hello; echo " curl2=\$?"
+/usr/bin/python3 - <<'PYEOF'
+import socket
+for fam, a in ((socket.AF_INET, "$FI_IP4"), (socket.AF_INET6, "$FI_IP6"), (socket.AF_INET6, "::ffff:$FI_IP4")):
+    s = socket.socket(fam); s.settimeout(3)
+    try:
+        s.connect((a, 9000)); s.sendall(b"hi\\n"); d = s.recv(64)
+    except OSError as e:
+        d = str(e).encode()
+    print("tcp", a, "data=%r" % d)
+PYEOF
+echo "token=\$API_TOKEN src=\${SL_TEST_TOKEN:-unset}"
+env | grep -c "real-secret" | sed 's/^/leaks=/'
+echo "bundle=\$CURL_CA_BUNDLE"
+exit 7
+EOF
+conns9000=$(fi_conns 9000)
+out=$("${RUN[@]}" -- bash "$T/inner.sh" 2>"$T/run.err")
+rc=$?
+echo "$out" >"$T/inner.out"
+sl_assert_eq 7 "$rc" "exit status is the command's ($(tail -n 3 "$T/run.err"))"
+sl_assert_contains "$out" "hello from api.test" "sandboxed curl got the answer through the broker"
+out=$(echo "$out" | grep -v "hello from api.test")
+sl_assert_contains "$out" "curl1=0" "sandboxed curl trusted the broker's certificate"
+sl_assert_contains "$out" "code=403" "disallowed host: 403 from the broker"
+sl_assert_eq 0 "$(fi_requests 443 | grep -c evil.test)" "disallowed request never reached the server"
+sl_assert_eq 3 "$(echo "$out" | grep -c '^tcp .* data=')" "three non-HTTP probes ran"
+sl_assert_not_contains "$out" "hello" "non-HTTP connects to another port got nothing from it (IPv4, IPv6, v4-mapped)"
+sl_assert_eq "$conns9000" "$(fi_conns 9000)" "nothing reached the TCP server"
+sl_assert_contains "$out" "token=SLUICE_PLACEHOLDER_API_TOKEN src=unset" "sandbox sees the placeholder, not the source var"
+sl_assert_contains "$out" "leaks=0" "no env var holds the secret"
+sl_assert_contains "$out" "bundle=$T/run/ca-bundle.pem" "CA trust variables point at sluice's bundle"
+audit=$(cat "$T/audit.log")
+sl_assert_contains "$audit" '"comm":"curl"' "audit names the sandboxed process (recorded by the kernel)"
+sl_assert_contains "$audit" '"host":"api.test","port":443' "audit has the original destination port"
+sl_assert_not_contains "$audit" "real-secret" "audit log holds no secret"
+sl_assert_not_contains "$(cat "$T/run.err")" "killed by signal" "the broker did not crash"
+sl_pass
