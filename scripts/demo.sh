@@ -12,6 +12,7 @@ fi_up
 cat >"$T/demo.yaml" <<'P'
 rules:
   - {action: allow, host: "api.test", method: [GET, POST]}
+  - {action: allow, host: "other.test", method: GET}
   - {action: deny, host: "*"}
 secrets:
   DEMO_TOKEN: {env: DEMO_TOKEN_REAL, hosts: ["api.test"], in: [header]}
@@ -27,11 +28,11 @@ cat >"$T/agent.sh" <<AGENT
 echo "inside the sandbox: DEMO_TOKEN=\$DEMO_TOKEN"
 echo; echo "--- 1. allowed: GET https://api.test/hello"
 curl -sS https://api.test/hello
-echo; echo "--- 2. blocked by policy: GET https://other.test/hello"
-curl -sS -w '  (HTTP %{http_code})\n' https://other.test/hello
+echo; echo "--- 2. blocked by policy: POST https://other.test/upload (other.test is GET only)"
+curl -sS -w '  (HTTP %{http_code})\n' -d 'the source code' https://other.test/upload
 echo; echo "--- 3. blocked in the kernel: UDP to $FI_IP4:9001 and raw TCP to $FI_IP4:9000 (not HTTP)"
 $PY -c "import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.sendto(b'x',('$FI_IP4',9001))" 2>&1 | tail -1
-curl -sS --max-time 3 telnet://$FI_IP4:9000 </dev/null 2>&1 | tail -1
+echo 'SSH-2.0-probe' | curl -sS --max-time 3 telnet://$FI_IP4:9000 2>&1 | tail -1
 echo; echo "--- 4. secret: the sandbox sends its placeholder to api.test"
 curl -sS -H "Authorization: Bearer \$DEMO_TOKEN" https://api.test/echo -o /dev/null -w 'HTTP %{http_code}\n'
 echo; echo "--- 5. leak: the same placeholder toward other.test"
