@@ -1147,7 +1147,8 @@ static int rq_on_headers_complete(llhttp_t *p)
 	h->bytes_in += m->bytes + 2;
 	snprintf(h->method, sizeof(h->method), "%.*s", (int)m->a_len, hp(m, m->a));
 	h->rq_http10 = p->http_major == 1 && p->http_minor == 0;
-	h->rq_close = !llhttp_should_keep_alive(p) || h->client_eof;
+	/* HTTP/1.0 keep-alive is not offered: one exchange, then close. */
+	h->rq_close = !llhttp_should_keep_alive(p) || h->client_eof || h->rq_http10;
 	h->rq_head = p->method == HTTP_HEAD;
 
 	bad = head_finish(m);

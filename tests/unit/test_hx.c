@@ -962,6 +962,67 @@ static void test_scrub_split(void **state)
 	}
 }
 
+/* Basic and named-header injection; the client's own header of that name
+ * is replaced, and the value never shows in the audit line. */
+static void test_injection(void **state)
+{
+	static const char *pol =
+		"rules:\n"
+		"  - {action: allow, host: \"*.test\", port: 443}\n"
+		"secrets:\n"
+		"  B: {value: \"s3cr3t\", hosts: [\"basic.test\"], inject: basic, user: \"bob\"}\n"
+		"  K: {value: \"k-value\", hosts: [\"key.test\"], inject: {header: X-Api-Key}}\n";
+	struct buf up = {0}, cl = {0};
+	unsigned ev = 0;
+	struct hx *h;
+
+	load_policy(pol);
+	h = mk("basic.test", 443, true);
+	feed(h, "GET /a HTTP/1.1\r\nHost: basic.test\r\nAuthorization: Basic Zm9vOmJhcg==\r\n\r\n", &up, &cl, &ev);
+	/* base64("bob:s3cr3t") */
+	assert_out(&up, "GET /a HTTP/1.1\r\nHost: basic.test\r\nAuthorization: Basic Ym9iOnMzY3IzdA==\r\n\r\n");
+	upstream(h, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\ns3cr3t", &cl, &ev);
+	assert_out(&cl, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n14\r\nSLUICE_PLACEHOLDER_B\r\n0\r\n\r\n");
+	assert_string_equal(T.a[0].secrets, "B");
+	hx_free(h);
+
+	h = mk("key.test", 443, true);
+	reset(&up);
+	reset(&cl);
+	feed(h, "GET /k HTTP/1.1\r\nHost: key.test\r\nx-api-key: mine\r\nAccept: */*\r\n\r\n", &up, &cl, &ev);
+	assert_out(&up, "GET /k HTTP/1.1\r\nHost: key.test\r\nAccept: */*\r\nX-Api-Key: k-value\r\n\r\n");
+	hx_free(h);
+
+	/* No injection toward other hosts, nor over plain HTTP. */
+	h = mk("other.test", 443, true);
+	reset(&up);
+	feed(h, "GET /o HTTP/1.1\r\nHost: other.test\r\n\r\n", &up, &cl, &ev);
+	assert_out(&up, "GET /o HTTP/1.1\r\nHost: other.test\r\n\r\n");
+	hx_free(h);
+	buf_free(&up);
+	buf_free(&cl);
+}
+
+/* No policy in force: everything is refused (fail closed). */
+static void test_no_policy(void **state)
+{
+	struct buf up = {0}, cl = {0};
+	unsigned ev = 0;
+	struct hx *h;
+
+	policy_unref(T.pol);
+	T.pol = NULL;
+	h = mk("api.test", 443, true);
+	feed(h, "GET /v1/x HTTP/1.1\r\nHost: api.test\r\n\r\n", &up, &cl, &ev);
+	assert_int_equal(up.len, 0);
+	assert_false(ev & HX_EV_OPEN_UPSTREAM);
+	assert_true(strstr(S(&cl), "HTTP/1.1 403 Forbidden\r\n") == S(&cl));
+	assert_non_null(strstr(S(&cl), "no policy loaded"));
+	hx_free(h);
+	buf_free(&up);
+	buf_free(&cl);
+}
+
 /* Client EOF while waiting: the response is delivered, then close. */
 static void test_client_eof(void **state)
 {
@@ -1007,6 +1068,8 @@ int main(void)
 		cmocka_unit_test(test_late_leak_closes),
 		cmocka_unit_test(test_scrub_split),
 		cmocka_unit_test(test_client_eof),
+		cmocka_unit_test(test_injection),
+		cmocka_unit_test(test_no_policy),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, teardown);
