@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -410,6 +411,12 @@ int main(int argc, char **argv)
 	if (cfg.workers > 1)
 		pr_warn("--workers %u: this build runs one worker; continuing with 1", cfg.workers);
 	signal(SIGPIPE, SIG_IGN);
+	/* Blocked before any thread starts, so only the signalfd ever sees them. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	{
 		/* Each connection holds up to two fds. */
 		struct rlimit rl;
@@ -484,11 +491,6 @@ int main(int argc, char **argv)
 	if (b.audit_fd < 0)
 		return 1;
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
 	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0) {
 		pr_err("signalfd: %s", strerror(errno));
