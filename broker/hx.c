@@ -738,6 +738,8 @@ static int sec_scan(struct hx *h, enum hx_loc loc, const char *s, size_t n)
 	if (maybe_placeholder(h, s, n)) {
 		subst_stream_init(&h->rq_ss, h->ph);
 		r = subst_stream_feed(&h->rq_ss, s, n, emit_discard, sec_on_match_scan, h);
+		if (!r)
+			r = subst_stream_finish(&h->rq_ss, emit_discard, h);
 		if (r)
 			return r;
 	}
@@ -747,6 +749,8 @@ static int sec_scan(struct hx *h, enum hx_loc loc, const char *s, size_t n)
 		subst_stream_init(&h->rq_ss, h->ph);
 		r = subst_stream_feed(&h->rq_ss, h->tmp.data, h->tmp.len, emit_discard,
 				      sec_on_match_scan, h);
+		if (!r)
+			r = subst_stream_finish(&h->rq_ss, emit_discard, h);
 		if (r)
 			return r;
 	}
@@ -1308,7 +1312,11 @@ static int rq_on_headers_complete(llhttp_t *p)
 	for (size_t i = 0; !r && i < m->n; i++) {
 		struct hx_hdr *x = &m->hdr[i];
 
-		if (x->drop || x->kind == HK_HOST)
+		if (x->kind == HK_HOST) {
+			r = sec_scan(h, LOC_NAME, hp(m, x->val), x->val_len);
+			continue;
+		}
+		if (x->drop)
 			continue;
 		r = sec_scan(h, LOC_NAME, hp(m, x->name), x->name_len);
 		if (!r)
@@ -1416,6 +1424,13 @@ static int rq_on_message_complete(llhttp_t *p)
 		if (h->scan_body) {
 			h->cur_loc = LOC_BODY;
 			r = subst_stream_finish(&h->rq_ss, rq_body_emit, h);
+			if (r == -EACCES) {
+				rq_abort_leak(h);
+				if (h->closed)
+					return -1;
+				h->rq_active = false;
+				return HPE_PAUSED;
+			}
 			if (r) {
 				h->err = r;
 				return -1;

@@ -32,6 +32,9 @@
 	"  HDRONLY: {value: \"hv-secret\", hosts: [\"api.test\"]}\n" \
 	"  INJ: {value: \"inj-secret\", hosts: [\"inj.test\"], inject: bearer}\n"
 
+/* TOK is a prefix of TOKEN: a match at the end of input is only certain at the end. */
+#define POLICY_SECRETS_PREFIX POLICY_SECRETS_S \
+	"  TOKEN: {value: \"other-value\", hosts: [\"api.test\"]}\n"
 #define POLICY_PLAIN POLICY_PLAIN_S
 #define POLICY_SECRETS POLICY_SECRETS_S
 
@@ -498,6 +501,12 @@ static const struct refuse_case REFUSE[] = {
 	{ "placeholder in a chunked body of a host not on the list", POLICY_SECRETS, "other.test", 443, true,
 	  "POST /x HTTP/1.1\r\nHost: other.test\r\nTransfer-Encoding: chunked\r\n\r\n"
 	  "a\r\nSLUICE_PLA\r\nd\r\nCEHOLDER_TOK!\r\n0\r\n\r\n",
+	  "HTTP/1.1 403 Forbidden\r\n", true, false, "TOK" },
+	{ "placeholder at the very end of a body (found by the final flush)", POLICY_SECRETS_PREFIX, "other.test", 443, true,
+	  "POST /x HTTP/1.1\r\nHost: other.test\r\nContent-Length: 24\r\n\r\nt=SLUICE_PLACEHOLDER_TOK",
+	  "HTTP/1.1 403 Forbidden\r\n", true, false, "TOK" },
+	{ "placeholder at the very end of a query, one needle a prefix of another", POLICY_SECRETS_PREFIX, "other.test", 443, true,
+	  "GET /x?t=SLUICE_PLACEHOLDER_TOK HTTP/1.1\r\nHost: other.test\r\n\r\n",
 	  "HTTP/1.1 403 Forbidden\r\n", true, false, "TOK" },
 	{ "never over plain HTTP, even to a listed host", POLICY_SECRETS, NULL, 80, false,
 	  "GET / HTTP/1.1\r\nHost: plain.test\r\nX-Key: SLUICE_PLACEHOLDER_TOK\r\n\r\n",
