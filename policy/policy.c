@@ -400,6 +400,23 @@ bool policy_host_may_allow(const struct policy *p, const char *host, size_t host
 	return false;
 }
 
+bool policy_host_named(const struct policy *p, const char *host, size_t host_len)
+{
+	if (!p || !host)
+		return false;
+	for (size_t i = 0; i < p->n_rules; i++) {
+		const struct rule *r = &p->rules[i];
+
+		if (!r->allow)
+			continue;
+		for (size_t j = 0; j < r->n_hosts; j++)
+			if (!strpbrk(r->hosts[j], "*?[") &&
+			    host_match_mode(r->hmode, r->hosts[j], host, host_len))
+				return true;
+	}
+	return false;
+}
+
 bool policy_tcp_allowed(const struct policy *p, const char *host, size_t host_len,
 			uint16_t port, struct policy_verdict *v)
 {

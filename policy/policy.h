@@ -76,6 +76,11 @@ int policy_decide(const struct policy *p, const struct policy_req *r, struct pol
  * method, path or port), i.e. the name is worth resolving for the sandbox. */
 bool policy_host_may_allow(const struct policy *p, const char *host, size_t host_len);
 
+/* True when an allow rule names this host exactly (no wildcard in the pattern).
+ * The broker dials names that resolve to loopback, link-local or its own
+ * addresses only then: a glob like "*" must not open the way to 169.254.169.254. */
+bool policy_host_named(const struct policy *p, const char *host, size_t host_len);
+
 /* For non-HTTP TCP (no TLS, or TLS that is not HTTP): true only when a rule
  * with `proto: tcp` allows host:port. host may be a name or an address literal. */
 bool policy_tcp_allowed(const struct policy *p, const char *host, size_t host_len,

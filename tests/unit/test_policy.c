@@ -498,6 +498,23 @@ static void test_refcount_and_reload(void **state)
 	rmdir(dir);
 }
 
+static void test_host_named(void **state)
+{
+	struct policy *p = load_str("rules:\n"
+				    "  - {action: allow, host: \"*\", method: GET}\n"
+				    "  - {action: allow, host: \"*.corp.test\"}\n"
+				    "  - {action: deny, host: metadata.test}\n"
+				    "  - {action: allow, host: [registry.local, Other.Test]}\n",
+				    "named.yaml");
+	(void)state;
+	assert_true(policy_host_named(p, "registry.local", 14));
+	assert_true(policy_host_named(p, "other.test.", 11));  /* case and trailing dot */
+	assert_false(policy_host_named(p, "metadata.test", 13)); /* named, but by a deny */
+	assert_false(policy_host_named(p, "x.corp.test", 11));   /* only a glob covers it */
+	assert_false(policy_host_named(p, "169.254.169.254", 15)); /* "*" names nothing */
+	policy_unref(p);
+}
+
 static void test_allow_hosts(void **state)
 {
 	const char *hosts[] = { "*.Allowed.test", "exact.test" };
@@ -543,6 +560,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sluice_fixture),
+		cmocka_unit_test(test_host_named),
 		cmocka_unit_test(test_order_and_empty),
 		cmocka_unit_test(test_sandcat_readme),
 		cmocka_unit_test(test_agent_sandbox),
