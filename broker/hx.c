@@ -1728,7 +1728,7 @@ static void feed_begin(struct hx *h, const char *data, size_t len, struct buf *t
 	h->to_client = to_client;
 	h->ev = ev;
 	h->feed = data;
-	h->feed_end = data + len;
+	h->feed_end = len ? data + len : data; /* NULL + 0 is UB (clang UBSan) */
 	h->err = 0;
 }
 
