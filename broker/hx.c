@@ -155,7 +155,8 @@ static bool ieq(const char *a, size_t al, const char *b)
 	return al == bl && strncasecmp(a, b, bl) == 0;
 }
 
-static inline const char *hp(const struct hx_head *m, uint32_t off) { return m->b.data + off; }
+/* An empty head has no buffer yet: NULL + 0 is UB, so give the NULL back as is. */
+static inline const char *hp(const struct hx_head *m, uint32_t off) { return m->b.data ? m->b.data + off : NULL; }
 
 /* ------------------------------------------------------------------ */
 /* Output helpers                                                     */
