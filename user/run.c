@@ -356,8 +356,10 @@ int do_attach(struct run_opts *o)
 		n = read(ep[0], msg, sizeof(msg) - 1);
 		close(ep[0]);
 		if (n <= 0) {
-			/* The supervisor reported its error and tore everything down. */
+			/* The supervisor logged its error and tore everything down. */
 			waitpid(pid, NULL, 0);
+			pr_err("the broker for %s did not start; see %s/%s.log", s.name,
+			       o->run_dir ? o->run_dir : SLUICE_RUN_DIR, s.name);
 			s.attached = false;
 			goto out;
 		}
@@ -376,6 +378,21 @@ int do_attach(struct run_opts *o)
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGQUIT);
 	sigprocmask(SIG_BLOCK, &set, NULL);
+	/* The supervisor and its broker outlive the caller: their messages go to
+	 * a log file, not to the caller's terminal or pipe. */
+	snprintf(err, sizeof(err), "%s/%s.log", o->run_dir ? o->run_dir : SLUICE_RUN_DIR, s.name);
+	n = open(err, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (n >= 0) {
+		dup2(n, 2);
+		close(n);
+	}
+	n = open("/dev/null", O_RDWR);
+	if (n >= 0) {
+		dup2(n, 0);
+		dup2(n, 1);
+		if (n > 2)
+			close(n);
+	}
 	if (broker_start(o, 0, BROKER_READY_MS, &s.broker) || sandbox_entry(&s)) {
 		sandbox_teardown(&s);
 		_exit(1);
@@ -389,14 +406,6 @@ int do_attach(struct run_opts *o)
 		 s.broker.port, s.broker.dns_port);
 	n = write(ep[1], msg, strlen(msg));
 	close(ep[1]);
-	/* Detached from the caller's terminal and descriptors. */
-	n = open("/dev/null", O_RDWR);
-	if (n >= 0) {
-		dup2(n, 0);
-		dup2(n, 1);
-		if (n > 2)
-			close(n);
-	}
 	supervise(&s, 0);
 	unlink(sp);
 	sandbox_teardown(&s);

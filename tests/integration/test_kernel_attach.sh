@@ -1,0 +1,52 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# sluice attach/detach on an existing cgroup (a container's): while attached,
+# a process in that cgroup (or a child cgroup) is redirected to the broker and
+# sluice status lists it; after detach the cgroup is free again and nothing
+# stays pinned.
+. "$(dirname "$0")/../lib.sh"
+sl_begin kernel_attach
+sl_need_bins "$SLUICE"
+fi_up
+
+cat >"$T/broker.py" <<'EOF'
+#!/usr/bin/python3
+import os, socket, sys
+a = sys.argv[1:]
+port = int(a[a.index("--listen") + 1].rsplit(":", 1)[1]); rfd = int(a[a.index("--ready-fd") + 1])
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); t.bind(("127.0.0.1", port)); t.listen(16)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
+os.write(rfd, b"READY %d %d\n" % (t.getsockname()[1], u.getsockname()[1])); os.close(rfd)
+while True:
+    c, _ = t.accept(); c.sendall(b"BROKER\n"); c.close()
+EOF
+chmod 755 "$T/broker.py"
+
+CG2=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
+CG=$CG2/sl-attach-$$
+mkdir -p "$CG/child" || sl_fail "mkdir $CG"
+sl_defer "rmdir $CG/child $CG"
+sl_defer "$SLUICE detach --cgroup $CG --run-dir $T/run"
+
+probe() { # CGROUP: connect from a process in that cgroup to the fake internet's TCP server
+	bash -c "echo \$\$ >'$1/cgroup.procs' && exec '$PY' -c '
+import socket; s = socket.socket(); s.settimeout(3)
+try:
+    s.connect((\"$FI_IP4\", 9000)); print(s.recv(16).decode().strip())
+except OSError as e: print(\"error\", e)'"
+}
+
+sl_assert_eq hello "$(probe "$CG")" "before attach: direct"
+out=$("$SLUICE" attach --cgroup "$CG" --broker "$T/broker.py" --run-dir "$T/run" 2>&1) || sl_fail "attach: $out"
+sl_assert_contains "$out" "attached" "attach reports success"
+NAME=$(echo "$out" | sed -n 's/^attached \([^:]*\):.*/\1/p')
+sl_assert_contains "$("$SLUICE" status)" "$NAME" "status lists the attached cgroup"
+c0=$(fi_conns 9000)
+sl_assert_eq BROKER "$(probe "$CG")" "attached: redirected to the broker"
+sl_assert_eq BROKER "$(probe "$CG/child")" "attached: a child cgroup is covered too"
+sl_assert_eq "$c0" "$(fi_conns 9000)" "attached: nothing reached the server"
+"$SLUICE" detach --cgroup "$CG" --run-dir "$T/run" || sl_fail "detach failed"
+sl_assert_not_contains "$("$SLUICE" status)" "$NAME" "status no longer lists it"
+[ -e "/sys/fs/bpf/sluice/$NAME" ] && sl_fail "pins left at /sys/fs/bpf/sluice/$NAME"
+sl_assert_eq hello "$(probe "$CG")" "after detach: direct again"
+sl_pass
