@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct fz {
 	const uint8_t *p;
@@ -79,6 +80,17 @@ static inline void fz_die(const char *fmt, ...)
 static inline int fz_contains(const char *hay, size_t n, const char *needle)
 {
 	return memmem(hay, n, needle, strlen(needle)) != NULL;
+}
+
+/* Same, ignoring ASCII case (hosts are lower-cased on the way through). */
+static inline int fz_contains_ci(const char *hay, size_t n, const char *needle)
+{
+	size_t nl = strlen(needle);
+
+	for (size_t i = 0; nl && i + nl <= n; i++)
+		if (!strncasecmp(hay + i, needle, nl))
+			return 1;
+	return 0;
 }
 
 #endif /* SLUICE_FUZZ_H */
