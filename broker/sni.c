@@ -24,7 +24,8 @@ int sni_name_valid(const char *name, size_t len)
 		if (++label > 63)
 			return 0;
 	}
-	return 1;
+	/* An empty last label: "x.." would leave "x." after the one dot the caller strips. */
+	return label != 0;
 }
 
 int sni_parse_ext(const uint8_t *p, size_t len, char *out, size_t outlen)
