@@ -1042,16 +1042,17 @@ static void accept_one(struct broker *b, int fd)
 	conn_run(c);
 }
 
-void broker_accept_cb(struct ev_io *io, uint32_t events)
+/* Edge-triggered: accept until the queue is empty, or connections left in it
+ * would wait for the next one to arrive. */
+static void accept_all(struct broker *b, struct ev_io *io)
 {
-	struct broker *b = container_of(io, struct broker, lis[0]);
-	int i, fd;
+	int fd;
 
-	if (io != &b->lis[0])
-		b = container_of(io, struct broker, lis[1]);
-	for (i = 0; i < 64; i++) {
+	for (;;) {
 		fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
 			if (errno == EMFILE || errno == ENFILE)
 				pr_warn("accept: %s: raise the fd limit (ulimit -n) or lower --max-conns",
 					strerror(errno));
@@ -1059,6 +1060,18 @@ void broker_accept_cb(struct ev_io *io, uint32_t events)
 		}
 		accept_one(b, fd);
 	}
+}
+
+/* One callback per listener: ev_io carries no context, and container_of()
+ * must name the member the io really is. */
+void broker_accept_cb(struct ev_io *io, uint32_t events)
+{
+	accept_all(container_of(io, struct broker, lis[0]), io);
+}
+
+static void broker_accept6_cb(struct ev_io *io, uint32_t events)
+{
+	accept_all(container_of(io, struct broker, lis[1]), io);
 }
 
 static void resio_cb(struct ev_io *io, uint32_t events)
@@ -1091,7 +1104,8 @@ int broker_init(struct broker *b, struct broker_cfg *cfg, struct ca *ca, int lis
 	b->limits.max_headers = cfg->max_headers;
 	b->lis[0].fd = lis4;
 	b->lis[1].fd = lis6;
-	b->lis[0].cb = b->lis[1].cb = broker_accept_cb;
+	b->lis[0].cb = broker_accept_cb;
+	b->lis[1].cb = broker_accept6_cb;
 	if (lis4 >= 0 && (rc = ev_add(&b->loop, &b->lis[0], EPOLLIN | EPOLLET)))
 		return rc;
 	if (lis6 >= 0 && (rc = ev_add(&b->loop, &b->lis[1], EPOLLIN | EPOLLET)))
