@@ -10,7 +10,7 @@ SYS_LIBS   := -lssl -lcrypto -lyaml -lbpf -lelf -lz -lpthread
 $(B)/tests/unit/%: tests/unit/%.c $(TEST_LIBS) $(wildcard tests/unit/*.h)
 	$(call msg,TEST-CC,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(filter-out $(SAN_FLAGS),$(CFLAGS)) $(SAN_FLAGS) -Itests/unit $< -o $@ \
+	$(Q)$(CC) $(filter-out $(SAN_FLAGS),$(CFLAGS)) $(SAN_FLAGS) -Itests/unit -Iuser $< -o $@ \
 		$(TEST_LIBS) $(SYS_LIBS) -lcmocka $(SAN_FLAGS)
 
 .PHONY: test-bins
