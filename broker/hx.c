@@ -591,23 +591,33 @@ static int sec_cache_use(struct hx *h, struct policy *p)
 	h->n_sec = n;
 	if (!n)
 		return 0;
-	h->ph_pats = calloc(n, sizeof(*h->ph_pats));
+	/* Room for each placeholder and its alias (sandcat's spelling, for files
+	 * read from a sandcat settings.json): both name the same secret. */
+	h->ph_pats = calloc(2 * n, sizeof(*h->ph_pats));
 	if (!h->ph_pats)
 		return -ENOMEM;
 	h->ph_prefixed = true;
+	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct policy_secret *s = policy_secret_at(p, i);
-		struct subst_pat *pt = &h->ph_pats[i];
+		const char *names[2] = { s->placeholder, s->placeholder_alias };
 
-		pt->needle = s->placeholder;
-		pt->needle_len = strlen(s->placeholder);
-		pt->repl = s->value ? s->value : s->placeholder;
-		pt->repl_len = s->value ? s->value_len : pt->needle_len;
-		pt->id = (int)i;
-		if (strncmp(s->placeholder, PH_PREFIX, sizeof(PH_PREFIX) - 1))
-			h->ph_prefixed = false;
+		for (int a = 0; a < 2; a++) {
+			struct subst_pat *pt = &h->ph_pats[k];
+
+			if (!names[a])
+				continue;
+			pt->needle = names[a];
+			pt->needle_len = strlen(names[a]);
+			pt->repl = s->value ? s->value : names[a];
+			pt->repl_len = s->value ? s->value_len : pt->needle_len;
+			pt->id = (int)i;
+			if (strncmp(names[a], PH_PREFIX, sizeof(PH_PREFIX) - 1))
+				h->ph_prefixed = false;
+			k++;
+		}
 	}
-	h->ph = subst_compile(h->ph_pats, n);
+	h->ph = subst_compile(h->ph_pats, k);
 	return h->ph ? 0 : -ENOMEM;
 }
 

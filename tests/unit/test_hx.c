@@ -1012,6 +1012,40 @@ static void test_injection(void **state)
 	buf_free(&cl);
 }
 
+/* A sandcat settings.json: its own placeholder spelling names the same secret. */
+static void test_sandcat_alias(void **state)
+{
+	static const char *pol =
+		"{\"secrets\": {\"KEY\": {\"value\": \"real-v\", \"hosts\": [\"api.test\"]}},\n"
+		" \"network\": [{\"action\": \"allow\", \"host\": \"*\"}]}\n";
+	struct buf up = {0}, cl = {0};
+	unsigned ev = 0;
+	char err[256];
+	struct hx *h;
+
+	policy_unref(T.pol);
+	T.pol = NULL;
+	assert_int_equal(policy_load_buf(pol, strlen(pol), "settings.json", POLICY_FMT_SANDCAT, &T.pol,
+					 err, sizeof(err)), 0);
+	assert_int_equal(policy_resolve_secrets(T.pol, err, sizeof(err)), 0);
+
+	h = mk("api.test", 443, true);
+	feed(h, "GET /a HTTP/1.1\r\nHost: api.test\r\nX-Key: SANDCAT_PLACEHOLDER_KEY\r\n\r\n", &up, &cl, &ev);
+	assert_out(&up, "GET /a HTTP/1.1\r\nHost: api.test\r\nX-Key: real-v\r\n\r\n");
+	hx_free(h);
+
+	h = mk("other.test", 443, true);
+	reset(&up);
+	reset(&cl);
+	feed(h, "GET /a HTTP/1.1\r\nHost: other.test\r\nX-Key: SANDCAT_PLACEHOLDER_KEY\r\n\r\n", &up, &cl, &ev);
+	assert_int_equal(buf_len(&up), 0);
+	assert_non_null(strstr(S(&cl), "HTTP/1.1 403"));
+	assert_non_null(strstr(S(&cl), "\"secret\":\"KEY\""));
+	hx_free(h);
+	buf_free(&up);
+	buf_free(&cl);
+}
+
 /* No policy in force: everything is refused (fail closed). */
 static void test_no_policy(void **state)
 {
@@ -1079,6 +1113,7 @@ int main(void)
 		cmocka_unit_test(test_client_eof),
 		cmocka_unit_test(test_injection),
 		cmocka_unit_test(test_no_policy),
+		cmocka_unit_test(test_sandcat_alias),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, teardown);
