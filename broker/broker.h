@@ -137,6 +137,7 @@ void audit_flush(struct broker *b);
 int audit_json_str(struct buf *out, const char *s, size_t n);
 
 /* dns.c */
-void dns_udp_cb(struct ev_io *io, uint32_t events);
+void dns_udp_cb(struct ev_io *io, uint32_t events);   /* udp[0] */
+void dns_udp6_cb(struct ev_io *io, uint32_t events);  /* udp[1] */
 
 #endif /* SLUICE_BROKER_H */

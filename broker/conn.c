@@ -309,16 +309,21 @@ static void up_resolved(void *ctx, const struct rs_result *r)
 		return;
 	}
 	c->addrs = *r;
-	/* A name the operator did not pin may not lead inside this host or to
-	 * link-local services (cloud metadata): DNS would be a way around the rules. */
+	/* A name the operator did not pin, and no allow rule names exactly, may
+	 * not lead inside this host or to link-local services (cloud metadata):
+	 * DNS would be a way around the rules. */
+	struct policy *pol = broker_policy_get(c);
+	bool named = policy_host_named(pol, c->up_host, strlen(c->up_host));
+
+	policy_unref(pol);
 	for (i = 0; i < r->n; i++)
-		if (r->pinned || !resolver_addr_internal(b->res, &r->a[i]))
+		if (r->pinned || named || !resolver_addr_internal(b->res, &r->a[i]))
 			c->addrs.a[n++] = r->a[i];
 	c->addrs.n = n;
 	c->addr_i = 0;
 	if (!n) {
 		snprintf(reason, sizeof(reason), "%s resolves to an internal address (loopback, link-local "
-			 "or this host); refused: pin it with --resolve to allow", c->up_host);
+			 "or this host); refused: name it in an allow rule or pin it with --resolve", c->up_host);
 		up_fail(c, 502, reason);
 		conn_run(c);
 		return;

@@ -31,11 +31,16 @@ static void send_reply(struct broker *b, int fd, const struct dns_query *q, int 
 	uint8_t addrs[RS_MAX_ADDRS * 16], out[DNS_MAX_MSG];
 	size_t i, n = 0, alen = q->qtype == 28 ? 16 : 4;
 	int want = q->qtype == 28 ? AF_INET6 : AF_INET, len;
+	struct policy *pol = r ? broker_policy_get(b) : NULL;
+	/* Same rule as for dials (conn.c): internal addresses only for pinned
+	 * names or names an allow rule spells out. */
+	bool named = pol && policy_host_named(pol, q->name, strlen(q->name));
 
+	policy_unref(pol);
 	for (i = 0; r && i < r->n; i++) {
 		if (r->a[i].family != want)
 			continue;
-		if (!r->pinned && resolver_addr_internal(b->res, &r->a[i]))
+		if (!r->pinned && !named && resolver_addr_internal(b->res, &r->a[i]))
 			continue;
 		memcpy(addrs + n * alen, r->a[i].addr, alen);
 		n++;
@@ -102,16 +107,15 @@ static void handle_query(struct broker *b, int fd, const uint8_t *msg, size_t le
 	}
 }
 
-void dns_udp_cb(struct ev_io *io, uint32_t events)
+/* Level-triggered (see main.c): at most 256 datagrams per wake-up so a flood
+ * on one socket cannot starve the TCP side; the rest wait for the next turn. */
+static void dns_udp_read(struct broker *b, struct ev_io *io)
 {
-	struct broker *b = container_of(io, struct broker, udp[0]);
 	struct sockaddr_storage peer;
 	uint8_t msg[DNS_MAX_MSG];
 	socklen_t plen;
 	int i;
 
-	if (io != &b->udp[0])
-		b = container_of(io, struct broker, udp[1]);
 	for (i = 0; i < 256; i++) {
 		ssize_t n;
 
@@ -121,4 +125,15 @@ void dns_udp_cb(struct ev_io *io, uint32_t events)
 			return;
 		handle_query(b, io->fd, msg, (size_t)n, (struct sockaddr *)&peer, plen);
 	}
+}
+
+/* One callback per socket: container_of() must name the member the io is. */
+void dns_udp_cb(struct ev_io *io, uint32_t events)
+{
+	dns_udp_read(container_of(io, struct broker, udp[0]), io);
+}
+
+void dns_udp6_cb(struct ev_io *io, uint32_t events)
+{
+	dns_udp_read(container_of(io, struct broker, udp[1]), io);
 }

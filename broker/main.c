@@ -183,6 +183,13 @@ static int bind_sock(int family, int type, const char *addr, uint16_t port, bool
 		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (type == SOCK_DGRAM) {
+		/* Every process of every sandbox asks this one socket: room for
+		 * bursts (a build resolving hundreds of names at once). */
+		int rcv = 1 << 20;
+
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+	}
 	if (bind(fd, (struct sockaddr *)&ss, sl) ||
 	    (type == SOCK_STREAM && listen(fd, 4096))) {
 		int e = -errno;
@@ -483,10 +490,11 @@ int main(int argc, char **argv)
 	b.dns_port = dport;
 	b.udp[0].fd = udp4;
 	b.udp[1].fd = udp6;
-	b.udp[0].cb = b.udp[1].cb = dns_udp_cb;
-	ev_add(&b.loop, &b.udp[0], EPOLLIN | EPOLLET);
+	b.udp[0].cb = dns_udp_cb;
+	b.udp[1].cb = dns_udp6_cb;
+	ev_add(&b.loop, &b.udp[0], EPOLLIN);
 	if (udp6 >= 0)
-		ev_add(&b.loop, &b.udp[1], EPOLLIN | EPOLLET);
+		ev_add(&b.loop, &b.udp[1], EPOLLIN);
 	b.audit_fd = open_audit(&cfg);
 	if (b.audit_fd < 0)
 		return 1;

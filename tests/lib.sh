@@ -35,14 +35,25 @@ sl_cleanup() {
 	exit "$rc"
 }
 
-# sl_begin NAME: root check, $T scratch dir, cleanup trap.
+# sl_begin NAME: root check, $T scratch dir, cleanup trap, and a private mount
+# namespace whose /etc/resolv.conf points at 127.0.0.1 (where nothing answers):
+# whatever a test starts (the broker's resolver included) can never send a DNS
+# query to the host's real resolver. Names tests use are pinned (--resolve).
 sl_begin() {
 	SL_NAME=$1
 	[ "$(id -u)" = 0 ] || sl_skip "needs root (run make test as root)"
+	if [ -z "${SL_PRIVATE_MNTNS:-}" ]; then
+		export SL_PRIVATE_MNTNS=1
+		exec unshare --mount --propagation private -- bash "$0"
+	fi
 	T=$(mktemp -d "/tmp/sluice-test-$1.XXXXXX")
 	chmod 755 "$T"
 	trap sl_cleanup EXIT
 	trap 'exit 130' INT TERM
+	printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"$T/resolv.conf"
+	chmod 644 "$T/resolv.conf"
+	mount --bind "$T/resolv.conf" /etc/resolv.conf || sl_fail "couldn't isolate /etc/resolv.conf"
+	sl_defer "umount /etc/resolv.conf"
 }
 
 # sl_bg NAME CMD...: start a background process; killed by PID at cleanup.

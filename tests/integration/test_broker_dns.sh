@@ -1,0 +1,64 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# sluiced's resolver on both of its sockets (127.0.0.1 and [::1]), with dig:
+# allowed names answered with the address the broker dials, others REFUSED,
+# internal addresses only for names a rule spells out, a burst of queries
+# all answered (the sockets are level-triggered), nothing forwarded outside.
+. "$(dirname "$0")/../lib.sh"
+sl_begin broker_dns
+sl_need_bins "$SLUICED"
+command -v dig >/dev/null || sl_fail "dig is missing (package dnsutils; run make deps)"
+fi_up
+
+cat >"$T/p.yaml" <<P
+rules:
+  - {action: allow, host: "api.test"}
+  - {action: allow, host: "localhost"}
+  - {action: allow, host: "*.glob.test", method: GET}
+P
+exec {rfd}>"$T/ready"
+sl_bg broker "$SLUICED" --listen 127.0.0.1:0 --ready-fd "$rfd" --ca-dir "$T/ca" --run-dir "$T/run" \
+	--origdst-fixed "$FI_IP4:443" --policy "$T/p.yaml" --resolve "api.test:$FI_IP4" --audit "$T/audit"
+exec {rfd}>&-
+sl_wait_for grep -q READY "$T/ready" || sl_fail "broker did not get ready: $(cat "$T/broker.log")"
+read -r _ _ BDNS <"$T/ready"
+
+q() { dig +tries=1 +time=2 +short -p "$BDNS" "@$1" "$2" "${3:-A}"; }
+st() { dig +tries=1 +time=2 -p "$BDNS" "@$1" "$2" A | sed -n 's/.*status: \([A-Z]*\).*/\1/p'; }
+udp53=$(fi_udp_count 53)
+for srv in 127.0.0.1 ::1; do
+	sl_assert_eq "$FI_IP4" "$(q $srv api.test)" "[$srv] allowed name gets the address the broker dials"
+	sl_assert_eq "REFUSED" "$(st $srv evil.example)" "[$srv] a name no rule allows is REFUSED"
+	sl_assert_eq "127.0.0.1" "$(q $srv localhost)" "[$srv] loopback only for a name a rule spells out"
+done
+# A glob-allowed name with no pinned address goes to the system resolver (127.0.0.1 in this test: nothing).
+sl_assert_eq "REFUSED" "$(st 127.0.0.1 localhost.localdomain)" "a name no rule allows is refused even if /etc/hosts has it"
+kill -0 "$(cat "$T/broker.pid")" || sl_fail "broker died"
+
+# A burst: 300 queries sent at once on each socket, all answered.
+burst() {
+	"$PY" - "$1" "$BDNS" <<'PY'
+import socket, struct, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+fam = socket.AF_INET6 if ':' in host else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+q = lambda i: struct.pack('!HHHHHH', i, 0x0100, 1, 0, 0, 0) + b'\x03api\x04test\x00' + struct.pack('!HH', 1, 1)
+for i in range(300):
+    s.sendto(q(i), (host, port))
+s.settimeout(3)
+got = set()
+try:
+    while len(got) < 300:
+        got.add(struct.unpack('!H', s.recv(512)[:2])[0])
+except socket.timeout:
+    pass
+print(len(got))
+PY
+}
+n4=$(burst 127.0.0.1); n6=$(burst ::1)
+[ "$n4" -ge 290 ] || sl_fail "IPv4 burst: only $n4 of 300 answered"
+[ "$n6" -ge 290 ] || sl_fail "IPv6 burst: only $n6 of 300 answered"
+sl_ok "bursts answered: $n4/300 (IPv4), $n6/300 (IPv6)"
+sl_assert_eq "$udp53" "$(fi_udp_count 53)" "nothing forwarded to an outside resolver"
+sl_pass
