@@ -20,7 +20,8 @@ FX=$SL_ROOT/tests/fixtures/e2e
 BIG=$((50 * 1024 * 1024))
 
 head -c 300000 /dev/urandom | base64 -w 0 >"$T/upload.txt"
-chmod 644 "$T/upload.txt"
+head -c 3000000 /dev/zero | tr '\0' 'e' >"$T/upload3m.txt"
+chmod 644 "$T/upload.txt" "$T/upload3m.txt"
 {
 	e2e_prelude
 	cat <<EOF
@@ -29,6 +30,8 @@ req c2 --data-binary @$T/upload.txt https://api.test/echo?id=c2
 req c3 -H 'Transfer-Encoding: chunked' --data-binary @$T/upload.txt https://api.test/echo?id=c3
 curl -sS --max-time 60 -o "\$O/big.bin" -w 'c5 %{http_code}\n' "https://api.test/bytes?n=$BIG&id=c5" >>"\$O/codes"
 req c6 --http1.1 https://api.test/chunked?n=300000\&size=7000\&id=c6
+req c7 -H 'Expect: 100-continue' --data-binary @$T/upload3m.txt https://api.test/echo?id=c7
+req c8 -I "https://api.test/bytes?n=12345&id=c8"
 req bc https://bad.test:8443/hello?id=bc
 req sm -H 'Host: other.test' https://api.test/echo?id=sm
 /usr/bin/python3 $FX/clients_py.py "\$O"
@@ -57,6 +60,11 @@ sl_assert_eq "$BIG" "$(stat -c %s "$T/out/big.bin" 2>/dev/null)" "curl: 50 MiB a
 sl_assert_eq 0 "$(tr -d x <"$T/out/big.bin" | wc -c)" "curl: 50 MiB content intact"
 e2e_expect c6 200 "curl: chunked response"
 sl_assert_eq 300000 "$(e2e_body c6 | wc -c)" "curl: chunked response complete"
+
+e2e_expect c7 200 "curl: 3 MB POST with Expect: 100-continue"
+sl_assert_eq 3000000 "$(blen c7)" "curl: the upstream read the whole 100-continue body"
+e2e_expect c8 200 "curl: HEAD"
+sl_assert_eq 1 "$(e2e_seen 443 c8)" "curl: HEAD reached the upstream"
 
 # Python http.client / requests
 e2e_expect h1 200 "http.client: GET"
