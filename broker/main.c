@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/inotify.h>
+#include <libgen.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -42,7 +44,7 @@ static const char usage[] =
 "usage: sluiced --listen 127.0.0.1:PORT --ready-fd N [options]\n"
 "  --listen 127.0.0.1:P   TCP on 127.0.0.1:P and [::1]:P, UDP DNS likewise (P=0: the kernel picks)\n"
 "  --ready-fd N           write \"READY <tcp-port> <dns-port>\\n\" to fd N once listening\n"
-"  --policy FILE          rules and secrets (SIGHUP reloads it)\n"
+"  --policy FILE          rules and secrets (reloaded when it changes on disk, or on SIGHUP)\n"
 "  --allow HOSTGLOB       without --policy: allow every request to these hosts (repeatable)\n"
 "  --upstream-ca FILE     extra trust anchor for upstream TLS (repeatable)\n"
 "  --resolve HOST:ADDR    dial ADDR for HOST (repeatable; may point at internal addresses)\n"
@@ -251,6 +253,66 @@ static void sig_cb(struct ev_io *io, uint32_t events)
 			pr_info("signal %u: draining %zu connection(s), then exiting", si.ssi_signo, b->n_conns);
 			broker_drain(b);
 		}
+	}
+}
+
+/*
+ * The policy file is watched through its directory, not itself: editors and
+ * config management replace files by rename, and a Kubernetes ConfigMap swaps
+ * a "..data" symlink, neither of which an inotify watch on the old inode sees.
+ * Only complete-file events count (close after write, rename into place), so a
+ * half-written file is never loaded; a bad one is refused by load_policy()
+ * and the policy in force stays.
+ */
+static struct ev_io pol_watch = { .fd = -1 };
+static const struct broker_cfg *pol_watch_cfg;
+static char pol_watch_name[256];
+
+static void pol_watch_cb(struct ev_io *io, uint32_t events)
+{
+	char ev_buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	bool reload = false;
+	ssize_t n;
+
+	while ((n = read(io->fd, ev_buf, sizeof(ev_buf))) > 0) {
+		for (char *p = ev_buf; p < ev_buf + n;) {
+			const struct inotify_event *e = (const struct inotify_event *)p;
+
+			if (e->len && (!strcmp(e->name, pol_watch_name) || !strncmp(e->name, "..", 2)))
+				reload = true;
+			p += sizeof(*e) + e->len;
+		}
+	}
+	if (reload) {
+		pr_info("%s changed on disk", pol_watch_cfg->policy_file);
+		load_policy(pol_watch_cfg, false);
+	}
+}
+
+static void pol_watch_start(struct ev_loop *loop, const struct broker_cfg *cfg)
+{
+	char dir[4096], base[4096];
+	int fd;
+
+	if (!cfg->policy_file)
+		return;
+	snprintf(dir, sizeof(dir), "%s", cfg->policy_file);
+	snprintf(base, sizeof(base), "%s", cfg->policy_file);
+	snprintf(pol_watch_name, sizeof(pol_watch_name), "%s", basename(base));
+	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (fd < 0 || inotify_add_watch(fd, dirname(dir), IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+		pr_warn("Couldn't watch %s for changes (%s): reload it with SIGHUP",
+			cfg->policy_file, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	pol_watch_cfg = cfg;
+	pol_watch.fd = fd;
+	pol_watch.cb = pol_watch_cb;
+	if (ev_add(loop, &pol_watch, EPOLLIN)) {
+		close(fd);
+		pol_watch.fd = -1;
 	}
 }
 
@@ -507,6 +569,7 @@ int main(int argc, char **argv)
 	b.sig.fd = sfd;
 	b.sig.cb = sig_cb;
 	ev_add(&b.loop, &b.sig, EPOLLIN | EPOLLET);
+	pol_watch_start(&b.loop, &cfg);
 
 	if (cfg.origdst_fixed_set)
 		pr_warn("--origdst-fixed is a test aid: every connection is treated as redirected to it");

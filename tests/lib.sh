@@ -143,7 +143,7 @@ fi_pki() {
 		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt \
 			-days 2 -subj /CN=sluice-test-ca
 		openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout srv.key -out srv.csr -subj /CN=api.test
-		printf 'subjectAltName=DNS:api.test,DNS:other.test,DNS:*.test,DNS:*.api.test,IP:%s,IP:%s\n' "$FI_IP4" "$FI_IP6" >ext
+		printf 'subjectAltName=DNS:api.test,DNS:other.test,DNS:example.test,DNS:evil.test,DNS:*.test,DNS:*.api.test,IP:%s,IP:%s\n' "$FI_IP4" "$FI_IP6" >ext
 		openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt -days 2 -extfile ext
 		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout bad.key -out bad.crt \
 			-days 2 -subj /CN=bad.test -addext subjectAltName=DNS:bad.test
