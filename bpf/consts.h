@@ -16,6 +16,11 @@
 
 #define SL_DNS_PORT 53
 
+/* getsockopt(SOL_IP / SOL_IPV6, SO_ORIGINAL_DST): <linux/netfilter_ipv4.h>, ip6_tables.h */
+#define SL_SOL_IP           0
+#define SL_SOL_IPV6         41
+#define SL_SO_ORIGINAL_DST  80
+
 /* Verdicts of cgroup programs: 1 lets the operation go on, 0 makes it fail (EPERM). */
 #define SL_PASS 1
 #define SL_REFUSE 0

@@ -5,12 +5,21 @@
 #include "consts.h"
 #include "maps.h"
 
-static __always_inline void stat_inc(__u32 idx)
+/* Counts into the global counters and, when cgid names a sandbox the
+ * loader set up, into that sandbox's own. Per-CPU slots: no atomics needed. */
+static __always_inline void stat_inc(__u64 cgid, __u32 idx)
 {
+	struct sluice_sb_stats *s;
 	__u64 *v = bpf_map_lookup_elem(&sluice_stats, &idx);
 
 	if (v)
-		*v += 1; /* per-CPU slot: no atomic needed */
+		*v += 1;
+	if (!cgid || idx >= SLUICE_SB_STATS_SLOTS)
+		return;
+	s = bpf_map_lookup_elem(&sluice_sbstats, &cgid);
+	/* the mask keeps the verifier's bound on idx through spills */
+	if (s)
+		s->n[idx & (SLUICE_SB_STATS_SLOTS - 1)] += 1;
 }
 
 /*

@@ -65,4 +65,33 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sluice_stats SEC(".maps");
 
+/* cgroup id -> that sandbox's counters. The loader creates the entry with the
+ * sandbox (the programs only count into an existing one) and deletes it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, SLUICE_MAX_SANDBOXES);
+	__type(key, __u64);
+	__type(value, struct sluice_sb_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sluice_sbstats SEC(".maps");
+
+/* cgroup id -> broker and supervisor pids, name: only user space uses it;
+ * declared here so it is created and pinned with the others. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SLUICE_MAX_SANDBOXES);
+	__type(key, __u64);
+	__type(value, struct sluice_sb_info);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sluice_sbinfo SEC(".maps");
+
+/* Original destination of a redirected TCP socket, stored on the socket
+ * itself (freed with it), for cgroup/getsockopt SO_ORIGINAL_DST. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sluice_orig_dst);
+} sluice_sk_orig SEC(".maps");
+
 #endif /* SLUICE_BPF_MAPS_H */

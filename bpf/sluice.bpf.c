@@ -73,35 +73,34 @@ static __always_inline int is_local(__u8 family, const __u32 a[4])
  */
 static __always_inline int redirect(struct bpf_sock_addr *ctx, int v6)
 {
-	struct sluice_orig_dst o = {};
+	struct sluice_orig_dst o = {}, *so;
 	struct sluice_sandbox *sb;
 	__u64 cgid = 0, cookie;
-	__u32 a[4] = {};
+	__u32 a[4] = {}, deny;
 	__u16 port = ctx_port(ctx), to;
 	__u8 family, proto;
 	int mapped;
 
 	sb = sandbox_find(&cgid);
-	if (!sb || !sb->broker_port || !sb->dns_port)
-		return -EPERM;
 	if (ctx->type == SL_SOCK_STREAM && ctx->protocol == SL_IPPROTO_TCP)
 		proto = SL_IPPROTO_TCP;
 	else if (ctx->type == SL_SOCK_DGRAM && ctx->protocol == SL_IPPROTO_UDP)
 		proto = SL_IPPROTO_UDP;
 	else
-		return -EPERM;
+		proto = 0;
+	deny = proto == SL_IPPROTO_UDP ? SLUICE_STAT_DENIED_UDP : SLUICE_STAT_DENIED_CONNECT;
+	if (!proto || !sb || !sb->broker_port || !sb->dns_port)
+		goto refuse;
 	family = ctx_dst(ctx, v6, a, &mapped);
 
 	if ((sb->flags & SLUICE_SB_ALLOW_LOOPBACK_BOUND) && is_local(family, a) &&
 	    bound_by_sandbox(cgid, family, proto, a, port)) {
-		stat_inc(SLUICE_STAT_LOOPBACK_PASSED);
+		stat_inc(cgid, SLUICE_STAT_LOOPBACK_PASSED);
 		return 0;
 	}
 	if (proto == SL_IPPROTO_UDP) {
-		if (port != SL_DNS_PORT) {
-			stat_inc(SLUICE_STAT_DENIED_UDP);
-			return -EPERM;
-		}
+		if (port != SL_DNS_PORT)
+			goto refuse;
 		to = sb->dns_port;
 	} else {
 		to = sb->broker_port;
@@ -109,44 +108,49 @@ static __always_inline int redirect(struct bpf_sock_addr *ctx, int v6)
 
 	orig_fill(&o, cgid, family, proto, a, port);
 	cookie = bpf_get_socket_cookie(ctx);
-	if (bpf_map_update_elem(&sluice_cookie, &cookie, &o, BPF_ANY)) {
-		stat_inc(SLUICE_STAT_DENIED_CONNECT);
-		return -EPERM;
+	if (bpf_map_update_elem(&sluice_cookie, &cookie, &o, BPF_ANY))
+		goto refuse;
+	/* Only for SO_ORIGINAL_DST: a failure here costs that emulation, not the connection. */
+	if (proto == SL_IPPROTO_TCP && ctx->sk) {
+		so = bpf_sk_storage_get(&sluice_sk_orig, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (so)
+			*so = o;
 	}
 	ctx_to_broker(ctx, sb, v6, mapped, to);
-	stat_inc(proto == SL_IPPROTO_TCP ? SLUICE_STAT_TCP_REDIRECTED : SLUICE_STAT_UDP_DNS_REDIRECTED);
+	stat_inc(cgid, proto == SL_IPPROTO_TCP ? SLUICE_STAT_TCP_REDIRECTED : SLUICE_STAT_UDP_DNS_REDIRECTED);
 	return 0;
+refuse:
+	stat_inc(cgid, deny);
+	return -EPERM;
 }
 
-static __always_inline int verdict_connect(int err)
+static __always_inline int verdict(int err)
 {
-	if (err)
-		stat_inc(SLUICE_STAT_DENIED_CONNECT);
 	return err ? SL_REFUSE : SL_PASS;
 }
 
 SEC("cgroup/connect4")
 int sluice_connect4(struct bpf_sock_addr *ctx)
 {
-	return verdict_connect(redirect(ctx, 0));
+	return verdict(redirect(ctx, 0));
 }
 
 SEC("cgroup/connect6")
 int sluice_connect6(struct bpf_sock_addr *ctx)
 {
-	return verdict_connect(redirect(ctx, 1));
+	return verdict(redirect(ctx, 1));
 }
 
 SEC("cgroup/sendmsg4")
 int sluice_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return redirect(ctx, 0) ? SL_REFUSE : SL_PASS;
+	return verdict(redirect(ctx, 0));
 }
 
 SEC("cgroup/sendmsg6")
 int sluice_sendmsg6(struct bpf_sock_addr *ctx)
 {
-	return redirect(ctx, 1) ? SL_REFUSE : SL_PASS;
+	return verdict(redirect(ctx, 1));
 }
 
 /* Writes the recorded destination back into a context (getpeername, recvmsg). */
@@ -291,7 +295,7 @@ int sluice_sockops(struct bpf_sock_ops *skops)
 	/* Failing here leaves the broker without an entry: it refuses the
 	 * connection, so the failure stays closed. */
 	if (bpf_map_update_elem(&sluice_orig, &k, o, BPF_ANY))
-		stat_inc(SLUICE_STAT_DENIED_CONNECT);
+		stat_inc(o->cgroup_id, SLUICE_STAT_DENIED_CONNECT);
 	return 1;
 }
 
@@ -309,7 +313,7 @@ int sluice_sock_create(struct bpf_sock *sk)
 	if (sk->type == SL_SOCK_DGRAM && sk->protocol == SL_IPPROTO_UDP)
 		return SL_PASS;
 refuse:
-	stat_inc(SLUICE_STAT_DENIED_SOCKET);
+	stat_inc(cgid, SLUICE_STAT_DENIED_SOCKET);
 	return SL_REFUSE;
 }
 
@@ -377,5 +381,63 @@ int sluice_sock_release(struct bpf_sock *sk)
 			bpf_map_delete_elem(&sluice_bound, k);
 		bpf_map_delete_elem(&sluice_bound_ck, &cookie);
 	}
+	return SL_PASS;
+}
+
+/*
+ * SO_ORIGINAL_DST (the netfilter REDIRECT interface, merbridge-style): a
+ * sandboxed program asking where its own redirected connection was meant to
+ * go gets the destination it asked for, as with iptables REDIRECT. Only the
+ * socket's own record is answered; anything else keeps the kernel's answer.
+ */
+SEC("cgroup/getsockopt")
+int sluice_getsockopt(struct bpf_sockopt *ctx)
+{
+	struct sluice_orig_dst *o;
+	struct bpf_sock *sk = ctx->sk;
+	__u8 *p = ctx->optval;
+	__u32 w[4];
+
+	if (ctx->optname != SL_SO_ORIGINAL_DST || (ctx->level != SL_SOL_IP && ctx->level != SL_SOL_IPV6))
+		return SL_PASS;
+	if (!sk)
+		return SL_PASS;
+	o = bpf_sk_storage_get(&sluice_sk_orig, sk, 0, 0);
+	if (!o || o->proto != SL_IPPROTO_TCP)
+		return SL_PASS;
+	if (ctx->level == SL_SOL_IP) {
+		/* struct sockaddr_in: family, port (be), addr, 8 zero bytes */
+		if (o->family != SLUICE_AF_INET || p + 16 > (__u8 *)ctx->optval_end)
+			return SL_PASS;
+		__builtin_memcpy(w, o->addr, 4);
+		*(__u16 *)p = SL_AF_INET;
+		*(__u16 *)(p + 2) = bpf_htons(o->port);
+		*(__u32 *)(p + 4) = w[0];
+		*(__u32 *)(p + 8) = 0;
+		*(__u32 *)(p + 12) = 0;
+		ctx->optlen = 16;
+	} else {
+		/* struct sockaddr_in6: family, port, flowinfo, addr, scope id; IPv4 as ::ffff:a.b.c.d */
+		if (p + 28 > (__u8 *)ctx->optval_end)
+			return SL_PASS;
+		if (o->family == SLUICE_AF_INET) {
+			__builtin_memcpy(&w[3], o->addr, 4);
+			w[0] = 0;
+			w[1] = 0;
+			w[2] = bpf_htonl(0xffff);
+		} else {
+			__builtin_memcpy(w, o->addr, 16);
+		}
+		*(__u16 *)p = SL_AF_INET6;
+		*(__u16 *)(p + 2) = bpf_htons(o->port);
+		*(__u32 *)(p + 4) = 0;
+		*(__u32 *)(p + 8) = w[0];
+		*(__u32 *)(p + 12) = w[1];
+		*(__u32 *)(p + 16) = w[2];
+		*(__u32 *)(p + 20) = w[3];
+		*(__u32 *)(p + 24) = 0;
+		ctx->optlen = 28;
+	}
+	ctx->retval = 0;
 	return SL_PASS;
 }

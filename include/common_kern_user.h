@@ -18,6 +18,13 @@
 #define SLUICE_MAP_STATS     "sluice_stats"
 /* Internal to bpf/: socket cookie -> its sluice_bound_key, to clean up on release. */
 #define SLUICE_MAP_BOUND_CK  "sluice_bound_ck"
+/* Per-sandbox counters (struct sluice_sb_stats, per CPU) and facts for
+ * `sluice status` (struct sluice_sb_info), both keyed by cgroup id. */
+#define SLUICE_MAP_SB_STATS  "sluice_sbstats"
+#define SLUICE_MAP_SB_INFO   "sluice_sbinfo"
+/* Internal to bpf/: per-socket original destination (socket storage) for the
+ * cgroup/getsockopt SO_ORIGINAL_DST emulation. */
+#define SLUICE_MAP_SK_ORIG   "sluice_sk_orig"
 
 #define SLUICE_MAX_SANDBOXES 1024
 #define SLUICE_MAX_ORIG      65536
@@ -102,6 +109,20 @@ enum sluice_stat {
 	SLUICE_STAT_DENIED_SOCKET,      /* raw/packet/other socket refused in sock_create */
 	SLUICE_STAT_LOOPBACK_PASSED,    /* loopback to a port the sandbox bound */
 	SLUICE_STAT_MAX,
+};
+
+/* Value of SLUICE_MAP_SB_STATS (per CPU; sum over CPUs). Room for new
+ * counters without changing the pinned map's shape. */
+#define SLUICE_SB_STATS_SLOTS 8
+struct sluice_sb_stats {
+	__u64 n[SLUICE_SB_STATS_SLOTS]; /* indexed by enum sluice_stat */
+};
+
+/* Value of SLUICE_MAP_SB_INFO: written by the loader, read by `sluice status`. */
+struct sluice_sb_info {
+	__u32 broker_pid;      /* sluiced serving this sandbox (0: none yet) */
+	__u32 sluice_pid;      /* the `sluice run` or attach supervisor */
+	char  name[48];        /* the sandbox name (pin directory) */
 };
 
 #endif /* SLUICE_COMMON_KERN_USER_H */

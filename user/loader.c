@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -30,40 +31,64 @@ struct loader {
 static char vlog[16384];
 static size_t vlog_len;
 
-static int libbpf_print(enum libbpf_print_level lvl, const char *fmt, va_list ap)
+static void vlog_add(const char *s, size_t n)
 {
-	char line[1024];
-	int n;
-
-	n = vsnprintf(line, sizeof(line), fmt, ap);
-	if (n <= 0)
-		return 0;
-	if (lvl == LIBBPF_DEBUG)
-		return 0;
-	if ((size_t)n >= sizeof(line))
-		n = sizeof(line) - 1;
+	if (n >= sizeof(vlog)) {
+		s += n - (sizeof(vlog) - 1);
+		n = sizeof(vlog) - 1;
+	}
 	if (vlog_len + n >= sizeof(vlog)) {
-		size_t keep = sizeof(vlog) / 2;
+		size_t keep = sizeof(vlog) - 1 - n;
 
 		memmove(vlog, vlog + vlog_len - keep, keep);
 		vlog_len = keep;
 	}
-	memcpy(vlog + vlog_len, line, n);
+	memcpy(vlog + vlog_len, s, n);
 	vlog_len += n;
 	vlog[vlog_len] = 0;
+}
+
+/* libbpf hands over the whole verifier log in one call: keep its tail. */
+static int libbpf_print(enum libbpf_print_level lvl, const char *fmt, va_list ap)
+{
+	char line[1024], *big;
+	va_list ap2;
+	int n;
+
+	if (lvl == LIBBPF_DEBUG)
+		return 0;
+	va_copy(ap2, ap);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	if (n > 0 && (size_t)n < sizeof(line)) {
+		vlog_add(line, n);
+	} else if (n > 0 && (big = malloc((size_t)n + 1))) {
+		vsnprintf(big, (size_t)n + 1, fmt, ap2);
+		vlog_add(big, n);
+		free(big);
+	}
+	va_end(ap2);
 	return 0;
 }
 
+/* The verifier's last lines name the instruction and the reason. */
 static void vlog_dump(void)
 {
-	const char *p = vlog + vlog_len;
+	const char *p = vlog + vlog_len, *end = vlog + vlog_len;
 	int lines = 0;
 
-	while (p > vlog && lines < 15)
+	/* libbpf frames the verifier log; its last lines are just before the end marker. */
+	const char *m = strstr(vlog, "-- END PROG LOAD LOG --");
+
+	if (m) {
+		end = m;
+		p = m;
+	}
+	while (p > vlog && lines < 16)
 		if (*--p == '\n')
 			lines++;
 	if (vlog_len)
-		fprintf(stderr, "sluice: libbpf said (last lines):\n%s", p);
+		fprintf(stderr, "sluice: the verifier/libbpf said (last lines):\n%.*s%s", (int)(end - p), p,
+			m ? m + strlen("-- END PROG LOAD LOG --") : "");
 }
 
 int loader_prepare(const char *pin_root)
@@ -260,6 +285,29 @@ static int map_open(const char *pin_root, const char *name)
 	return fd;
 }
 
+_Static_assert(SLUICE_STAT_MAX <= SLUICE_SB_STATS_SLOTS, "struct sluice_sb_stats needs more slots");
+
+/* The counters start at zero with the sandbox; a broker restart keeps them. */
+static void sb_stats_create(const char *pin_root, __u64 cgid)
+{
+	int fd = map_open(pin_root, SLUICE_MAP_SB_STATS), ncpu = libbpf_num_possible_cpus();
+	struct sluice_sb_stats *zero;
+
+	if (fd < 0 || ncpu <= 0) {
+		pr_warn("Couldn't open %s/%s: %s; per-sandbox counters are off", pin_root,
+			SLUICE_MAP_SB_STATS, strerror(fd < 0 ? -fd : EINVAL));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	zero = calloc(ncpu, sizeof(*zero));
+	if (zero && bpf_map_update_elem(fd, &cgid, zero, BPF_NOEXIST) && errno != EEXIST)
+		pr_warn("Couldn't create the counters of cgroup %llu: %s", (unsigned long long)cgid,
+			strerror(errno));
+	free(zero);
+	close(fd);
+}
+
 int loader_set_sandbox(const char *pin_root, __u64 cgid, const struct sluice_sandbox *sb)
 {
 	int fd = map_open(pin_root, SLUICE_MAP_SANDBOXES), err = 0;
@@ -268,6 +316,7 @@ int loader_set_sandbox(const char *pin_root, __u64 cgid, const struct sluice_san
 		pr_err("Couldn't open %s/%s: %s", pin_root, SLUICE_MAP_SANDBOXES, strerror(-fd));
 		return fd;
 	}
+	sb_stats_create(pin_root, cgid);
 	if (bpf_map_update_elem(fd, &cgid, sb, BPF_ANY)) {
 		err = -errno;
 		pr_err("Couldn't write the sandbox entry: %s", strerror(-err));
@@ -276,10 +325,34 @@ int loader_set_sandbox(const char *pin_root, __u64 cgid, const struct sluice_san
 	return err;
 }
 
+int loader_set_info(const char *pin_root, __u64 cgid, const struct sluice_sb_info *info)
+{
+	int fd = map_open(pin_root, SLUICE_MAP_SB_INFO), err = 0;
+
+	if (fd < 0)
+		return fd;
+	if (bpf_map_update_elem(fd, &cgid, info, BPF_ANY))
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+static void map_del(const char *pin_root, const char *map, __u64 cgid)
+{
+	int fd = map_open(pin_root, map);
+
+	if (fd < 0)
+		return;
+	bpf_map_delete_elem(fd, &cgid);
+	close(fd);
+}
+
 int loader_del_sandbox(const char *pin_root, __u64 cgid)
 {
 	int fd = map_open(pin_root, SLUICE_MAP_SANDBOXES), err = 0;
 
+	map_del(pin_root, SLUICE_MAP_SB_INFO, cgid);
+	map_del(pin_root, SLUICE_MAP_SB_STATS, cgid);
 	if (fd < 0)
 		return fd;
 	if (bpf_map_delete_elem(fd, &cgid))
@@ -318,15 +391,72 @@ static int pinned_cgid(const char *dir, __u64 *cgid)
 	return err;
 }
 
+static const char *const stat_names[SLUICE_STAT_MAX] = {
+	"tcp_redirected", "udp_dns_redirected", "denied_connect",
+	"denied_udp", "denied_socket", "loopback_passed",
+};
+
+/* "pid N (alive)" / "(gone)": a dead broker means the sandbox's connects are refused. */
+static const char *pid_state(__u32 pid, char *buf, size_t len)
+{
+	char p[64], comm[32] = "";
+	FILE *f;
+
+	if (!pid) {
+		snprintf(buf, len, "none");
+		return buf;
+	}
+	snprintf(p, sizeof(p), "/proc/%u/comm", pid);
+	f = fopen(p, "re");
+	if (f) {
+		if (!fgets(comm, sizeof(comm), f))
+			comm[0] = 0;
+		comm[strcspn(comm, "\n")] = 0;
+		fclose(f);
+	}
+	if (f && !(kill((pid_t)pid, 0) && errno == ESRCH))
+		snprintf(buf, len, "pid %u (alive, %s)", pid, comm);
+	else
+		snprintf(buf, len, "pid %u (gone)", pid);
+	return buf;
+}
+
+/* One sandbox: where its traffic goes, who serves it, what it tried. */
+static void status_one(FILE *f, const char *name, __u64 cgid, int sb_fd, int info_fd, int st_fd, int ncpu,
+		       struct sluice_sb_stats *vals)
+{
+	struct sluice_sandbox sb;
+	struct sluice_sb_info info = {};
+	char b1[96], b2[96];
+
+	if (bpf_map_lookup_elem(sb_fd, &cgid, &sb)) {
+		fprintf(f, "%-24s %-12llu (no broker entry: connects are refused)\n", name,
+			(unsigned long long)cgid);
+		return;
+	}
+	if (info_fd >= 0)
+		bpf_map_lookup_elem(info_fd, &cgid, &info);
+	fprintf(f, "%-24s %-12llu %-12u %-8u broker %s, supervisor %s\n", name, (unsigned long long)cgid,
+		sb.broker_port, sb.dns_port, pid_state(info.broker_pid, b1, sizeof(b1)),
+		pid_state(info.sluice_pid, b2, sizeof(b2)));
+	if (st_fd < 0 || bpf_map_lookup_elem(st_fd, &cgid, vals))
+		return;
+	fprintf(f, "  counters:");
+	for (int i = 0; i < SLUICE_STAT_MAX; i++) {
+		unsigned long long sum = 0;
+
+		for (int c = 0; c < ncpu; c++)
+			sum += vals[c].n[i];
+		fprintf(f, " %s=%llu", stat_names[i], sum);
+	}
+	fprintf(f, "\n");
+}
+
 int loader_status(const char *pin_root, FILE *f)
 {
-	static const char *const stat_names[SLUICE_STAT_MAX] = {
-		"tcp_redirected", "udp_dns_redirected", "denied_connect",
-		"denied_udp", "denied_socket", "loopback_passed",
-	};
-	struct sluice_sandbox sb;
-	__u64 key, *next = NULL, vals[1024], cgid;
-	int fd, ncpu = libbpf_num_possible_cpus(), n = 0;
+	struct sluice_sb_stats *svals;
+	__u64 key, *next = NULL, vals[1024], cgid = 0;
+	int fd, info_fd, st_fd, ncpu = libbpf_num_possible_cpus(), n = 0;
 	struct dirent *de;
 	char p[768];
 	DIR *d;
@@ -336,9 +466,21 @@ int loader_status(const char *pin_root, FILE *f)
 		fprintf(f, "no sandboxes (nothing pinned at %s)\n", pin_root);
 		return 0;
 	}
-	fprintf(f, "%-24s %-12s %-12s %-8s\n", "SANDBOX", "CGROUP-ID", "BROKER-PORT", "DNS-PORT");
-	/* Pinned sandboxes first (name -> cgroup from the link), then map entries
-	 * without pins (a loader that died half-way). */
+	if (ncpu <= 0 || ncpu > 1024) {
+		close(fd);
+		pr_err("Couldn't count the possible CPUs: %s", strerror(ncpu < 0 ? -ncpu : EINVAL));
+		return -EINVAL;
+	}
+	svals = calloc(ncpu, sizeof(*svals));
+	if (!svals) {
+		close(fd);
+		return -ENOMEM;
+	}
+	info_fd = map_open(pin_root, SLUICE_MAP_SB_INFO);
+	st_fd = map_open(pin_root, SLUICE_MAP_SB_STATS);
+	fprintf(f, "%-24s %-12s %-12s %-8s %s\n", "SANDBOX", "CGROUP-ID", "BROKER-PORT", "DNS-PORT", "PROCESSES");
+	/* Pinned sandboxes (name -> cgroup from the link); the map may also hold
+	 * entries without pins (a loader that died half-way), counted below. */
 	d = opendir(pin_root);
 	while (d && (de = readdir(d))) {
 		if (de->d_type != DT_DIR || de->d_name[0] == '.')
@@ -348,15 +490,15 @@ int loader_status(const char *pin_root, FILE *f)
 			fprintf(f, "%-24s %-12s (no attached link)\n", de->d_name, "-");
 			continue;
 		}
-		if (bpf_map_lookup_elem(fd, &cgid, &sb))
-			fprintf(f, "%-24s %-12llu (no broker entry: connects are refused)\n", de->d_name,
-				(unsigned long long)cgid);
-		else
-			fprintf(f, "%-24s %-12llu %-12u %-8u\n", de->d_name, (unsigned long long)cgid,
-				sb.broker_port, sb.dns_port);
+		status_one(f, de->d_name, cgid, fd, info_fd, st_fd, ncpu, svals);
 	}
 	if (d)
 		closedir(d);
+	free(svals);
+	if (info_fd >= 0)
+		close(info_fd);
+	if (st_fd >= 0)
+		close(st_fd);
 	while (!bpf_map_get_next_key(fd, next, &key)) {
 		next = &key;
 		n++;
@@ -364,8 +506,8 @@ int loader_status(const char *pin_root, FILE *f)
 	close(fd);
 	fprintf(f, "%d sandbox entr%s in %s/%s\n", n, n == 1 ? "y" : "ies", pin_root, SLUICE_MAP_SANDBOXES);
 	fd = map_open(pin_root, SLUICE_MAP_STATS);
-	if (fd >= 0 && ncpu > 0 && ncpu <= 1024) {
-		fprintf(f, "counters (all sandboxes):\n");
+	if (fd >= 0) {
+		fprintf(f, "counters (all sandboxes, since the maps were created):\n");
 		for (__u32 i = 0; i < SLUICE_STAT_MAX; i++) {
 			unsigned long long sum = 0;
 
@@ -375,8 +517,7 @@ int loader_status(const char *pin_root, FILE *f)
 				sum += vals[c];
 			fprintf(f, "  %-20s %llu\n", stat_names[i], sum);
 		}
-	}
-	if (fd >= 0)
 		close(fd);
+	}
 	return 0;
 }

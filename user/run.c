@@ -49,10 +49,18 @@ static int sandbox_entry(struct sandbox *s)
 	};
 	int err;
 
+	struct sluice_sb_info info = {
+		.broker_pid = (__u32)s->broker.pid,
+		.sluice_pid = (__u32)getpid(),
+	};
+
 	sb.broker_ip6[15] = 1; /* ::1 */
+	snprintf(info.name, sizeof(info.name), "%.47s", s->name);
 	err = loader_set_sandbox(s->o->pin_root, s->cgid, &sb);
 	if (!err)
 		s->entry = true;
+	if (!err && loader_set_info(s->o->pin_root, s->cgid, &info))
+		pr_warn("Couldn't record the broker's pid for sluice status");
 	return err;
 }
 

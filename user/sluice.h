@@ -65,6 +65,8 @@ int loader_detach(const char *pin_root, const char *name);
 /* Writes / deletes the sluice_sandboxes entry of cgroup id. */
 int loader_set_sandbox(const char *pin_root, __u64 cgid, const struct sluice_sandbox *sb);
 int loader_del_sandbox(const char *pin_root, __u64 cgid);
+/* Records the broker and supervisor pids of cgroup id (for `sluice status`). */
+int loader_set_info(const char *pin_root, __u64 cgid, const struct sluice_sb_info *info);
 /* Prints the sandboxes map, the pinned sandboxes and the counters. */
 int loader_status(const char *pin_root, FILE *f);
 
