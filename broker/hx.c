@@ -86,6 +86,11 @@ struct hx {
 	bool rq_done;                   /* message complete seen */
 	bool rq_close;                  /* connection closes after this exchange */
 	bool rq_head;                   /* HEAD: the response has no body */
+	/* Line-end scanner over the request head (see head_scan). */
+	bool hs_body;                   /* the head ended: bytes belong to the body until the message ends */
+	bool hs_eol;                    /* the last line end seen was not followed by text yet */
+	bool hs_any;                    /* some text seen in this head (leading empty lines don't end it) */
+	char hs_prev;                   /* last byte scanned */
 	bool rq_ws;                     /* WebSocket upgrade forwarded, waiting for 101 */
 	bool rq_http10;
 	bool rq_close_on_refuse;        /* a refusal cannot drain the body (Expect): close */
@@ -1425,12 +1430,15 @@ static void exchange_end(struct hx *h)
 	}
 }
 
+static void head_scan_reset(struct hx *h);
+
 static int rq_on_message_complete(llhttp_t *p)
 {
 	struct hx *h = hx_of(p);
 	int r;
 
 	h->rq_done = true;
+	head_scan_reset(h); /* the next bytes start the next request's head */
 	if (h->rq_fwd && !h->rq_local) {
 		if (h->scan_body) {
 			h->cur_loc = LOC_BODY;
@@ -1743,6 +1751,39 @@ static void feed_begin(struct hx *h, const char *data, size_t len, struct buf *t
 	h->err = 0;
 }
 
+/*
+ * llhttp takes a bare LF as a line end after the request line and as the
+ * empty line that ends the head, even when built in strict mode. A proxy
+ * that forwards what its upstream may frame differently is a smuggling
+ * vector (RFC 9112 section 2.2 lets a recipient reject bare LF: we do).
+ * Scans only head bytes, across reads. Returns 0, or -EINVAL on a bare LF.
+ */
+static int head_scan(struct hx *h, const char *d, size_t n)
+{
+	for (size_t i = 0; i < n && !h->hs_body; i++) {
+		char c = d[i];
+
+		if (c == '\n') {
+			if (h->hs_prev != '\r')
+				return -EINVAL;
+			if (h->hs_eol && h->hs_any)
+				h->hs_body = true;
+			h->hs_eol = true;
+		} else if (c != '\r') {
+			h->hs_eol = false;
+			h->hs_any = true;
+		}
+		h->hs_prev = c;
+	}
+	return 0;
+}
+
+static void head_scan_reset(struct hx *h)
+{
+	h->hs_body = h->hs_eol = h->hs_any = false;
+	h->hs_prev = 0;
+}
+
 static void rq_parse_error(struct hx *h, llhttp_errno_t e)
 {
 	const char *why = llhttp_get_error_reason(&h->rq_p);
@@ -1788,6 +1829,14 @@ int hx_on_client(struct hx *h, const char *data, size_t len, size_t *consumed,
 
 		if (h->rq_done && h->rq_fwd)
 			break; /* one request in flight */
+		if (!h->hs_body && head_scan(h, data + off, len - off)) {
+			if (!h->rq_active)
+				h->rq_active = true; /* audit the broken request too */
+			answer_error(h, 400, "bad request",
+				     "bare LF in the request head: lines must end with CRLF (RFC 9112)", true);
+			off = len;
+			break;
+		}
 		e = llhttp_execute(&h->rq_p, data + off, len - off);
 		if (e == HPE_OK) {
 			off = len;
