@@ -19,6 +19,7 @@ sl_need_bins "$SLUICE" "$SLUICED"
 fi_up
 mkdir -m 777 "$T/fl"
 : >"$T/broker.args"
+HOLES=()   # failures checked at the end, so one does not hide the scenarios after it
 
 # The broker through a wrapper: records its PID, takes extra options from
 # broker.args, and refuses to start while fl/no-restart exists.
@@ -186,7 +187,8 @@ sl_assert_not_contains "$out" "reset rc=0" "a reset mid-body is not a complete t
 sl_assert_not_contains "$out" "size=1000000" "the client did not get the full length"
 # The broker must pass the failure on (close/reset toward the client) rather
 # than leave it waiting: curl's own --max-time (rc 28) means it hung.
-sl_assert_not_contains "$out" "reset rc=28" "the client learnt of the reset promptly (not by its own 10 s timeout)"
+case "$out" in *"reset rc=28"*) HOLES+=("upstream reset mid-body: the client hung until its own 10 s timeout (curl rc 28)") ;;
+*) sl_ok "the client learnt of the reset promptly" ;; esac
 sl_assert_contains "$out" "hello from api.test" "the broker served the next request"
 sl_assert_contains "$out" "after rc=0" "next request fine"
 sl_assert_not_contains "$(cat "$T/reset.err")" "killed by signal" "the broker did not crash"
@@ -205,6 +207,10 @@ out=$("${RUN[@]}" --audit "$T/afs/audit.log" -- bash "$T/full.sh" 2>"$T/full.err
 served=$(( $(fi_requests 443 | grep -c 'full=') - n0 ))
 logged=$(grep -c '"path":"/hello?full=' "$T/full.err" "$T/afs/audit.log" 2>/dev/null | awk -F: '{ s += $NF } END { print s + 0 }')
 sl_log "disk full: $out; served upstream=$served; audit lines (file or stderr)=$logged; broker said: $(grep -i audit "$T/full.err" | head -n 2)"
-[ "$served" -le "$logged" ] || sl_fail "audit log full: $served request(s) served upstream but only $logged audit line(s) kept (neither refused nor logged to stderr)"
-sl_ok "audit log full: every served request was logged somewhere ($served served, $logged lines)"
+if [ "$served" -le "$logged" ]; then
+	sl_ok "audit log full: every served request was logged somewhere ($served served, $logged lines)"
+else
+	HOLES+=("audit log full: $served request(s) served upstream but only $logged audit line(s) kept (neither refused nor logged to stderr)")
+fi
+[ ${#HOLES[@]} = 0 ] || sl_fail "$(printf '%s; ' "${HOLES[@]}")"
 sl_pass
