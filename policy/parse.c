@@ -537,7 +537,7 @@ static int sluice_secret(struct pctx *c, yaml_node_t *k, yaml_node_t *n, struct 
 						    s->pub.name);
 				if (!(s->pub.env_source = arena_strndup(&c->p->arena, sval(v), slen(v))))
 					return enomem(c);
-			} else if (!(s->file_source = secret_path(c, sval(v), slen(v)))) {
+			} else if (!(s->pub.file_source = s->file_source = secret_path(c, sval(v), slen(v)))) {
 				return enomem(c);
 			}
 		}

@@ -126,6 +126,8 @@ struct policy_secret {
 	const char *placeholder_alias; /* a second placeholder meaning the same secret, or NULL:
 	                                * "SANDCAT_PLACEHOLDER_<NAME>" for sandcat files, so
 	                                * sandboxes configured for sandcat keep working */
+	const char *file_source;     /* file the value is read from, or NULL (sluice run hides it
+	                              * from the sandbox) */
 };
 
 size_t policy_secret_count(const struct policy *p);

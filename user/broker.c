@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -63,6 +64,57 @@ int broker_argv(const struct run_opts *o, const char *bin, uint16_t listen_port,
 	return n;
 }
 
+int broker_log_path(const struct run_opts *o, char *buf, size_t len)
+{
+	const char *rd = o->run_dir ? o->run_dir : SLUICE_RUN_DIR;
+	int n = snprintf(buf, len, "%s/%s/sluiced.log", rd, o->name ? o->name : "sluiced");
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* Opens the broker's log (its directory made 0755 like the audit log's). */
+static int broker_log_open(const struct run_opts *o, char *path, size_t len)
+{
+	char *slash;
+	int fd;
+
+	if (broker_log_path(o, path, len))
+		return -ENAMETOOLONG;
+	slash = strrchr(path, '/');
+	*slash = 0;
+	for (char *p = path + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		mkdir(path, 0755);
+		*p = '/';
+	}
+	mkdir(path, 0755);
+	*slash = '/';
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -errno;
+	fchmod(fd, 0600);
+	return fd;
+}
+
+/* The broker's last words, when it failed to start. */
+static void broker_log_tail(const char *path, off_t from)
+{
+	char buf[4096];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (lseek(fd, 0, SEEK_END) - from > (off_t)sizeof(buf) - 1)
+		from = lseek(fd, 0, SEEK_END) - (off_t)sizeof(buf) + 1;
+	n = pread(fd, buf, sizeof(buf) - 1, from);
+	close(fd);
+	if (n > 0)
+		fprintf(stderr, "%.*s", (int)n, buf);
+}
+
 /* sluiced next to this binary (build/ or the install dir), else on PATH. */
 static const char *broker_bin(const struct run_opts *o, char *buf, size_t len)
 {
@@ -95,9 +147,10 @@ static long now_ms(void)
 int broker_start(const struct run_opts *o, uint16_t listen_port, int timeout_ms, struct broker *b)
 {
 	const char *argv[8 + 4 * SLUICE_MAX_ARGS * 2];
-	char storage[64], bin[PATH_MAX], line[64];
+	char storage[64], bin[PATH_MAX], line[64], logp[PATH_MAX] = "";
 	const char *path = broker_bin(o, bin, sizeof(bin));
-	int pfd[2], err, status;
+	int pfd[2], err, status, logfd = -1;
+	off_t log_from = 0;
 	size_t got = 0;
 	long deadline;
 	pid_t pid;
@@ -106,13 +159,27 @@ int broker_start(const struct run_opts *o, uint16_t listen_port, int timeout_ms,
 	if (broker_argv(o, path, listen_port, 3, storage, sizeof(storage), argv,
 			sizeof(argv) / sizeof(argv[0])) < 0)
 		return -E2BIG;
-	if (pipe2(pfd, O_CLOEXEC))
-		return -errno;
+	if (!o->verbose) {
+		logfd = broker_log_open(o, logp, sizeof(logp));
+		if (logfd < 0) {
+			pr_err("Couldn't open the broker's log %s: %s (check --run-dir)", logp, strerror(-logfd));
+			return logfd;
+		}
+		log_from = lseek(logfd, 0, SEEK_END);
+	}
+	if (pipe2(pfd, O_CLOEXEC)) {
+		err = -errno;
+		if (logfd >= 0)
+			close(logfd);
+		return err;
+	}
 	pid = fork();
 	if (pid < 0) {
 		err = -errno;
 		close(pfd[0]);
 		close(pfd[1]);
+		if (logfd >= 0)
+			close(logfd);
 		return err;
 	}
 	if (pid == 0) {
@@ -129,6 +196,13 @@ int broker_start(const struct run_opts *o, uint16_t listen_port, int timeout_ms,
 			dup2(nul, 0);
 			close(nul);
 		}
+		/* Its messages must not land on the sandbox's terminal (stdout stays
+		 * for --audit -). */
+		if (logfd >= 0) {
+			dup2(logfd, 2);
+			if (!o->audit || strcmp(o->audit, "-"))
+				dup2(logfd, 1);
+		}
 		if (dup2(pfd[1], 3) < 0)
 			_exit(127);
 		close_range(4, ~0U, 0);
@@ -138,6 +212,8 @@ int broker_start(const struct run_opts *o, uint16_t listen_port, int timeout_ms,
 		_exit(127);
 	}
 	close(pfd[1]);
+	if (logfd >= 0)
+		close(logfd);
 	deadline = now_ms() + timeout_ms;
 	while (got < sizeof(line) - 1 && !memchr(line, '\n', got)) {
 		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
@@ -152,7 +228,8 @@ int broker_start(const struct run_opts *o, uint16_t listen_port, int timeout_ms,
 		r = read(pfd[0], line + got, sizeof(line) - 1 - got);
 		if (r <= 0) {
 			err = -EPIPE;
-			pr_err("the broker %s exited before it was ready (its messages are above)", path);
+			pr_err("the broker %s exited before it was ready (%s%s)", path,
+			       logp[0] ? "its log follows; it is in " : "its messages are above", logp);
 			goto fail;
 		}
 		got += r;
@@ -172,6 +249,8 @@ fail:
 	close(pfd[0]);
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
+	if (logp[0])
+		broker_log_tail(logp, log_from);
 	return err;
 }
 

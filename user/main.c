@@ -62,6 +62,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
 		}
 		if (!strcmp(a, "-v")) {
 			log_set_level(LOG_LVL_DEBUG);
+			o->verbose = 1;
 			continue;
 		}
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {

@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +39,7 @@ struct sandbox {
 	struct policy *policy;
 	char **envp;
 	char bundle[512];      /* the CA bundle the broker writes for the sandbox */
+	struct sb_hide hide;   /* what the sandbox's mount namespace hides */
 };
 
 static int sandbox_entry(struct sandbox *s)
@@ -80,6 +83,7 @@ static void sandbox_teardown(struct sandbox *s)
 	s->policy = NULL;
 	free(s->envp);
 	s->envp = NULL;
+	sb_hide_free(&s->hide);
 }
 
 static int sandbox_setup(struct sandbox *s)
@@ -203,6 +207,48 @@ static int build_env(struct sandbox *s)
 	return s->envp ? 0 : -ENOMEM;
 }
 
+/* Keys, the policy (it may hold literal secrets), secret files, the audit and
+ * broker logs: a uid 0 sandbox would pass owner permission checks on them. */
+static int hide_list(struct sandbox *s)
+{
+	const char *run_dir = s->o->run_dir ? s->o->run_dir : SLUICE_RUN_DIR;
+	const char *what = run_dir;
+	char dir[4096], *slash;
+	int err;
+
+	err = sb_hide_set_run_dir(&s->hide, run_dir);
+	if (!err) {
+		what = s->o->ca_dir ? s->o->ca_dir : SLUICE_CA_DIR;
+		err = sb_hide_add(&s->hide, what);
+	}
+	if (!err && s->o->audit && strcmp(s->o->audit, "-"))
+		err = sb_hide_add(&s->hide, what = s->o->audit);
+	if (!err && s->o->policy) {
+		/* A directory named sluice is sluice's own (/etc/sluice): all of it,
+		 * so a policy replaced by rename stays hidden too. */
+		snprintf(dir, sizeof(dir), "%s", s->o->policy);
+		slash = strrchr(dir, '/');
+		if (slash && slash > dir && slash - dir >= 6 && !strncmp(slash - 6, "sluice", 6) &&
+		    (slash - dir == 6 || slash[-7] == '/')) {
+			*slash = 0;
+			what = dir;
+		} else {
+			what = s->o->policy;
+		}
+		err = sb_hide_add(&s->hide, what);
+	}
+	for (size_t i = 0; !err && s->policy && i < policy_secret_count(s->policy); i++) {
+		const struct policy_secret *ps = policy_secret_at(s->policy, i);
+
+		if (ps->file_source)
+			err = sb_hide_add(&s->hide, what = ps->file_source);
+	}
+	if (err)
+		pr_err("Couldn't resolve %s to hide it from the sandbox: %s; refusing to run", what,
+		       strerror(-err));
+	return err;
+}
+
 int do_run(struct run_opts *o)
 {
 	struct sandbox s = { .o = o };
@@ -252,14 +298,21 @@ int do_run(struct run_opts *o)
 	s.cg_created = true;
 	if (sandbox_setup(&s))
 		goto out;
+	if (!o->verbose && !broker_log_path(o, err, sizeof(err)))
+		pr_info("the broker (pid %d) logs to %s", (int)s.broker.pid, err);
+	err[0] = 0;
 	if (access(s.bundle, R_OK))
 		pr_warn("the broker wrote no %s: TLS clients in the sandbox will not trust it", s.bundle);
 
+	if (hide_list(&s))
+		goto out;
 	if (pipe2(ep, O_CLOEXEC)) {
 		pr_err("pipe: %s", strerror(errno));
 		goto out;
 	}
-	child = fork();
+	/* pid 1 of a PID namespace of its own: the sandbox cannot see, signal
+	 * or ptrace the broker or this process. */
+	child = (pid_t)syscall(SYS_clone, CLONE_NEWPID | SIGCHLD, NULL, NULL, NULL, NULL);
 	if (child < 0) {
 		pr_err("fork: %s", strerror(errno));
 		close(ep[0]);
@@ -275,10 +328,10 @@ int do_run(struct run_opts *o)
 		}
 		close_range(4, ~0U, 0);
 		sigprocmask(SIG_SETMASK, &old, NULL);
-		sb_exec(s.cg_path, &id, o->cmd, s.envp, err, sizeof(err));
+		sb_exec(s.cg_path, &id, o->cmd, s.envp, &s.hide, 3, err, sizeof(err));
 		n = write(3, err, strlen(err));
 		(void)n;
-		_exit(errno == ENOENT ? 127 : 126);
+		_exit(126);
 	}
 	close(ep[1]);
 	n = read(ep[0], err, sizeof(err) - 1);

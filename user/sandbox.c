@@ -16,9 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <netinet/in.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -29,7 +32,144 @@
 #include <linux/securebits.h>
 #include "sluice.h"
 
+extern char **environ;
+
 #define ERR(...) (snprintf(err, errlen, __VA_ARGS__), -1)
+
+int sb_hide_add(struct sb_hide *h, const char *path)
+{
+	char *r;
+
+	if (!path || !*path)
+		return 0;
+	r = realpath(path, NULL);
+	if (!r)
+		return errno == ENOENT ? 0 : -errno;
+	if (h->n >= SB_MAX_HIDE) {
+		free(r);
+		return -E2BIG;
+	}
+	h->path[h->n++] = r;
+	return 0;
+}
+
+int sb_hide_set_run_dir(struct sb_hide *h, const char *run_dir)
+{
+	char *r = realpath(run_dir, NULL);
+
+	if (!r)
+		return -errno;
+	free((char *)h->run_dir);
+	h->run_dir = r;
+	return 0;
+}
+
+void sb_hide_free(struct sb_hide *h)
+{
+	if (!h)
+		return;
+	for (size_t i = 0; i < h->n; i++)
+		free((char *)h->path[i]);
+	free((char *)h->run_dir);
+	memset(h, 0, sizeof(*h));
+}
+
+#define MNT_LOCKDOWN (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+/*
+ * Makes path unreadable in this mount namespace: a directory gets an empty
+ * read-only tmpfs of mode 000 on top; a file gets /dev/null bound on top and
+ * remounted nodev, so opening it fails with EACCES even for uid 0 (whose
+ * owner permissions would otherwise open a 0600 root file). A path that is
+ * gone has nothing to hide.
+ */
+static int hide_path(const char *p, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (stat(p, &st))
+		return errno == ENOENT || errno == ENOTDIR ? 0 : ERR("Couldn't stat %s to hide it: %s", p, strerror(errno));
+	if (S_ISDIR(st.st_mode)) {
+		if (mount("sluice-hidden", p, "tmpfs", MNT_LOCKDOWN, "mode=000,size=4k"))
+			return ERR("Couldn't hide directory %s from the sandbox: %s", p, strerror(errno));
+		return 0;
+	}
+	if (mount("/dev/null", p, NULL, MS_BIND, NULL) ||
+	    mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MNT_LOCKDOWN, NULL))
+		return ERR("Couldn't hide %s from the sandbox: %s", p, strerror(errno));
+	return 0;
+}
+
+/*
+ * The run directory holds the broker's log, the audit log and pid files next
+ * to the two files the sandbox needs: it becomes an empty tmpfs with only
+ * ca.crt and ca-bundle.pem bound back, all read-only.
+ */
+static int hide_run_dir(const char *dir, char *err, size_t errlen)
+{
+	static const char *const keep[] = { "ca.crt", "ca-bundle.pem" };
+	int fd[2] = { -1, -1 }, rc = 0;
+	char p[4096], src[64];
+
+	for (int i = 0; i < 2; i++) {
+		snprintf(p, sizeof(p), "%s/%s", dir, keep[i]);
+		fd[i] = open(p, O_PATH | O_CLOEXEC);
+	}
+	if (mount("sluice-run", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=64k")) {
+		rc = ERR("Couldn't hide the run directory %s from the sandbox: %s", dir, strerror(errno));
+		goto out;
+	}
+	for (int i = 0; i < 2 && !rc; i++) {
+		int f;
+
+		if (fd[i] < 0)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, keep[i]);
+		snprintf(src, sizeof(src), "/proc/self/fd/%d", fd[i]);
+		f = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		if (f >= 0)
+			close(f);
+		if (f < 0 || mount(src, p, NULL, MS_BIND, NULL) ||
+		    mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MNT_LOCKDOWN, NULL))
+			rc = ERR("Couldn't show %s to the sandbox: %s", p, strerror(errno));
+	}
+	if (!rc && mount(NULL, dir, NULL, MS_REMOUNT | MNT_LOCKDOWN, "mode=0755,size=64k"))
+		rc = ERR("Couldn't make the sandbox's %s read-only: %s", dir, strerror(errno));
+out:
+	for (int i = 0; i < 2; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
+	return rc;
+}
+
+/* A /proc of the sandbox's own PID namespace (other processes, the broker's
+ * included, are not there), with the kernel knobs a uid 0 could write or
+ * read without capabilities masked as container runtimes do. */
+static int own_proc(char *err, size_t errlen)
+{
+	static const char *const masked[] = {
+		"/proc/sysrq-trigger", "/proc/kcore", "/proc/keys", "/proc/timer_list",
+		"/proc/latency_stats", "/proc/sched_debug", "/proc/acpi", "/proc/scsi",
+		"/proc/kallsyms", "/sys/firmware", NULL,
+	};
+	static const char *const ro[] = { "/proc/sys", "/proc/bus", "/proc/fs", "/proc/irq", NULL };
+
+	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
+		return ERR("Couldn't mount the sandbox's own /proc: %s", strerror(errno));
+	for (int i = 0; masked[i]; i++)
+		if (hide_path(masked[i], err, errlen))
+			return -1;
+	for (int i = 0; ro[i]; i++) {
+		if (mount(ro[i], ro[i], NULL, MS_BIND | MS_REC, NULL)) {
+			if (errno == ENOENT)
+				continue;
+			return ERR("Couldn't bind %s: %s", ro[i], strerror(errno));
+		}
+		if (mount(NULL, ro[i], NULL, MS_REMOUNT | MS_BIND | MNT_LOCKDOWN, NULL))
+			return ERR("Couldn't make %s read-only: %s", ro[i], strerror(errno));
+	}
+	return 0;
+}
 
 int sb_ident_resolve(const char *user, struct sb_ident *id, char *err, size_t errlen)
 {
@@ -84,8 +224,6 @@ static int harden_mounts(char *err, size_t errlen)
 	char line[4096];
 	FILE *f;
 
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
-		return ERR("Couldn't make the sandbox's mounts private: %s", strerror(errno));
 	f = fopen("/proc/self/mountinfo", "re");
 	if (!f)
 		return ERR("Couldn't read /proc/self/mountinfo: %s", strerror(errno));
@@ -115,10 +253,6 @@ static int harden_mounts(char *err, size_t errlen)
 		}
 	}
 	fclose(f);
-	/* /proc/sys holds knobs a uid 0 may write without capabilities. */
-	if (!mount("/proc/sys", "/proc/sys", NULL, MS_BIND, NULL))
-		mount(NULL, "/proc/sys", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV |
-		      MS_NOEXEC, NULL);
 	return 0;
 }
 
@@ -193,9 +327,74 @@ static int install_seccomp(char *err, size_t errlen)
 	return 0;
 }
 
-int sb_exec(const char *cgroup_path, const struct sb_ident *id, char *const *cmd, char **envp,
-	    char *err, size_t errlen)
+/*
+ * pid 1 of the sandbox: forwards the signals sluice relays to the command,
+ * reaps orphans, and exits with the command's status (128+signal when it was
+ * killed). Its exit ends the namespace: the kernel kills what is left.
+ */
+static void __attribute__((noreturn)) sb_init(pid_t cmd)
 {
+	sigset_t all;
+	siginfo_t si;
+	int status, sig;
+	pid_t pid;
+
+	sigfillset(&all);
+	for (;;) {
+		sig = sigwaitinfo(&all, &si);
+		if (sig < 0)
+			continue;
+		if (sig != SIGCHLD) {
+			kill(cmd, sig);
+			continue;
+		}
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+			if (pid == cmd)
+				_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	}
+}
+
+/*
+ * sluice's own environment (secret source variables included) is still in
+ * this process's memory, where the sandbox would read it as /proc/1/environ:
+ * overwrite it. From here on the process uses envp (placeholders only).
+ */
+static void wipe_initial_env(char **envp)
+{
+	char buf[2048], *p;
+	unsigned long start = 0, end = 0;
+	ssize_t n;
+	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC), field;
+
+	environ = envp;
+	if (fd < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	/* comm may hold spaces: fields count from the last ')' (field 2) */
+	p = strrchr(buf, ')');
+	for (field = 2; p && *p && field < 51; field++) {
+		p = strchr(p + 1, ' ');
+		if (!p)
+			return;
+		if (field + 1 == 50)
+			start = strtoul(p + 1, NULL, 10);
+		else if (field + 1 == 51)
+			end = strtoul(p + 1, NULL, 10);
+	}
+	if (start && end > start && end - start < (64UL << 20))
+		explicit_bzero((void *)start, end - start);
+}
+
+int sb_exec(const char *cgroup_path, const struct sb_ident *id, char *const *cmd, char **envp,
+	    const struct sb_hide *h, int errfd, char *err, size_t errlen)
+{
+	sigset_t all, old;
+	ssize_t n;
+	pid_t pid;
 	int fd, e;
 
 	if (cg_enter(cgroup_path, 0))
@@ -212,17 +411,50 @@ int sb_exec(const char *cgroup_path, const struct sb_ident *id, char *const *cmd
 			   "cgroup v1 net_cls classid or net_prio map is set: clear them or reboot without "
 			   "net_cls/net_prio v1 mounts. Refusing to run unconfined.");
 	}
+	if (getpid() != 1)
+		return ERR("the sandbox is not in a PID namespace of its own (pid %d)", (int)getpid());
 	if (unshare(CLONE_NEWNS | CLONE_NEWCGROUP))
 		return ERR("Couldn't create the sandbox's mount and cgroup namespaces: %s", strerror(errno));
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+		return ERR("Couldn't make the sandbox's mounts private: %s", strerror(errno));
+	/* Hidden before anything else changes: a failure here refuses to run. */
+	if (h && h->run_dir && hide_run_dir(h->run_dir, err, errlen))
+		return -1;
+	for (size_t i = 0; h && i < h->n; i++)
+		if (hide_path(h->path[i], err, errlen))
+			return -1;
+	if (own_proc(err, errlen))
+		return -1;
 	if (harden_mounts(err, errlen))
 		return -1;
 	if (drop_privs(id, err, errlen))
 		return -1;
 	if (install_seccomp(err, errlen))
 		return -1;
+	/* The sandbox must not read this process's memory (/proc/1/mem, environ)
+	 * nor ptrace it: it is a copy of sluice's. exec makes the command dumpable again. */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0))
+		return ERR("Couldn't make the sandbox's init undumpable: %s", strerror(errno));
+	wipe_initial_env(envp);
+
+	/* Signals wait for sb_init from now on; the command gets the caller's mask back. */
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	pid = fork();
+	if (pid < 0) {
+		e = errno;
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		return ERR("Couldn't fork the sandboxed command: %s", strerror(e));
+	}
+	if (pid > 0) {
+		close(errfd);
+		sb_init(pid);
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
 	execvpe(cmd[0], cmd, envp);
 	e = errno;
 	snprintf(err, errlen, "Couldn't run %s: %s", cmd[0], strerror(e));
-	errno = e;
-	return -1;
+	n = write(errfd, err, strlen(err));
+	(void)n;
+	_exit(e == ENOENT ? 127 : 126);
 }

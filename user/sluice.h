@@ -26,6 +26,7 @@ struct run_opts {
 	const char *ca_dir;
 	const char *cgroup;     /* attach/detach: an existing cgroup */
 	const char *name;       /* sandbox name (pin dir, cgroup, broker --sandbox) */
+	int verbose;            /* -v: the broker's log stays on this terminal */
 	const char *upstream_ca[SLUICE_MAX_ARGS]; size_t n_upstream_ca;
 	const char *resolve[SLUICE_MAX_ARGS];     size_t n_resolve;
 	const char *allow[SLUICE_MAX_ARGS];       size_t n_allow;
@@ -82,7 +83,11 @@ int broker_parse_ready(const char *line, uint16_t *port, uint16_t *dns_port);
  * argc or -E2BIG; strings in argv point into o, storage (listen address) and name. */
 int broker_argv(const struct run_opts *o, const char *bin, uint16_t listen_port, int ready_fd,
 		char *storage, size_t storage_len, const char **argv, size_t max);
-/* Starts sluiced and waits (up to timeout_ms) for its READY line. */
+/* Where the broker's stderr goes: <run-dir>/<name>/sluiced.log. */
+int broker_log_path(const struct run_opts *o, char *buf, size_t len);
+/* Starts sluiced and waits (up to timeout_ms) for its READY line. Its
+ * messages go to broker_log_path() (0600), not to the sandbox's terminal,
+ * unless o->verbose; on failure the log's last lines are printed. */
 int broker_start(const struct run_opts *o, uint16_t listen_port, int timeout_ms, struct broker *b);
 void broker_stop(struct broker *b);
 
@@ -107,11 +112,32 @@ struct sb_ident {
 };
 /* --user NAME, else SUDO_UID/SUDO_GID, else nobody. */
 int sb_ident_resolve(const char *user, struct sb_ident *id, char *err, size_t errlen);
-/* In the forked child: enter the cgroup, check the hooks apply, namespaces,
- * read-only cgroupfs/no bpffs, drop to id without capabilities, seccomp,
- * exec. Only returns on failure, with a message in err. */
+/* What the sandbox must not read even as uid 0: absolute paths without
+ * symlinks (realpath), filled by the parent before the fork. */
+#define SB_MAX_HIDE 300
+struct sb_hide {
+	const char *run_dir;            /* becomes an empty tmpfs with only ca.crt and
+	                                 * ca-bundle.pem bound back (read-only) */
+	const char *path[SB_MAX_HIDE];  /* files: an inaccessible node on top; dirs: empty tmpfs */
+	size_t n;
+};
+/* Adds path (resolved with realpath) to h; a path that does not exist has
+ * nothing to hide. Returns 0, -E2BIG when full, or -errno from realpath. */
+int sb_hide_add(struct sb_hide *h, const char *path);
+/* Frees the resolved paths (and run_dir when it was set by sb_hide_set_run_dir). */
+void sb_hide_free(struct sb_hide *h);
+int sb_hide_set_run_dir(struct sb_hide *h, const char *run_dir);
+/*
+ * In the child made by clone(CLONE_NEWPID), so pid 1 of the sandbox's own
+ * PID namespace: enter the cgroup, check the hooks apply, mount and cgroup
+ * namespaces, a /proc of its own, hide what h names, read-only
+ * cgroupfs/no bpffs, drop to id without capabilities, seccomp; then fork
+ * the command and stay as its init (reaps orphans, forwards signals, exits
+ * with the command's status). Returns only on failure, with a message in err;
+ * an exec failure is written to errfd by the command's process.
+ */
 int sb_exec(const char *cgroup_path, const struct sb_ident *id, char *const *cmd, char **envp,
-	    char *err, size_t errlen);
+	    const struct sb_hide *h, int errfd, char *err, size_t errlen);
 
 /* ---- run.c ---- */
 int do_run(struct run_opts *o);
