@@ -101,7 +101,21 @@ sl_need_bins() {
 #   8443 HTTPS with a certificate from another CA (bad.test): verification must fail
 #   80 plain HTTP, 9000 TCP counter, 9001 UDP counter/echo, 53/udp counter (a "foreign resolver")
 fi_up() {
-	local n=$(( ($$ % 200) + 20 ))
+	local n
+	# A subnet no other test on this machine holds: tests may run at the same
+	# time, and two fake internets on one 10.99.N/24 would answer each other's
+	# connections. The lock directory is the claim; cleanup releases it.
+	for n in $(shuf -i 20-250); do
+		ip -4 addr show | grep -q "10\.99\.$n\." && continue
+		mkdir "/tmp/sluice-fi-$n.lock" 2>/dev/null || {
+			# a lock whose owner is gone is stale
+			kill -0 "$(cat "/tmp/sluice-fi-$n.lock/pid" 2>/dev/null)" 2>/dev/null && continue
+			rm -rf "/tmp/sluice-fi-$n.lock"; mkdir "/tmp/sluice-fi-$n.lock" 2>/dev/null || continue
+		}
+		echo $$ >"/tmp/sluice-fi-$n.lock/pid"
+		sl_defer "rm -rf /tmp/sluice-fi-$n.lock"
+		break
+	done
 	FI_NS=slfi$$
 	FI_HV=slh$$
 	FI_IP4=10.99.$n.2; FI_HOST4=10.99.$n.1
