@@ -91,6 +91,104 @@ static void vlog_dump(void)
 			m ? m + strlen("-- END PROG LOAD LOG --") : "");
 }
 
+#define SL_MIN_KERNEL_MAJOR 5
+#define SL_MIN_KERNEL_MINOR 8
+
+int kernel_release_check(const char *release, char *err, size_t errlen)
+{
+	unsigned long maj, min;
+	char *end;
+
+	errno = 0;
+	maj = strtoul(release, &end, 10);
+	if (errno || end == release || *end != '.') {
+		snprintf(err, errlen, "Couldn't read the kernel version from '%s'; sluice needs Linux %d.%d "
+			 "or later", release, SL_MIN_KERNEL_MAJOR, SL_MIN_KERNEL_MINOR);
+		return -EINVAL;
+	}
+	release = end + 1;
+	min = strtoul(release, &end, 10);
+	if (errno || end == release) {
+		snprintf(err, errlen, "Couldn't read the kernel version from '%s'; sluice needs Linux %d.%d "
+			 "or later", release, SL_MIN_KERNEL_MAJOR, SL_MIN_KERNEL_MINOR);
+		return -EINVAL;
+	}
+	if (maj < SL_MIN_KERNEL_MAJOR || (maj == SL_MIN_KERNEL_MAJOR && min < SL_MIN_KERNEL_MINOR)) {
+		snprintf(err, errlen, "kernel %lu.%lu is too old: sluice needs Linux %d.%d or later "
+			 "(bpf_link for cgroup programs, cgroup/getpeername hooks); boot a newer kernel",
+			 maj, min, SL_MIN_KERNEL_MAJOR, SL_MIN_KERNEL_MINOR);
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+#define CAPB(c) (1ULL << (c))
+#ifndef CAP_BPF
+#define CAP_BPF 39
+#endif
+
+int caps_check(uint64_t capeff, char *err, size_t errlen)
+{
+	static const struct { int cap; const char *name, *why; } need[] = {
+		{ 21, "CAP_SYS_ADMIN", "namespaces and mounts for the sandbox" },
+		{ 12, "CAP_NET_ADMIN", "attaching programs to a cgroup" },
+	};
+	char miss[160] = "";
+	size_t len = 0;
+
+	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
+		if (!(capeff & CAPB(need[i].cap)))
+			len += snprintf(miss + len, sizeof(miss) - len, "%s%s (%s)", len ? ", " : "",
+					need[i].name, need[i].why);
+	if (!(capeff & (CAPB(CAP_BPF) | CAPB(21))))
+		len += snprintf(miss + len, sizeof(miss) - len, "%sCAP_BPF (loading BPF programs)",
+				len ? ", " : "");
+	if (!len)
+		return 0;
+	snprintf(err, errlen, "missing %s: run sluice as root on the host, or give its container "
+		 "--cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add BPF", miss);
+	return -EPERM;
+}
+
+int loader_preflight(void)
+{
+	char err[512], line[256];
+	unsigned long long capeff = 0;
+	struct utsname u;
+	FILE *f;
+	int rc;
+
+	if (geteuid() != 0) {
+		pr_err("sluice needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN) to attach BPF programs "
+		       "to a cgroup: run it with sudo (the command itself runs unprivileged)");
+		return -EPERM;
+	}
+	f = fopen("/proc/self/status", "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "CapEff: %llx", &capeff) == 1)
+			break;
+	if (f)
+		fclose(f);
+	if ((rc = caps_check(capeff, err, sizeof(err)))) {
+		pr_err("%s", err);
+		return rc;
+	}
+	if (uname(&u) || (rc = kernel_release_check(u.release, err, sizeof(err)))) {
+		pr_err("%s", err);
+		return rc ? rc : -EINVAL;
+	}
+	/* The programs are CO-RE: libbpf relocates them against the kernel's BTF. */
+	if (access("/sys/kernel/btf/vmlinux", R_OK)) {
+		pr_err("this kernel (%s) has no BTF (/sys/kernel/btf/vmlinux): sluice's programs need it; "
+		       "use a kernel built with CONFIG_DEBUG_INFO_BTF=y (Debian, Ubuntu and Fedora kernels are)",
+		       u.release);
+		return -EOPNOTSUPP;
+	}
+	if ((rc = cg2_mount_find(line, sizeof(line))))
+		return rc;
+	return 0;
+}
+
 int loader_prepare(const char *pin_root)
 {
 	struct statfs sfs;
@@ -100,9 +198,6 @@ int loader_prepare(const char *pin_root)
 		pr_err("sluice needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run it with sudo");
 		return -EPERM;
 	}
-	if (access("/sys/kernel/btf/vmlinux", R_OK))
-		pr_warn("this kernel has no BTF (/sys/kernel/btf/vmlinux): the programs may not load; "
-			"use a kernel built with CONFIG_DEBUG_INFO_BTF=y");
 	if (statfs("/sys/fs/bpf", &sfs) || sfs.f_type != BPF_FS_MAGIC) {
 		if (mount("bpf", "/sys/fs/bpf", "bpf", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700")) {
 			int err = -errno;

@@ -276,11 +276,8 @@ int do_run(struct run_opts *o)
 		pr_err("%s", err);
 		goto out;
 	}
-	if (geteuid() != 0) {
-		pr_err("sluice run needs root (to attach BPF programs to a cgroup): run it with sudo; "
-		       "the command itself runs as %s", id.name);
+	if (loader_preflight())
 		goto out;
-	}
 	if (build_env(&s))
 		goto out;
 
@@ -393,6 +390,8 @@ int do_attach(struct run_opts *o)
 		pr_err("%s", err);
 		return 2;
 	}
+	if (loader_preflight())
+		goto out;
 	if (loader_prepare(o->pin_root))
 		goto out;
 	if (loader_attach(o->pin_root, s.name, s.cg_path, &s.ld))

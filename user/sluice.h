@@ -52,6 +52,15 @@ int cg_destroy(const char *path);
 int cg_sockmatch_check(void);
 
 /* ---- loader.c ---- */
+/* Pure checks behind loader_preflight(), each writing what is wrong and what
+ * to do into err. release is uname's ("6.1.0-18-amd64"): -EOPNOTSUPP below
+ * 5.8, -EINVAL when unreadable. capeff is /proc/self/status CapEff: -EPERM
+ * without CAP_SYS_ADMIN, CAP_NET_ADMIN and (CAP_BPF or CAP_SYS_ADMIN). */
+int kernel_release_check(const char *release, char *err, size_t errlen);
+int caps_check(uint64_t capeff, char *err, size_t errlen);
+/* Before anything is created: root, capabilities, kernel 5.8+, BTF, cgroup v2.
+ * Prints the reason and returns -errno when sluice cannot work here. */
+int loader_preflight(void);
 struct loader;
 /* Mounts bpffs at /sys/fs/bpf if needed and creates pin_root. */
 int loader_prepare(const char *pin_root);

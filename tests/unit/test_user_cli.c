@@ -153,9 +153,52 @@ static void test_env_no_secrets(void **st)
 	free(out);
 }
 
+static void test_kernel_release(void **st)
+{
+	static const char *const ok[] = { "5.8.0", "5.10.0-28-amd64", "6.1.0-18-amd64", "6.18.0", "10.0" };
+	static const char *const old[] = { "5.7.19", "5.4.0-150-generic", "4.19.0-26-amd64", "3.10.0-1160.el7" };
+	char err[256];
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		assert_int_equal(kernel_release_check(ok[i], err, sizeof(err)), 0);
+	for (size_t i = 0; i < sizeof(old) / sizeof(old[0]); i++) {
+		err[0] = 0;
+		assert_int_equal(kernel_release_check(old[i], err, sizeof(err)), -EOPNOTSUPP);
+		assert_non_null(strstr(err, "5.8 or later"));
+	}
+	assert_int_equal(kernel_release_check("5.4.0-150-generic", err, sizeof(err)), -EOPNOTSUPP);
+	assert_non_null(strstr(err, "kernel 5.4 is too old"));
+	assert_int_equal(kernel_release_check("", err, sizeof(err)), -EINVAL);
+	assert_int_equal(kernel_release_check("linux", err, sizeof(err)), -EINVAL);
+	assert_int_equal(kernel_release_check("6", err, sizeof(err)), -EINVAL);
+}
+
+static void test_caps(void **st)
+{
+	const uint64_t sys_admin = 1ULL << 21, net_admin = 1ULL << 12, bpf = 1ULL << 39;
+	char err[512];
+
+	assert_int_equal(caps_check(~0ULL, err, sizeof(err)), 0);
+	assert_int_equal(caps_check(sys_admin | net_admin, err, sizeof(err)), 0); /* SYS_ADMIN covers BPF */
+	assert_int_equal(caps_check(sys_admin | net_admin | bpf, err, sizeof(err)), 0);
+	assert_int_equal(caps_check(0, err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, "CAP_SYS_ADMIN"));
+	assert_non_null(strstr(err, "CAP_NET_ADMIN"));
+	assert_non_null(strstr(err, "CAP_BPF"));
+	assert_int_equal(caps_check(net_admin | bpf, err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, "CAP_SYS_ADMIN"));
+	assert_null(strstr(err, "CAP_BPF"));
+	assert_null(strstr(err, "CAP_NET_ADMIN"));
+	assert_int_equal(caps_check(sys_admin | bpf, err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, "CAP_NET_ADMIN"));
+	assert_non_null(strstr(err, "--cap-add"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_kernel_release),
+		cmocka_unit_test(test_caps),
 		cmocka_unit_test(test_mountinfo_hybrid),
 		cmocka_unit_test(test_mountinfo_unified_optional_fields),
 		cmocka_unit_test(test_mountinfo_escaped_and_missing),
