@@ -24,12 +24,17 @@ chmod 755 "$T/broker.py"
 
 CG2=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
 CG=$CG2/sl-attach-$$
+NAME=katt$$
 mkdir -p "$CG/child" || sl_fail "mkdir $CG"
+# Cleanup runs in reverse: detach (bounded), then whatever a failed detach
+# left: the supervisor (by its pid file), the pins, the cgroups.
 sl_defer "rmdir $CG/child $CG"
-sl_defer "$SLUICE detach --cgroup $CG --run-dir $T/run"
+sl_defer "rm -rf /sys/fs/bpf/sluice/$NAME"
+sl_defer "[ -s $T/run/$NAME.pid ] && sl_kill_pid \$(cat $T/run/$NAME.pid)"
+sl_defer "timeout 30 $SLUICE detach --cgroup $CG --name $NAME --run-dir $T/run"
 
 probe() { # CGROUP: connect from a process in that cgroup to the fake internet's TCP server
-	bash -c "echo \$\$ >'$1/cgroup.procs' && exec '$PY' -c '
+	timeout 10 bash -c "echo \$\$ >'$1/cgroup.procs' && exec '$PY' -c '
 import socket; s = socket.socket(); s.settimeout(3)
 try:
     s.connect((\"$FI_IP4\", 9000)); print(s.recv(16).decode().strip())
@@ -37,16 +42,17 @@ except OSError as e: print(\"error\", e)'"
 }
 
 sl_assert_eq hello "$(probe "$CG")" "before attach: direct"
-out=$("$SLUICE" attach --cgroup "$CG" --broker "$T/broker.py" --run-dir "$T/run" 2>&1) || sl_fail "attach: $out"
+out=$(timeout 30 "$SLUICE" attach --cgroup "$CG" --name "$NAME" --broker "$T/broker.py" --run-dir "$T/run" 2>&1) ||
+	sl_fail "attach: $out"
 sl_assert_contains "$out" "attached" "attach reports success"
-NAME=$(echo "$out" | sed -n 's/^attached \([^:]*\):.*/\1/p')
-sl_assert_contains "$("$SLUICE" status)" "$NAME" "status lists the attached cgroup"
+sl_assert_eq "$NAME" "$(echo "$out" | sed -n 's/^attached \([^:]*\):.*/\1/p')" "attach names the sandbox"
+sl_assert_contains "$(timeout 10 "$SLUICE" status)" "$NAME" "status lists the attached cgroup"
 c0=$(fi_conns 9000)
 sl_assert_eq BROKER "$(probe "$CG")" "attached: redirected to the broker"
 sl_assert_eq BROKER "$(probe "$CG/child")" "attached: a child cgroup is covered too"
 sl_assert_eq "$c0" "$(fi_conns 9000)" "attached: nothing reached the server"
-"$SLUICE" detach --cgroup "$CG" --run-dir "$T/run" || sl_fail "detach failed"
-sl_assert_not_contains "$("$SLUICE" status)" "$NAME" "status no longer lists it"
+timeout 30 "$SLUICE" detach --cgroup "$CG" --name "$NAME" --run-dir "$T/run" || sl_fail "detach failed"
+sl_assert_not_contains "$(timeout 10 "$SLUICE" status)" "$NAME" "status no longer lists it"
 [ -e "/sys/fs/bpf/sluice/$NAME" ] && sl_fail "pins left at /sys/fs/bpf/sluice/$NAME"
 sl_assert_eq hello "$(probe "$CG")" "after detach: direct again"
 sl_pass

@@ -129,10 +129,15 @@ if mode == "main":
     out("bpffs", "present" if os.path.exists("/sys/fs/bpf/sluice") else "absent")
 elif mode == "brokerdown":
     open(sys.argv[2] + "/sb.ready", "w").write("1")
-    while not os.path.exists(sys.argv[2] + "/go1"): time.sleep(0.05)
+    # bounded waits: a test must not hang when the outside fails
+    for _ in range(600):
+        if os.path.exists(sys.argv[2] + "/go1"): break
+        time.sleep(0.05)
     tcp("down", socket.AF_INET, (FI4, 9000))
     open(sys.argv[2] + "/sb.done1", "w").write("1")
-    while not os.path.exists(sys.argv[2] + "/go2"): time.sleep(0.05)
+    for _ in range(600):
+        if os.path.exists(sys.argv[2] + "/go2"): break
+        time.sleep(0.05)
     for i in range(50):
         s = socket.socket(); s.settimeout(2)
         try:
@@ -144,7 +149,7 @@ EOF
 
 CG2=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
 [ -n "$CG2" ] || sl_fail "no cgroup2 mount"
-sl_defer "rmdir $CG2/sluice/$NAME"
+sl_defer "[ -d $CG2/sluice/$NAME ] && { echo 1 >$CG2/sluice/$NAME/cgroup.kill; sleep 0.3; rmdir $CG2/sluice/$NAME; }"
 sl_defer "rm -rf $PIN/$NAME"
 
 # ---- outside the sandbox: unaffected ----
@@ -158,7 +163,7 @@ sl_assert_eq $((before + 3)) "$(fi_conns 9000)" "outside: the three connections 
 
 # ---- inside, uid 0 without capabilities ----
 conns0=$(fi_conns 9000); udp0=$(fi_udp_count 9001); dns0=$(fi_udp_count 53); hs0=$(wc -l <"$T/hostsvc.log" 2>/dev/null || echo 0)
-out=$("$SLUICE" run --broker "$T/fakebroker.py" --name "$NAME" --user root -- \
+out=$(timeout 60 "$SLUICE" run --broker "$T/fakebroker.py" --name "$NAME" --user root -- \
 	"$PY" "$T/probe.py" main "$CG2/cgroup.procs" "$CG2/sluice/cgroup.procs" /sys/fs/cgroup/unified/../unified/cgroup.procs 2>"$T/run.err")
 rc=$?
 echo "$out" >"$T/inside.out"
@@ -189,7 +194,7 @@ sl_assert_eq "$hs0" "$(wc -l <"$T/hostsvc.log" 2>/dev/null || echo 0)" "the host
 sl_assert_eq 4 "$(grep -c '^tcp ' "$T/fb.log")" "the broker accepted the four redirected connections"
 
 # sockops recorded the original destinations keyed by the broker-side 4-tuple.
-orig=$(bpftool -j map dump pinned $PIN/sluice_orig)
+orig=$(timeout 10 bpftool -j map dump pinned $PIN/sluice_orig)
 want4=$(echo "$FI_IP4" | tr '.' ',')
 echo "$orig" | "$PY" -c '
 import ipaddress, json, sys
@@ -209,18 +214,18 @@ sl_ok "sluice_orig holds the original destinations by 4-tuple"
 # Teardown: cgroup, pinned links and the sandbox entry are gone.
 [ -d "$CG2/sluice/$NAME" ] && sl_fail "cgroup $CG2/sluice/$NAME left behind"
 [ -e "$PIN/$NAME" ] && sl_fail "pinned links $PIN/$NAME left behind"
-sl_assert_not_contains "$("$SLUICE" status)" "$NAME" "sluice status no longer lists the sandbox"
+sl_assert_not_contains "$(timeout 10 "$SLUICE" status)" "$NAME" "sluice status no longer lists the sandbox"
 
 # ---- broker down: connects refused, nothing leaks; sluice restarts it ----
 rm -f "$T/fb.log"
-"$SLUICE" run --broker "$T/fakebroker.py" --name "$NAME" --user root -- \
+timeout 90 "$SLUICE" run --broker "$T/fakebroker.py" --name "$NAME" --user root -- \
 	"$PY" "$T/probe.py" brokerdown "$T" >"$T/down.out" 2>"$T/down.err" &
 RUNPID=$!
 sl_defer "sl_kill_pid $RUNPID"
 sl_wait_for test -e "$T/sb.ready" || sl_fail "sandbox did not start: $(cat "$T/down.err")"
 conns0=$(fi_conns 9000)
-CGID=$("$SLUICE" status | awk -v n="$NAME" '$1 == n { print $2 }')
-[ -n "$CGID" ] && [ "$CGID" -gt 0 ] 2>/dev/null || sl_fail "sluice status does not show $NAME: $("$SLUICE" status)"
+CGID=$(timeout 10 "$SLUICE" status | awk -v n="$NAME" '$1 == n { print $2 }')
+[ -n "$CGID" ] && [ "$CGID" -gt 0 ] 2>/dev/null || sl_fail "sluice status does not show $NAME: $(timeout 10 "$SLUICE" status)"
 touch "$T/no-restart"
 kill "$(cat "$T/fb.pid")"
 sleep 0.5

@@ -15,7 +15,7 @@ sl_need_bins "$SLUICE" "$SLUICED"
 
 NAME=khide$$
 CG2=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
-sl_defer "rmdir $CG2/sluice/$NAME"
+sl_defer "[ -d $CG2/sluice/$NAME ] && { echo 1 >$CG2/sluice/$NAME/cgroup.kill; sleep 0.3; rmdir $CG2/sluice/$NAME; }"
 sl_defer "rm -rf /sys/fs/bpf/sluice/$NAME"
 
 export SL_HIDE_ENV=env-secret-$$

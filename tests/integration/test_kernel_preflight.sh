@@ -8,7 +8,7 @@ sl_begin kernel_preflight
 sl_need_bins "$SLUICE"
 NAME=kpre$$
 CG2=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
-sl_defer "rmdir $CG2/sluice/$NAME"
+sl_defer "[ -d $CG2/sluice/$NAME ] && { echo 1 >$CG2/sluice/$NAME/cgroup.kill; sleep 0.3; rmdir $CG2/sluice/$NAME; }"
 sl_defer "rm -rf /sys/fs/bpf/sluice/$NAME"
 touch "$T/ran"; chmod 666 "$T/ran"
 

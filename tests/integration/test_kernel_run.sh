@@ -18,7 +18,8 @@ rules:
 secrets:
   API_TOKEN: {env: SL_TEST_TOKEN, hosts: [api.test], in: [header]}
 EOF
-RUN=(sluice_run --policy "$T/policy.yaml" --run-dir "$T/run" --ca-dir "$T/ca" --audit "$T/audit.log")
+# sluice_run's options, under a time limit (timeout cannot run a shell function).
+RUN=(timeout 90 "$SLUICE" run --upstream-ca "$FI_CA" --resolve "api.test:$FI_IP4" --resolve "evil.test:$FI_IP4" --policy "$T/policy.yaml" --run-dir "$T/run" --ca-dir "$T/ca" --audit "$T/audit.log")
 
 # Outside: direct, verified with the test CA.
 before=$(fi_conns 443)

@@ -13,7 +13,7 @@ sl_need_bins "$SLUICE" "$SLUICED"
 A=kst-a$$ B=kst-b$$
 CG2=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
 for n in $A $B; do
-	sl_defer "rmdir $CG2/sluice/$n"
+	sl_defer "[ -d $CG2/sluice/$n ] && { echo 1 >$CG2/sluice/$n/cgroup.kill; sleep 0.3; rmdir $CG2/sluice/$n; }"
 	sl_defer "rm -rf /sys/fs/bpf/sluice/$n"
 done
 
