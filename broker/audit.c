@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* The audit log: one JSON object per line per request, batched per loop wake-up. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -76,21 +77,61 @@ void audit_record(struct broker *b, const struct conn *c, const struct hx_audit 
 		audit_flush(b);
 }
 
-void audit_flush(struct broker *b)
-{
-	struct buf *o = &b->audit_buf;
+/*
+ * When the log file can't take the lines (disk full, I/O error) they go to
+ * the broker's stderr (its log) after a line saying why, so no served request
+ * goes unrecorded. If that fails too, audit_ok() turns false and the broker
+ * refuses new requests (broker_policy_get() hands out no policy: default
+ * deny) until a write to the log file succeeds again.
+ */
+static bool audit_failing;
 
-	while (buf_len(o)) {
-		ssize_t w = write(b->audit_fd, buf_head(o), buf_len(o));
+bool audit_ok(void)
+{
+	return !audit_failing;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
 
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
-			pr_err("Couldn't write the audit log: %s; lines lost", strerror(errno));
-			buf_consume(o, buf_len(o));
-			break;
+			return -errno;
 		}
-		buf_consume(o, (size_t)w);
+		p += w;
+		n -= (size_t)w;
 	}
+	return 0;
+}
+
+void audit_flush(struct broker *b)
+{
+	struct buf *o = &b->audit_buf;
+	int rc;
+
+	if (!buf_len(o))
+		return;
+	rc = write_all(b->audit_fd, buf_head(o), buf_len(o));
+	if (rc) {
+		char why[256];
+		int n = snprintf(why, sizeof(why),
+				 "sluiced: error: Couldn't write the audit log: %s; its lines follow here "
+				 "(free space on the audit log's filesystem)\n", strerror(-rc));
+
+		if (write_all(STDERR_FILENO, why, (size_t)n) ||
+		    write_all(STDERR_FILENO, buf_head(o), buf_len(o))) {
+			if (!audit_failing)
+				pr_err("audit log and stderr both unwritable: refusing requests until the "
+				       "audit log can be written");
+			audit_failing = true;
+		}
+	} else if (audit_failing) {
+		pr_info("audit log writable again: serving requests");
+		audit_failing = false;
+	}
+	buf_consume(o, buf_len(o));
 	buf_shrink(o, 64 * 1024);
 }

@@ -133,6 +133,7 @@ void broker_fini(struct broker *b);
 /* audit.c */
 void audit_record(struct broker *b, const struct conn *c, const struct hx_audit *rec);
 void audit_flush(struct broker *b);
+bool audit_ok(void);  /* false: neither the audit log nor stderr takes lines: refuse requests */
 /* Writes a JSON string (quoted, escaped) of n bytes into out. */
 int audit_json_str(struct buf *out, const char *s, size_t n);
 

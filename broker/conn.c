@@ -1170,6 +1170,8 @@ struct policy *broker_policy_get(void *ctx)
 {
 	struct policy *p;
 
+	if (!audit_ok())
+		return NULL; /* unrecorded requests are refused requests */
 	pthread_mutex_lock(&policy_lock);
 	p = cur_policy ? policy_ref(cur_policy) : NULL;
 	pthread_mutex_unlock(&policy_lock);

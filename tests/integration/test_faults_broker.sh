@@ -203,10 +203,12 @@ cat >"$T/full.sh" <<'EOF'
 for i in 1 2 3; do curl -sS --max-time 10 -o /dev/null -w "full$i code=%{http_code}\n" "https://api.test/hello?full=$i"; done
 EOF
 n0=$(fi_requests 443 | grep -c 'full=')
-out=$("${RUN[@]}" --audit "$T/afs/audit.log" -- bash "$T/full.sh" 2>"$T/full.err")
+out=$("${RUN[@]}" --name fullsb --audit "$T/afs/audit.log" -- bash "$T/full.sh" 2>"$T/full.err")
 served=$(( $(fi_requests 443 | grep -c 'full=') - n0 ))
-logged=$(grep -c '"path":"/hello?full=' "$T/full.err" "$T/afs/audit.log" 2>/dev/null | awk -F: '{ s += $NF } END { print s + 0 }')
-sl_log "disk full: $out; served upstream=$served; audit lines (file or stderr)=$logged; broker said: $(grep -i audit "$T/full.err" | head -n 2)"
+# The broker's stderr is its log file (sluice run puts it in the run dir).
+blog=$T/run/fullsb/sluiced.log
+logged=$(grep -c '"path":"/hello?full=' "$T/full.err" "$blog" "$T/afs/audit.log" 2>/dev/null | awk -F: '{ s += $NF } END { print s + 0 }')
+sl_log "disk full: $out; served upstream=$served; audit lines (file or broker log)=$logged; broker said: $(grep -i audit "$blog" | head -n 2)"
 if [ "$served" -le "$logged" ]; then
 	sl_ok "audit log full: every served request was logged somewhere ($served served, $logged lines)"
 else
