@@ -1549,6 +1549,8 @@ static int rs_on_headers_complete(llhttp_t *p)
 	if (!h->rq_fwd)
 		return -1;
 	bad = head_finish(m);
+	if (!bad && (status < 100 || status > 599))
+		bad = "status code outside 100-599"; /* llhttp takes any three digits */
 	if (bad) {
 		rs_fail(h, bad);
 		return -1;

@@ -825,6 +825,18 @@ static void test_upstream_errors(void **state)
 	assert_true(ev & HX_EV_UPSTREAM_DONE);
 	hx_free(h);
 
+	/* A status llhttp parses but HTTP does not have: 502 and close. */
+	h = mk("api.test", 443, true);
+	reset(&up);
+	reset(&cl);
+	ev = 0;
+	feed(h, "GET /v1/x HTTP/1.1\r\nHost: api.test\r\n\r\n", &up, &cl, &ev);
+	upstream(h, "HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n", &cl, &ev);
+	assert_true(strstr(S(&cl), "HTTP/1.1 502 Bad Gateway\r\n") == S(&cl));
+	assert_non_null(strstr(S(&cl), "100-599"));
+	assert_true(ev & HX_EV_CLOSE);
+	hx_free(h);
+
 	/* Upstream closes mid-body after the head went out: the client is cut, not lied to. */
 	h = mk("api.test", 443, true);
 	reset(&up);
