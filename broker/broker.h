@@ -65,6 +65,7 @@ struct conn {
 	struct broker *b;
 	struct conn *prev, *next;      /* the broker's list of live connections */
 	struct conn *next_close;       /* close list, drained before sleep */
+	struct conn *next_run;         /* run list: work left when conn_run yielded */
 	struct side cl, up;            /* client (sandbox) and upstream */
 	struct buf cin;                /* decrypted client bytes hx has not consumed yet */
 	struct buf cout;               /* bytes to the client */
@@ -90,6 +91,7 @@ struct conn {
 	bool want_close;               /* flush cout, then close */
 	bool up_no_reuse;              /* hx said UPSTREAM_DONE */
 	bool closing;
+	bool queued;                   /* on the run list */
 };
 
 struct broker {
@@ -108,6 +110,7 @@ struct broker {
 	struct ev_tlist t_handshake, t_header, t_idle, t_io, t_pool;
 	struct conn conns;             /* sentinel of the live list */
 	struct conn *close_list;
+	struct conn *run_list;         /* connections that yielded with work left (fairness) */
 	size_t n_conns;
 	struct upconn *pool;           /* idle upstream connections, most recent first */
 	size_t n_pool;

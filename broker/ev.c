@@ -105,7 +105,8 @@ int ev_run_once(struct ev_loop *l)
 
 	if (l->before_sleep)
 		l->before_sleep(l->ctx);
-	n = epoll_wait(l->epfd, evs, 128, next_timeout(l));
+	n = epoll_wait(l->epfd, evs, 128, l->no_wait ? 0 : next_timeout(l));
+	l->no_wait = false;
 	if (n < 0 && errno != EINTR)
 		return -errno;
 	l->now_ms = ev_now_ms();

@@ -35,6 +35,7 @@ struct ev_loop {
 	int n_lists;
 	void (*before_sleep)(void *ctx);
 	void *ctx;
+	bool no_wait;          /* set by before_sleep: work is pending, poll without sleeping */
 	bool stop;
 };
 

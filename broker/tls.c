@@ -1,14 +1,20 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+#include "buf.h"
 #include "log.h"
 #include "sni.h"
 #include "tls.h"
+
+/* OpenSSL's read buffer with read-ahead; freed when empty (SSL_MODE_RELEASE_BUFFERS). */
+#define TLS_READ_BUF (64 * 1024)
 
 static int sni_idx = -1;   /* SSL ex_data: char[TLS_SNI_MAX] for the SNI */
 static int skey_idx = -1;  /* SSL ex_data: "host:port" key of an upstream session */
@@ -29,6 +35,174 @@ const char *tls_err_text(void)
 		ERR_error_string_n(e, msg, sizeof(msg));
 	ERR_clear_error();
 	return msg;
+}
+
+/* ---- the socket BIO: direct reads, collected writes ---- */
+
+struct sbio {
+	int fd;
+	bool direct;    /* one record expected: send it at once, without a copy into tx */
+	struct buf tx;  /* ciphertext OpenSSL wrote, not yet sent */
+};
+
+static BIO_METHOD *sbio_meth;
+static int sbio_type;
+static pthread_once_t sbio_once = PTHREAD_ONCE_INIT;
+
+static int sbio_read(BIO *bio, char *p, int n)
+{
+	struct sbio *sb = BIO_get_data(bio);
+	ssize_t r;
+
+	BIO_clear_retry_flags(bio);
+	r = recv(sb->fd, p, (size_t)n, 0);
+	if (r >= 0)
+		return (int)r;
+	if (errno == EAGAIN || errno == EINTR)
+		BIO_set_retry_read(bio);
+	return -1;
+}
+
+static int sbio_write(BIO *bio, const char *p, int n)
+{
+	struct sbio *sb = BIO_get_data(bio);
+
+	int total = n;
+
+	BIO_clear_retry_flags(bio);
+	if (sb->direct && !buf_len(&sb->tx)) {
+		ssize_t r = send(sb->fd, p, (size_t)n, MSG_NOSIGNAL);
+
+		/* A socket error surfaces at the next flush, from the socket itself. */
+		if (r > 0) {
+			p += r;
+			n -= (int)r;
+		}
+		if (!n)
+			return total;
+	}
+	/* Never blocks: the caller bounds what it encrypts before flushing. */
+	if (buf_append(&sb->tx, p, (size_t)n))
+		return -1;
+	return total;
+}
+
+static long sbio_ctrl(BIO *bio, int cmd, long num, void *ptr)
+{
+	struct sbio *sb = BIO_get_data(bio);
+
+	switch (cmd) {
+	case BIO_CTRL_FLUSH:
+		return 1; /* tls_flush() sends; a handshake flight is sent after SSL_do_handshake */
+	case BIO_C_GET_FD:
+		if (ptr)
+			*(int *)ptr = sb->fd;
+		return sb->fd;
+	case BIO_CTRL_WPENDING:
+		return (long)buf_len(&sb->tx);
+	default:
+		return 0;
+	}
+}
+
+static int sbio_create(BIO *bio)
+{
+	BIO_set_init(bio, 1);
+	return 1;
+}
+
+static int sbio_destroy(BIO *bio)
+{
+	struct sbio *sb = BIO_get_data(bio);
+
+	if (sb) {
+		buf_free(&sb->tx);
+		free(sb);
+		BIO_set_data(bio, NULL);
+	}
+	return 1;
+}
+
+static void sbio_init_meth(void)
+{
+	BIO_METHOD *m;
+
+	sbio_type = BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR;
+	m = BIO_meth_new(sbio_type, "sluice socket");
+	if (!m)
+		return;
+	if (!BIO_meth_set_read(m, sbio_read) || !BIO_meth_set_write(m, sbio_write) ||
+	    !BIO_meth_set_ctrl(m, sbio_ctrl) || !BIO_meth_set_create(m, sbio_create) ||
+	    !BIO_meth_set_destroy(m, sbio_destroy)) {
+		BIO_meth_free(m);
+		return;
+	}
+	sbio_meth = m;
+}
+
+int tls_set_fd(SSL *ssl, int fd)
+{
+	struct sbio *sb;
+	BIO *bio;
+
+	pthread_once(&sbio_once, sbio_init_meth);
+	if (!sbio_meth)
+		return -ENOMEM;
+	sb = calloc(1, sizeof(*sb));
+	if (!sb)
+		return -ENOMEM;
+	bio = BIO_new(sbio_meth);
+	if (!bio) {
+		free(sb);
+		return -ENOMEM;
+	}
+	sb->fd = fd;
+	BIO_set_data(bio, sb);
+	SSL_set_bio(ssl, bio, bio); /* one reference, taken by ssl */
+	return 0;
+}
+
+static struct sbio *sbio_of(SSL *ssl);
+
+void tls_write_direct(SSL *ssl, bool on)
+{
+	struct sbio *sb = sbio_of(ssl);
+
+	if (sb)
+		sb->direct = on;
+}
+
+static struct sbio *sbio_of(SSL *ssl)
+{
+	BIO *bio = SSL_get_wbio(ssl);
+
+	return bio && BIO_method_type(bio) == sbio_type ? BIO_get_data(bio) : NULL;
+}
+
+int tls_flush(SSL *ssl)
+{
+	struct sbio *sb = sbio_of(ssl);
+	ssize_t r;
+
+	if (!sb)
+		return 0;
+	while (buf_len(&sb->tx)) {
+		r = send(sb->fd, buf_head(&sb->tx), buf_len(&sb->tx), MSG_NOSIGNAL);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN ? -EAGAIN : -errno;
+		}
+		buf_consume(&sb->tx, (size_t)r);
+	}
+	return 0;
+}
+
+size_t tls_pending_out(SSL *ssl)
+{
+	struct sbio *sb = sbio_of(ssl);
+
+	return sb ? buf_len(&sb->tx) : 0;
 }
 
 /* ---- server side ---- */
@@ -102,6 +276,10 @@ SSL_CTX *tls_server_ctx_new(struct certcache *cc, char *err, size_t errlen)
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
+	/* Read-ahead: one recv() fills OpenSSL's buffer with as many records as
+	 * are queued, instead of a 5-byte header read plus a body read per record. */
+	SSL_CTX_set_read_ahead(ctx, 1);
+	SSL_CTX_set_default_read_buffer_len(ctx, TLS_READ_BUF);
 	SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, cc);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
 	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
@@ -221,6 +399,8 @@ SSL_CTX *tls_client_ctx_new(const char *const *cas, size_t n_cas, char *err, siz
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 			      SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_read_ahead(ctx, 1);
+	SSL_CTX_set_default_read_buffer_len(ctx, TLS_READ_BUF);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	if (SSL_CTX_set_default_verify_paths(ctx) != 1)
 		pr_warn("Couldn't load the system trust store: %s", tls_err_text());

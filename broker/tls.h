@@ -8,6 +8,7 @@
  */
 #ifndef SLUICE_TLS_H
 #define SLUICE_TLS_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <openssl/ssl.h>
 #include "ca.h"
@@ -27,6 +28,22 @@ SSL_CTX *tls_client_ctx_new(const char *const *cas, size_t n_cas, char *err, siz
 int tls_client_prepare(SSL *ssl, const char *host, unsigned port);
 /* Drops the saved sessions (tests, reload). */
 void tls_client_sessions_clear(void);
+
+/* A socket BIO that reads straight from fd (into OpenSSL's read-ahead buffer)
+ * but collects what OpenSSL writes in memory, so that all the records of one
+ * SSL_write, or of a handshake flight, leave in a single send() from
+ * tls_flush() instead of one write() per 16 KiB record. The BIO owns the
+ * pending bytes (they move with the SSL into the upstream pool); it never
+ * closes fd. Attaches to ssl as both rbio and wbio. Returns 0 or -ENOMEM. */
+int tls_set_fd(SSL *ssl, int fd);
+/* Sends what the BIO of ssl holds. Returns 0 when nothing is left, -EAGAIN
+ * when the socket is full (bytes remain), or -errno on a socket error. */
+int tls_flush(SSL *ssl);
+/* on: the next write is one record (at most 16 KiB of plaintext): the BIO
+ * sends it straight away when nothing is queued, saving the copy. */
+void tls_write_direct(SSL *ssl, bool on);
+/* Encrypted bytes waiting in the BIO of ssl for tls_flush(). */
+size_t tls_pending_out(SSL *ssl);
 
 /* Logs (debug) and clears OpenSSL's error queue; returns a short text of the
  * first error for messages ("" when none). Not thread-safe (static buffer). */
