@@ -54,6 +54,28 @@ sl_begin() {
 	chmod 644 "$T/resolv.conf"
 	mount --bind "$T/resolv.conf" /etc/resolv.conf || sl_fail "couldn't isolate /etc/resolv.conf"
 	sl_defer "umount /etc/resolv.conf"
+	[ -n "${SL_VALGRIND:-}" ] && sl_valgrind_wrap
+}
+
+# SL_VALGRIND=DIR (tests/run.sh's valgrind pass): sluiced runs under memcheck,
+# one log per process in DIR; sluice run/attach are pointed at it with --broker
+# (a test's own --broker, given later on the command line, still wins).
+sl_valgrind_wrap() {
+	local real_d=$SLUICED real_s=$SLUICE
+	cat >"$T/vg-sluiced" <<W
+#!/bin/sh
+exec valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	--log-file="$SL_VALGRIND/vg.%p.log" "$real_d" "\$@"
+W
+	cat >"$T/vg-sluice" <<W
+#!/bin/sh
+sub=\$1; shift
+case "\$sub" in run|attach) exec "$real_s" "\$sub" --broker "$T/vg-sluiced" "\$@" ;; esac
+exec "$real_s" "\$sub" "\$@"
+W
+	chmod 755 "$T/vg-sluiced" "$T/vg-sluice"
+	SLUICED=$T/vg-sluiced
+	SLUICE=$T/vg-sluice
 }
 
 # sl_bg NAME CMD...: start a background process; killed by PID at cleanup.

@@ -5,6 +5,8 @@
 # A test that exits 77 skipped; a skip fails the run unless SLUICE_ALLOW_SKIP=1,
 # because a skipped test is not a passing one.
 # Usage: tests/run.sh [unit|integration|escape|all] [NAME-FILTER]
+# "all" (make test) also repeats the integration and escape tests with ASan+UBSan
+# binaries and runs a subset with sluiced under valgrind (SLUICE_NO_SAN=1 skips that).
 set -u
 cd "$(dirname "$0")/.." || exit 2
 B=${B:-build}
@@ -44,6 +46,52 @@ for kind in integration escape; do
 		done
 	fi
 done
+
+# The same integration and escape tests again, with sluice and sluiced built
+# with ASan+UBSan (any report fails the run), then a functional subset with
+# sluiced under valgrind's memcheck (any error fails the run). Tests that build
+# their own sanitizer binaries or only parse files are not repeated.
+SAN_SKIP="test_fuzz_smoke test_sanitizers test_compose"
+VG_TESTS="test_broker_basic test_broker_ops test_broker_dns test_broker_internal test_secrets_e2e test_policy_e2e test_reload_e2e test_kernel_run test_escape_http"
+san_pass() {
+	rm -rf "$logdir/san" && mkdir -p "$logdir/san"
+	echo "-- ASan+UBSan build (make B=build-san SAN=1 all)"
+	make -s B=build-san SAN=1 all >"$logdir/san/build.log" 2>&1 || {
+		fail=$((fail + 1)); failed="$failed san/build"; tail -n 20 "$logdir/san/build.log"; return; }
+	for t in tests/integration/test_*.sh tests/escape/test_*.sh; do
+		n=$(basename "$t" .sh)
+		case " $SAN_SKIP " in *" $n "*) continue ;; esac
+		ASAN_OPTIONS="log_path=$PWD/$logdir/san/asan:detect_leaks=1" \
+		UBSAN_OPTIONS="log_path=$PWD/$logdir/san/ubsan:print_stacktrace=1" \
+		B=build-san run_one "asan/$n" bash "$t"
+	done
+	if ls "$logdir"/san/asan.* "$logdir"/san/ubsan.* >/dev/null 2>&1; then
+		fail=$((fail + 1)); failed="$failed asan/reports"
+		echo "FAIL  sanitizer reports:"; head -n 40 "$logdir"/san/asan.* "$logdir"/san/ubsan.* 2>/dev/null | sed 's/^/      | /'
+	fi
+}
+vg_pass() {
+	command -v valgrind >/dev/null || { fail=$((fail + 1)); failed="$failed valgrind/missing"; echo "FAIL  valgrind is not installed (make deps)"; return; }
+	rm -rf "$logdir/vg" && mkdir -p "$logdir/vg"
+	for n in $VG_TESTS; do
+		t=tests/integration/$n.sh; [ -f "$t" ] || t=tests/escape/$n.sh
+		SL_VALGRIND="$PWD/$logdir/vg" run_one "valgrind/$n" bash "$t"
+	done
+	bad=$(grep -L "ERROR SUMMARY: 0 errors" "$logdir"/vg/vg.*.log 2>/dev/null)
+	nlogs=$(ls "$logdir"/vg/vg.*.log 2>/dev/null | wc -l)
+	if [ "$nlogs" = 0 ]; then
+		fail=$((fail + 1)); failed="$failed valgrind/none"; echo "FAIL  no sluiced ran under valgrind"
+	elif [ -n "$bad" ]; then
+		fail=$((fail + 1)); failed="$failed valgrind/errors"
+		echo "FAIL  memcheck errors in sluiced:"; for f in $bad; do grep -E "ERROR SUMMARY|Invalid|uninitialised|definitely" "$f" | head -n 8 | sed "s|^|      | $(basename "$f"): |"; done
+	else
+		echo "      memcheck: $nlogs sluiced run(s), 0 errors"
+	fi
+}
+if [ "$what" = all ] && [ "${SLUICE_NO_SAN:-0}" != 1 ]; then
+	san_pass
+	vg_pass
+fi
 
 echo
 [ -n "$failed" ] && echo "failed:$failed"
