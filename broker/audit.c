@@ -2,6 +2,7 @@
 /* The audit log: one JSON object per line per request, batched per loop wake-up. */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -43,36 +44,84 @@ int audit_json_str(struct buf *out, const char *s, size_t n)
 	return 0;
 }
 
+/* Appends v in decimal. */
+static void put_u64(struct buf *o, uint64_t v)
+{
+	char tmp[20], *p = tmp + sizeof(tmp);
+
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	buf_append(o, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+#define PUT_LIT(o, s) buf_append((o), (s), sizeof(s) - 1)
+
 void audit_record(struct broker *b, const struct conn *c, const struct hx_audit *rec)
 {
+	/* strftime and printf cost more than the rest of a line: the
+	 * "YYYY-MM-DDTHH:MM:SS." prefix is formatted once per second. */
+	static __thread time_t ts_sec = -1;
+	static __thread char ts[32];
 	struct buf *o = &b->audit_buf;
 	struct timeval tv;
-	struct tm tm;
-	char ts[40];
 	const char *sb = b->cfg->sandbox ? b->cfg->sandbox : "";
+	char ms[5];
 
 	if (b->audit_fd < 0)
 		return;
 	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-	buf_appendf(o, "{\"time\":\"%s.%03ldZ\",\"sandbox\":", ts, (long)tv.tv_usec / 1000);
+	if (tv.tv_sec != ts_sec) {
+		struct tm tm;
+
+		gmtime_r(&tv.tv_sec, &tm);
+		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S.", &tm);
+		ts_sec = tv.tv_sec;
+	}
+	ms[0] = (char)('0' + tv.tv_usec / 100000);
+	ms[1] = (char)('0' + tv.tv_usec / 10000 % 10);
+	ms[2] = (char)('0' + tv.tv_usec / 1000 % 10);
+	ms[3] = 'Z';
+	ms[4] = '"';
+	PUT_LIT(o, "{\"time\":\"");
+	buf_append(o, ts, strlen(ts));
+	buf_append(o, ms, sizeof(ms));
+	PUT_LIT(o, ",\"sandbox\":");
 	audit_json_str(o, sb, strlen(sb));
-	buf_appendf(o, ",\"pid\":%u,\"comm\":", c->od.pid);
+	PUT_LIT(o, ",\"pid\":");
+	put_u64(o, c->od.pid);
+	PUT_LIT(o, ",\"comm\":");
 	audit_json_str(o, c->od.comm, strnlen(c->od.comm, sizeof(c->od.comm)));
-	buf_append(o, ",\"method\":", 10);
+	PUT_LIT(o, ",\"method\":");
 	audit_json_str(o, rec->method, rec->method_len);
-	buf_append(o, ",\"host\":", 8);
+	PUT_LIT(o, ",\"host\":");
 	audit_json_str(o, rec->host, rec->host_len);
-	buf_appendf(o, ",\"port\":%u,\"tls\":%s,\"path\":", c->port, c->tls ? "true" : "false");
+	PUT_LIT(o, ",\"port\":");
+	put_u64(o, c->port);
+	if (c->tls)
+		PUT_LIT(o, ",\"tls\":true,\"path\":");
+	else
+		PUT_LIT(o, ",\"tls\":false,\"path\":");
 	audit_json_str(o, rec->target, rec->target_len);
-	buf_appendf(o, ",\"status\":%d,\"rule\":", rec->status);
+	PUT_LIT(o, ",\"status\":");
+	if (rec->status < 0) {
+		PUT_LIT(o, "-");
+		put_u64(o, (uint64_t)-(int64_t)rec->status);
+	} else {
+		put_u64(o, (uint64_t)rec->status);
+	}
+	PUT_LIT(o, ",\"rule\":");
 	audit_json_str(o, rec->rule, rec->rule ? strlen(rec->rule) : 0);
-	buf_append(o, ",\"secrets\":", 11);
+	PUT_LIT(o, ",\"secrets\":");
 	audit_json_str(o, rec->secrets, rec->secrets ? strlen(rec->secrets) : 0);
-	buf_appendf(o, ",\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_us\":%llu}\n",
-		    (unsigned long long)rec->bytes_in, (unsigned long long)rec->bytes_out,
-		    (unsigned long long)(rec->end_us >= rec->start_us ? rec->end_us - rec->start_us : 0));
+	PUT_LIT(o, ",\"bytes_in\":");
+	put_u64(o, rec->bytes_in);
+	PUT_LIT(o, ",\"bytes_out\":");
+	put_u64(o, rec->bytes_out);
+	PUT_LIT(o, ",\"duration_us\":");
+	put_u64(o, rec->end_us >= rec->start_us ? rec->end_us - rec->start_us : 0);
+	PUT_LIT(o, "}\n");
 	if (buf_len(o) > 64 * 1024)
 		audit_flush(b);
 }

@@ -52,6 +52,7 @@ struct side {
 	bool rd_blocked;               /* last read said EAGAIN / WANT_*: wait for an event */
 	bool wr_blocked;               /* last write said EAGAIN / WANT_* */
 	bool eof;                      /* peer closed its write side */
+	bool hup;                      /* EPOLLRDHUP/HUP/ERR seen: read to EAGAIN (a short read proves nothing) */
 };
 
 enum conn_state { CS_PEEK, CS_HANDSHAKE, CS_HTTP, CS_CLOSING };
@@ -72,6 +73,7 @@ struct conn {
 	struct buf uout;               /* bytes to the upstream (or tunnel bytes) */
 	struct hx *hx;                 /* NULL until the protocol is known */
 	struct ev_tnode timer;
+	struct ev_tnode trim;          /* idle a while: give back TLS and buffer memory */
 	enum timer_kind tk;            /* which list timer is on */
 	enum conn_state st;
 	enum up_state ust;
@@ -107,7 +109,7 @@ struct broker {
 	int (*origdst_take)(struct broker *b, int fd, struct sluice_orig_dst *out);
 	int audit_fd;
 	struct buf audit_buf;          /* lines written before sleep, one write() per wake-up */
-	struct ev_tlist t_handshake, t_header, t_idle, t_io, t_pool;
+	struct ev_tlist t_handshake, t_header, t_idle, t_io, t_pool, t_trim;
 	struct conn conns;             /* sentinel of the live list */
 	struct conn *close_list;
 	struct conn *run_list;         /* connections that yielded with work left (fairness) */

@@ -116,7 +116,7 @@ static void pool_put(struct conn *c)
 	struct broker *b = c->b;
 	struct upconn *u;
 
-	if (c->ust != US_READY || c->up_no_reuse || c->tunnel || c->up.eof || buf_len(&c->uout) ||
+	if (c->ust != US_READY || c->up_no_reuse || c->tunnel || c->up.eof || c->up.hup || buf_len(&c->uout) ||
 	    (c->up.ssl && (tls_pending_out(c->up.ssl) || SSL_has_pending(c->up.ssl))) ||
 	    !c->hx || !hx_idle(c->hx) || b->draining || c->addr_i >= c->addrs.n)
 		return;
@@ -141,6 +141,8 @@ static void pool_put(struct conn *c)
 	c->up.io.fd = -1;
 	c->up.ssl = NULL;
 	c->ust = US_NONE;
+	if (u->ssl)
+		(void)SSL_free_buffers(u->ssl); /* idle in the pool: no record buffers */
 	u->next = b->pool;
 	if (b->pool)
 		b->pool->prev = u;
@@ -206,7 +208,7 @@ static void up_close(struct conn *c)
 		SSL_free(c->up.ssl);
 		c->up.ssl = NULL;
 	}
-	c->up.eof = c->up.rd_blocked = c->up.wr_blocked = false;
+	c->up.eof = c->up.rd_blocked = c->up.wr_blocked = c->up.hup = false;
 	c->ust = US_NONE;
 	c->up_eof_fed = false;
 	c->up_no_reuse = false;
@@ -250,6 +252,7 @@ static void up_dial_next(struct conn *c)
 			u->ssl = NULL;
 			upconn_free(u);
 			c->up.io.cb = up_io_cb;
+			c->up.rd_blocked = c->up.wr_blocked = c->up.hup = c->up.eof = false;
 			if (ev_add(&b->loop, &c->up.io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)) {
 				up_fail(c, 502, "couldn't register the upstream socket");
 				return;
@@ -396,8 +399,13 @@ static ssize_t side_read(struct side *s, char *p, size_t n, const char **why)
 
 		ERR_clear_error();
 		rc = SSL_read_ex(s->ssl, p, n, &got);
-		if (rc == 1)
+		if (rc == 1) {
+			/* Socket emptied and nothing buffered: the next bytes bring an
+			 * event, so skip the read that would only say EAGAIN. */
+			if (!s->hup && tls_read_drained(s->ssl) && !SSL_has_pending(s->ssl))
+				s->rd_blocked = true;
 			return (ssize_t)got;
+		}
 		err = SSL_get_error(s->ssl, rc);
 		switch (err) {
 		case SSL_ERROR_WANT_READ:
@@ -421,8 +429,11 @@ static ssize_t side_read(struct side *s, char *p, size_t n, const char **why)
 	{
 		ssize_t r = recv(s->io.fd, p, n, 0);
 
-		if (r >= 0)
+		if (r >= 0) {
+			if (r > 0 && (size_t)r < n && !s->hup)
+				s->rd_blocked = true;
 			return r;
+		}
 		if (errno == EAGAIN || errno == EINTR) {
 			s->rd_blocked = true;
 			return -EAGAIN;
@@ -884,14 +895,15 @@ static void timer_update(struct conn *c, bool progress)
 	if (want == c->tk && (!progress || want == TK_HANDSHAKE || want == TK_HEADER))
 		return;
 	if (want == TK_IDLE && c->tk != TK_IDLE) {
-		/* Idle keep-alive connections should cost little memory. */
-		buf_shrink(&c->cin, 0);
-		buf_shrink(&c->cout, 0);
-		buf_shrink(&c->uout, 0);
 		if (c->b->draining) {
 			conn_close(c, "draining");
 			return;
 		}
+		/* Idle keep-alive connections should cost little memory, but a
+		 * busy one goes idle between every two requests: trim later. */
+		ev_timer_arm(&b->loop, &b->t_trim, &c->trim);
+	} else if (want != TK_IDLE && c->tk == TK_IDLE) {
+		ev_timer_stop(&c->trim);
 	}
 	c->tk = want;
 	t = want == TK_HANDSHAKE ? &b->t_handshake : want == TK_HEADER ? &b->t_header
@@ -971,6 +983,8 @@ static void client_io_cb(struct ev_io *io, uint32_t events)
 	if (!c || c->closing)
 		return;
 	c->cl.rd_blocked = c->cl.wr_blocked = false;
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->cl.hup = true;
 	conn_run(c);
 }
 
@@ -981,7 +995,25 @@ static void up_io_cb(struct ev_io *io, uint32_t events)
 	if (!c || c->closing)
 		return;
 	c->up.rd_blocked = c->up.wr_blocked = false;
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->up.hup = true;
 	conn_run(c);
+}
+
+static void conn_trim(struct ev_tnode *n)
+{
+	struct conn *c = container_of(n, struct conn, trim);
+
+	if (c->magic != CONN_MAGIC || c->closing)
+		return;
+	/* Both fail harmlessly when bytes are still buffered. */
+	if (c->cl.ssl)
+		(void)SSL_free_buffers(c->cl.ssl);
+	if (c->up.ssl)
+		(void)SSL_free_buffers(c->up.ssl);
+	buf_shrink(&c->cin, 0);
+	buf_shrink(&c->cout, 0);
+	buf_shrink(&c->uout, 0);
 }
 
 static void conn_expire(struct ev_tnode *n)
@@ -1049,6 +1081,7 @@ static void conn_free(struct conn *c)
 	pool_put(c);
 	up_close(c);
 	ev_timer_stop(&c->timer);
+	ev_timer_stop(&c->trim);
 	if (c->cl.io.fd >= 0) {
 		ev_del(&b->loop, &c->cl.io);
 		if (c->cl.ssl && SSL_is_init_finished(c->cl.ssl)) {
@@ -1214,6 +1247,7 @@ int broker_init(struct broker *b, struct broker_cfg *cfg, struct ca *ca, int lis
 	ev_tlist_init(&b->loop, &b->t_idle, cfg->idle_ms, conn_expire);
 	ev_tlist_init(&b->loop, &b->t_io, cfg->io_ms, conn_expire);
 	ev_tlist_init(&b->loop, &b->t_pool, cfg->pool_idle_ms, pool_expire);
+	ev_tlist_init(&b->loop, &b->t_trim, 1000, conn_trim);
 	b->limits.max_header_bytes = cfg->max_header_bytes;
 	b->limits.max_headers = cfg->max_headers;
 	b->lis[0].fd = lis4;

@@ -42,6 +42,7 @@ const char *tls_err_text(void)
 struct sbio {
 	int fd;
 	bool direct;    /* one record expected: send it at once, without a copy into tx */
+	bool drained;   /* the last recv() was short or said EAGAIN */
 	struct buf tx;  /* ciphertext OpenSSL wrote, not yet sent */
 };
 
@@ -56,10 +57,14 @@ static int sbio_read(BIO *bio, char *p, int n)
 
 	BIO_clear_retry_flags(bio);
 	r = recv(sb->fd, p, (size_t)n, 0);
-	if (r >= 0)
+	if (r >= 0) {
+		sb->drained = r < n;
 		return (int)r;
-	if (errno == EAGAIN || errno == EINTR)
+	}
+	if (errno == EAGAIN || errno == EINTR) {
+		sb->drained = errno == EAGAIN;
 		BIO_set_retry_read(bio);
+	}
 	return -1;
 }
 
@@ -198,6 +203,13 @@ int tls_flush(SSL *ssl)
 	return 0;
 }
 
+bool tls_read_drained(SSL *ssl)
+{
+	struct sbio *sb = sbio_of(ssl);
+
+	return sb && sb->drained;
+}
+
 size_t tls_pending_out(SSL *ssl)
 {
 	struct sbio *sb = sbio_of(ssl);
@@ -268,8 +280,10 @@ SSL_CTX *tls_server_ctx_new(struct certcache *cc, char *err, size_t errlen)
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
 				 SSL_OP_NO_COMPRESSION);
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-			      SSL_MODE_RELEASE_BUFFERS);
+	/* No SSL_MODE_RELEASE_BUFFERS: it frees and reallocates both record
+	 * buffers around every request; conn.c frees them once a connection has
+	 * been idle a while (SSL_free_buffers) instead. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	/* The key lives on the context; the per-name leaf is set per connection. */
 	if (SSL_CTX_use_PrivateKey(ctx, certcache_ca(cc)->leaf_key) != 1) {
 		snprintf(err, errlen, "Couldn't set the leaf key: %s", tls_err_text());
@@ -279,7 +293,6 @@ SSL_CTX *tls_server_ctx_new(struct certcache *cc, char *err, size_t errlen)
 	/* Read-ahead: one recv() fills OpenSSL's buffer with as many records as
 	 * are queued, instead of a 5-byte header read plus a body read per record. */
 	SSL_CTX_set_read_ahead(ctx, 1);
-	SSL_CTX_set_default_read_buffer_len(ctx, TLS_READ_BUF);
 	SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, cc);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
 	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
@@ -397,9 +410,9 @@ SSL_CTX *tls_client_ctx_new(const char *const *cas, size_t n_cas, char *err, siz
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-			      SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_read_ahead(ctx, 1);
+	/* Upstreams send the bulk: a bigger buffer means fewer recv() calls. */
 	SSL_CTX_set_default_read_buffer_len(ctx, TLS_READ_BUF);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	if (SSL_CTX_set_default_verify_paths(ctx) != 1)

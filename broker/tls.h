@@ -42,6 +42,9 @@ int tls_flush(SSL *ssl);
 /* on: the next write is one record (at most 16 KiB of plaintext): the BIO
  * sends it straight away when nothing is queued, saving the copy. */
 void tls_write_direct(SSL *ssl, bool on);
+/* True when the BIO's last recv() emptied the socket (short read or EAGAIN):
+ * with edge-triggered epoll, more bytes will come with a new event. */
+bool tls_read_drained(SSL *ssl);
 /* Encrypted bytes waiting in the BIO of ssl for tls_flush(). */
 size_t tls_pending_out(SSL *ssl);
 
