@@ -16,6 +16,11 @@
 /* OpenSSL's read buffer with read-ahead; freed when empty (SSL_MODE_RELEASE_BUFFERS). */
 #define TLS_READ_BUF (64 * 1024)
 
+#define TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+/* Toward the sandbox: AEAD suites with forward secrecy only, the cheap one first. */
+#define TLS12_SERVER_CIPHERS "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:" \
+	"ECDHE-ECDSA-CHACHA20-POLY1305"
+
 static int sni_idx = -1;   /* SSL ex_data: char[TLS_SNI_MAX] for the SNI */
 static int skey_idx = -1;  /* SSL ex_data: "host:port" key of an upstream session */
 static pthread_once_t idx_once = PTHREAD_ONCE_INIT;
@@ -280,6 +285,14 @@ SSL_CTX *tls_server_ctx_new(struct certcache *cc, char *err, size_t errlen)
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
 				 SSL_OP_NO_COMPRESSION);
+	/* Every byte is encrypted twice by the broker: AES-128-GCM first (the
+	 * suite every TLS 1.3 client has; a quarter cheaper than AES-256). */
+	if (SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES) != 1 ||
+	    SSL_CTX_set_cipher_list(ctx, TLS12_SERVER_CIPHERS) != 1) {
+		snprintf(err, errlen, "Couldn't set the TLS cipher suites: %s", tls_err_text());
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	/* No SSL_MODE_RELEASE_BUFFERS: it frees and reallocates both record
 	 * buffers around every request; conn.c frees them once a connection has
 	 * been idle a while (SSL_free_buffers) instead. */
@@ -410,6 +423,12 @@ SSL_CTX *tls_client_ctx_new(const char *const *cas, size_t n_cas, char *err, siz
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	/* Most servers follow the client's order in TLS 1.3: ask for the cheap suite first. */
+	if (SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES) != 1) {
+		snprintf(err, errlen, "Couldn't set the TLS cipher suites: %s", tls_err_text());
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_read_ahead(ctx, 1);
 	/* Upstreams send the bulk: a bigger buffer means fewer recv() calls. */
