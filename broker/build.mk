@@ -22,7 +22,7 @@ $(B)/libsluicebroker.a: $(BROKER_OBJS) $(LLHTTP_OBJS)
 
 $(B)/sluiced: broker/main.c $(B)/libsluicebroker.a $(B)/libsluicepolicy.a $(B)/libsluicecommon.a
 	$(call msg,LINK,$@)
-	$(Q)$(CC) $(CFLAGS) $< -o $@ -Wl,-u,origdst_open -Wl,-u,origdst_take $(B)/libsluicebroker.a $(B)/libsluicepolicy.a $(B)/libsluicecommon.a \
+	$(Q)$(CC) $(CFLAGS) $< -o $@ $(B)/libsluicebroker.a $(B)/libsluicepolicy.a $(B)/libsluicecommon.a \
 		-lssl -lcrypto -lyaml -lbpf -lelf -lz -lpthread $(LDFLAGS)
 
 ifneq ($(wildcard broker/main.c),)

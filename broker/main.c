@@ -21,17 +21,8 @@
 #include "log.h"
 #include "origdst.h"
 
-/* The kernel part provides these in libsluicecommon.a; weak so that the broker
- * still builds (and refuses every connection, fail closed) without them. */
-extern int origdst_open(const char *pin_root) __attribute__((weak));
-extern int origdst_take(int map_fd, int accepted_fd, struct sluice_orig_dst *out) __attribute__((weak));
-
 static int take_origdst(struct broker *b, int fd, struct sluice_orig_dst *out)
 {
-	if (!origdst_open || !origdst_take) {
-		pr_err("this sluiced was built without the original-destination map code; rebuild");
-		return -ENOSYS;
-	}
 	/* The map appears when the first sandbox is set up, maybe after we start. */
 	if (b->orig_fd < 0)
 		b->orig_fd = origdst_open(b->cfg->pin_root);
