@@ -71,6 +71,7 @@ struct conn {
 	struct buf cin;                /* decrypted client bytes hx has not consumed yet */
 	struct buf cout;               /* bytes to the client */
 	struct buf uout;               /* bytes to the upstream (or tunnel bytes) */
+	struct buf replay;             /* request bytes sent on a reused upstream, until its answer starts */
 	struct hx *hx;                 /* NULL until the protocol is known */
 	struct ev_tnode timer;
 	struct ev_tnode trim;          /* idle a while: give back TLS and buffer memory */
@@ -94,6 +95,11 @@ struct conn {
 	bool up_no_reuse;              /* hx said UPSTREAM_DONE */
 	bool closing;
 	bool queued;                   /* on the run list */
+	bool up_used;                  /* the upstream connection already carried an exchange (pool, keep-alive) */
+	bool replay_ok;                /* replay holds all of this request sent so far: retry possible */
+	bool retried;                  /* this request was retried once already */
+	bool skip_pool;                /* next dial: a fresh connection, not a pooled one */
+	bool rq_sent;                  /* request head passed on (or upstream opened): not a header phase */
 };
 
 struct broker {

@@ -34,6 +34,8 @@
 #define UP_BATCH  (128 * 1024)
 /* Plaintext per SSL_write: bounds the ciphertext the BIO collects before a send. */
 #define TLS_WRITE_MAX (128 * 1024)
+/* Request bytes kept for one retry on a fresh upstream connection. */
+#define REPLAY_MAX (64 * 1024)
 
 /* An idle upstream connection kept for reuse. */
 struct upconn {
@@ -243,7 +245,7 @@ static void up_dial_next(struct conn *c)
 
 	for (; c->addr_i < c->addrs.n; c->addr_i++) {
 		const struct rs_addr *a = &c->addrs.a[c->addr_i];
-		struct upconn *u = pool_take(b, a, c->port, c->tls, c->up_host);
+		struct upconn *u = c->skip_pool ? NULL : pool_take(b, a, c->port, c->tls, c->up_host);
 
 		if (u) {
 			c->up.io.fd = u->io.fd;
@@ -253,6 +255,8 @@ static void up_dial_next(struct conn *c)
 			upconn_free(u);
 			c->up.io.cb = up_io_cb;
 			c->up.rd_blocked = c->up.wr_blocked = c->up.hup = c->up.eof = false;
+			c->up_used = c->replay_ok = true;
+			buf_consume(&c->replay, buf_len(&c->replay));
 			if (ev_add(&b->loop, &c->up.io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)) {
 				up_fail(c, 502, "couldn't register the upstream socket");
 				return;
@@ -294,6 +298,8 @@ static void up_dial_next(struct conn *c)
 		}
 		c->ust = US_CONNECTING;
 		c->up.wr_blocked = true; /* wait for the connect to finish */
+		c->skip_pool = false;
+		c->up_used = c->replay_ok = false;
 		return;
 	}
 	{
@@ -376,8 +382,15 @@ static void handle_events(struct conn *c, unsigned ev)
 {
 	if (ev & HX_EV_UPSTREAM_DONE)
 		c->up_no_reuse = true;
+	if (ev & HX_EV_OPEN_UPSTREAM)
+		c->rq_sent = true;
 	if (ev & HX_EV_RESUME_CLIENT) {
 		c->hx_paused = false;
+		c->rq_sent = false;
+		c->retried = false;
+		/* The next request on this upstream may meet a server that closed it meanwhile. */
+		c->up_used = c->replay_ok = c->ust == US_READY;
+		buf_consume(&c->replay, buf_len(&c->replay));
 		if (c->up_no_reuse && c->ust != US_NONE)
 			up_close(c);
 	}
@@ -738,10 +751,14 @@ static bool feed_hx(struct conn *c)
 	if (c->tunnel || !c->hx || c->hx_paused || c->want_close)
 		return false;
 	if (buf_len(&c->cin) && buf_len(&c->uout) < OUT_MAX && buf_len(&c->cout) < OUT_MAX) {
+		size_t up_before = buf_len(&c->uout);
+
 		if (hx_on_client(c->hx, buf_head(&c->cin), buf_len(&c->cin), &used, &c->uout, &c->cout, &ev)) {
 			conn_close(c, "out of memory");
 			return false;
 		}
+		if (buf_len(&c->uout) > up_before)
+			c->rq_sent = true;
 		buf_consume(&c->cin, used);
 		if (buf_len(&c->cin) && !(ev & HX_EV_RESUME_CLIENT))
 			c->hx_paused = true;
@@ -761,6 +778,40 @@ static bool feed_hx(struct conn *c)
 	return moved;
 }
 
+/*
+ * A reused upstream connection (pooled, or kept alive from the previous
+ * request) may have been closed by the server just before the request went
+ * out: no liveness check closes that race. If nothing of the answer came back
+ * and every byte sent is still in replay, send it again, once, on a fresh
+ * connection. Returns true when the retry was started.
+ */
+static bool up_retry(struct conn *c)
+{
+	size_t n;
+
+	if (!c->replay_ok || c->retried || c->tunnel || !buf_len(&c->replay) || c->closing)
+		return false;
+	if (buf_append(&c->replay, buf_head(&c->uout), buf_len(&c->uout)))
+		return false;
+	n = buf_len(&c->uout);
+	buf_consume(&c->uout, n);
+	up_close(c);
+	{
+		struct buf t = c->uout;
+
+		c->uout = c->replay;
+		c->replay = t;
+	}
+	c->retried = true;
+	c->replay_ok = false;
+	c->skip_pool = true;
+	pr_info("upstream %s:%u closed a reused connection before answering; sending the request "
+		"again on a new connection", c->up_host, c->port);
+	c->ust = US_RESOLVING; /* up_dial_next sets the real state */
+	up_dial_next(c);
+	return true;
+}
+
 static bool up_write(struct conn *c)
 {
 	const char *why = "";
@@ -770,6 +821,13 @@ static bool up_write(struct conn *c)
 		return false;
 	r = side_write(&c->up, buf_head(&c->uout), buf_len(&c->uout), &why);
 	if (r > 0) {
+		if (c->replay_ok && !c->tunnel) {
+			if (buf_len(&c->replay) + (size_t)r > REPLAY_MAX ||
+			    buf_append(&c->replay, buf_head(&c->uout), (size_t)r)) {
+				c->replay_ok = false;
+				buf_free(&c->replay);
+			}
+		}
 		buf_consume(&c->uout, (size_t)r);
 		return true;
 	}
@@ -778,6 +836,8 @@ static bool up_write(struct conn *c)
 			conn_close(c, "upstream write error in tunnel");
 			return false;
 		}
+		if (up_retry(c))
+			return true;
 		up_fail(c, 502, "upstream connection failed while sending the request");
 		return true;
 	}
@@ -812,6 +872,8 @@ static bool up_read_once(struct conn *c)
 			conn_close(c, "upstream read error in tunnel");
 			return false;
 		}
+		if (up_retry(c))
+			return true;
 		up_fail(c, 502, "upstream connection failed while reading the response");
 		return true;
 	}
@@ -821,6 +883,8 @@ static bool up_read_once(struct conn *c)
 			c->want_close = true;
 			return true;
 		}
+		if (up_retry(c))
+			return true;
 		if (!c->up_eof_fed) {
 			c->up_eof_fed = true;
 			if (hx_on_upstream_eof(c->hx, &c->cout, &ev)) {
@@ -836,6 +900,11 @@ static bool up_read_once(struct conn *c)
 	if (c->tunnel) {
 		buf_commit(&c->cout, (size_t)r);
 		return true;
+	}
+	if (c->replay_ok) {
+		/* The answer started: the request was taken, never send it again. */
+		c->replay_ok = false;
+		buf_consume(&c->replay, buf_len(&c->replay));
 	}
 	if (hx_on_upstream(c->hx, p, (size_t)r, &c->cout, &ev)) {
 		conn_close(c, "out of memory");
@@ -888,8 +957,10 @@ static void timer_update(struct conn *c, bool progress)
 		want = TK_IO;
 	else if (hx_idle(c->hx) && !buf_len(&c->cout) && !buf_len(&c->uout) && !buf_len(&c->cin))
 		want = TK_IDLE;
-	else if (c->ust == US_NONE && !c->want_close)
-		want = TK_HEADER; /* reading a request head: absolute, not renewed by trickled bytes */
+	else if (!c->rq_sent && !c->want_close)
+		/* Reading a request head, the first or a later one on a kept-alive
+		 * connection: absolute, not renewed by trickled bytes (slowloris). */
+		want = TK_HEADER;
 	else
 		want = TK_IO;
 	if (want == c->tk && (!progress || want == TK_HANDSHAKE || want == TK_HEADER))
@@ -1014,6 +1085,7 @@ static void conn_trim(struct ev_tnode *n)
 	buf_shrink(&c->cin, 0);
 	buf_shrink(&c->cout, 0);
 	buf_shrink(&c->uout, 0);
+	buf_shrink(&c->replay, 0);
 }
 
 static void conn_expire(struct ev_tnode *n)
@@ -1098,6 +1170,7 @@ static void conn_free(struct conn *c)
 	buf_free(&c->cin);
 	buf_free(&c->cout);
 	buf_free(&c->uout);
+	buf_free(&c->replay);
 	c->prev->next = c->next;
 	c->next->prev = c->prev;
 	c->magic = 0;
