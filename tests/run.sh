@@ -52,7 +52,7 @@ done
 # sluiced under valgrind's memcheck (any error fails the run). Tests that build
 # their own sanitizer binaries or only parse files are not repeated.
 SAN_SKIP="test_fuzz_smoke test_sanitizers test_compose"
-VG_TESTS="test_broker_basic test_broker_ops test_broker_dns test_broker_internal test_secrets_e2e test_policy_e2e test_reload_e2e test_kernel_run test_escape_http"
+VG_TESTS="test_broker_basic test_broker_ops test_broker_dns test_broker_internal test_secrets_e2e test_policy_e2e test_kernel_run test_escape_http"
 san_pass() {
 	rm -rf "$logdir/san" && mkdir -p "$logdir/san"
 	echo "-- ASan+UBSan build (make B=build-san SAN=1 all)"
