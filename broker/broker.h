@@ -121,6 +121,7 @@ struct broker {
 	struct conn *run_list;         /* connections that yielded with work left (fairness) */
 	size_t n_conns;
 	struct upconn *pool;           /* idle upstream connections, most recent first */
+	struct upconn *pool_dead;      /* closed ones, freed before sleep (events may still point at them) */
 	size_t n_pool;
 	struct hx_limits limits;
 	char scratch[16384 + 64];      /* upstream reads land here before hx */

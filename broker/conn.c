@@ -47,6 +47,7 @@ struct upconn {
 	struct rs_addr addr;
 	uint16_t port;
 	bool tls;
+	bool dead;                     /* closed; memory freed before sleep */
 	char host[256];
 };
 
@@ -78,7 +79,7 @@ static void pool_unlink(struct broker *b, struct upconn *u)
 	u->next = u->prev = NULL;
 	b->n_pool--;
 	ev_timer_stop(&u->timer);
-	ev_del(&b->loop, &u->io);
+	/* No EPOLL_CTL_DEL: close() or the next owner's EPOLL_CTL_MOD takes the fd. */
 }
 
 static void upconn_free(struct upconn *u)
@@ -91,7 +92,12 @@ static void upconn_free(struct upconn *u)
 	}
 	if (u->io.fd >= 0)
 		close(u->io.fd);
-	free(u);
+	u->ssl = NULL;
+	u->io.fd = -1;
+	/* An event fetched in this epoll batch may still name u: free it later. */
+	u->dead = true;
+	u->next = u->b->pool_dead;
+	u->b->pool_dead = u;
 }
 
 /* An idle pooled connection got an event: the server closed it or sent
@@ -100,6 +106,8 @@ static void pool_io_cb(struct ev_io *io, uint32_t events)
 {
 	struct upconn *u = container_of(io, struct upconn, io);
 
+	if (u->dead)
+		return;
 	pool_unlink(u->b, u);
 	upconn_free(u);
 }
@@ -127,7 +135,6 @@ static void pool_put(struct conn *c)
 	u = calloc(1, sizeof(*u));
 	if (!u)
 		return;
-	ev_del(&b->loop, &c->up.io);
 	u->b = b;
 	u->io.fd = c->up.io.fd;
 	u->io.cb = pool_io_cb;
@@ -136,7 +143,8 @@ static void pool_put(struct conn *c)
 	u->port = c->port;
 	u->tls = c->tls;
 	memcpy(u->host, c->up_host, sizeof(u->host));
-	if (ev_add(&b->loop, &u->io, EPOLLIN | EPOLLRDHUP | EPOLLET)) {
+	/* One EPOLL_CTL_MOD moves the fd's events to u (no DEL + ADD). */
+	if (ev_mod(&b->loop, &u->io, EPOLLIN | EPOLLRDHUP | EPOLLET)) {
 		free(u);
 		return;
 	}
@@ -177,29 +185,24 @@ static struct upconn *pool_take(struct broker *b, const struct rs_addr *a, uint1
 
 /* ---- helpers ---- */
 
-static int set_nonblock_nodelay(int fd)
+/* Sockets come non-blocking from accept4()/socket() flags: no fcntl round trips. */
+static void set_nodelay(int fd)
 {
 	int one = 1;
 
-	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK))
-		return -errno;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	return 0;
 }
 
 static void handle_events(struct conn *c, unsigned ev);
 
 static void up_close(struct conn *c)
 {
-	struct broker *b = c->b;
-
 	if (c->rjob) {
 		resolver_cancel(c->rjob);
 		c->rjob = NULL;
 	}
 	if (c->up.io.fd >= 0) {
-		ev_del(&b->loop, &c->up.io);
-		close(c->up.io.fd);
+		close(c->up.io.fd); /* leaves the epoll set with it: no EPOLL_CTL_DEL */
 		c->up.io.fd = -1;
 	}
 	if (c->up.ssl) {
@@ -257,7 +260,7 @@ static void up_dial_next(struct conn *c)
 			c->up.rd_blocked = c->up.wr_blocked = c->up.hup = c->up.eof = false;
 			c->up_used = c->replay_ok = true;
 			buf_consume(&c->replay, buf_len(&c->replay));
-			if (ev_add(&b->loop, &c->up.io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)) {
+			if (ev_mod(&b->loop, &c->up.io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)) {
 				up_fail(c, 502, "couldn't register the upstream socket");
 				return;
 			}
@@ -283,7 +286,7 @@ static void up_dial_next(struct conn *c)
 		fd = socket(a->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0)
 			continue;
-		set_nonblock_nodelay(fd);
+		set_nodelay(fd);
 		if (connect(fd, (struct sockaddr *)&ss, sl) && errno != EINPROGRESS) {
 			close(fd);
 			continue;
@@ -654,7 +657,6 @@ static bool up_progress_connect(struct conn *c)
 		if (soerr == EINPROGRESS || soerr == EALREADY)
 			return false;
 		if (soerr) {
-			ev_del(&b->loop, &c->up.io);
 			close(c->up.io.fd);
 			c->up.io.fd = -1;
 			pr_debug("connect to %s (address %zu) failed: %s", c->up_host, c->addr_i, strerror(soerr));
@@ -1155,7 +1157,6 @@ static void conn_free(struct conn *c)
 	ev_timer_stop(&c->timer);
 	ev_timer_stop(&c->trim);
 	if (c->cl.io.fd >= 0) {
-		ev_del(&b->loop, &c->cl.io);
 		if (c->cl.ssl && SSL_is_init_finished(c->cl.ssl)) {
 			SSL_shutdown(c->cl.ssl); /* best effort close_notify */
 			tls_flush(c->cl.ssl);
@@ -1177,6 +1178,16 @@ static void conn_free(struct conn *c)
 	b->n_conns--;
 	pr_debug("connection closed: %s", c->close_reason ? c->close_reason : "");
 	free(c);
+}
+
+static void pool_reap(struct broker *b)
+{
+	while (b->pool_dead) {
+		struct upconn *u = b->pool_dead;
+
+		b->pool_dead = u->next;
+		free(u);
+	}
 }
 
 void broker_before_sleep(void *ctx)
@@ -1202,6 +1213,7 @@ void broker_before_sleep(void *ctx)
 		b->close_list = c->next_close;
 		conn_free(c);
 	}
+	pool_reap(b);
 	audit_flush(b);
 	if (b->draining && (b->n_conns == 0 || b->loop.now_ms >= b->drain_deadline))
 		b->loop.stop = true;
@@ -1212,7 +1224,7 @@ static void accept_one(struct broker *b, int fd)
 	struct conn *c;
 	int rc;
 
-	set_nonblock_nodelay(fd);
+	set_nodelay(fd);
 	if (b->n_conns >= b->cfg->max_conns || b->draining) {
 		b->n_refused++;
 		pr_warn("refused a connection: %s (%zu open, --max-conns %u)",
@@ -1373,6 +1385,7 @@ void broker_fini(struct broker *b)
 	broker_before_sleep(b);
 	while (b->pool)
 		pool_expire(&b->pool->timer);
+	pool_reap(b);
 	buf_free(&b->audit_buf);
 	ev_fini(&b->loop);
 }
