@@ -11,3 +11,9 @@ bench: deps
 		echo "bench: 'make all' failed; measuring the peers only" >&2; }
 	$(Q)BENCH_D=$(BENCH_D) BENCH_REPS=$(BENCH_REPS) OUT=$(abspath $(B))/bench \
 		BENCH_BUILD_FAILED=$$(test -f $(B)/bench/build-failed && echo 1) bench/bench.sh all
+
+# make bench-idle: broker RSS per idle TLS connection, N (10000) of them opened inside `sluice run`
+# by a Python client; report into $(B)/bench/idle.md.
+.PHONY: bench-idle
+bench-idle: all
+	$(Q)OUT=$(abspath $(B))/bench bash bench/idle.sh
