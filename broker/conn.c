@@ -475,11 +475,20 @@ static ssize_t side_write(struct side *s, const char *p, size_t n, const char **
 			*why = strerror(-rc);
 			return -EIO;
 		}
-		ERR_clear_error();
+		/* With SSL_MODE_ENABLE_PARTIAL_WRITE each SSL_write stops after one
+		 * record: loop, so that all records of this batch leave in one send. */
+		if (n > TLS_WRITE_MAX)
+			n = TLS_WRITE_MAX;
 		tls_write_direct(s->ssl, n <= 16384);
-		rc = SSL_write_ex(s->ssl, p, n < TLS_WRITE_MAX ? n : TLS_WRITE_MAX, &put);
+		do {
+			size_t k = 0;
+
+			ERR_clear_error();
+			rc = SSL_write_ex(s->ssl, p + put, n - put, &k);
+			put += k;
+		} while (rc == 1 && put < n);
 		tls_write_direct(s->ssl, false);
-		if (rc == 1) {
+		if (put) {
 			/* The bytes are taken; a full socket only delays them (next EPOLLOUT). */
 			rc = tls_flush(s->ssl);
 			if (rc == -EAGAIN)
