@@ -169,10 +169,11 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("::", 4445)); s
 while True:
     c, _ = s.accept()
     try:
+        # linger 0 set before wrapping: wrap_socket detaches c, so it must be on the fd now
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         t = ctx.wrap_socket(c, server_side=True); t.recv(65536)
         t.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"r" * 65536)
-        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        c.close()   # RST, the TLS session never closed
+        t.close()   # RST, the TLS session never closed
     except OSError:
         pass
 ' "$FI_DIR/pki/srv.crt" "$FI_DIR/pki/srv.key"
