@@ -43,6 +43,7 @@ struct broker_cfg {
 };
 
 struct upconn;
+struct rawtcp;
 
 /* A connection from the sandbox, with its upstream side. Owned by the broker's
  * conn list; freed only in conn_free() from the close list before sleep. */
@@ -57,7 +58,7 @@ struct side {
 
 enum conn_state { CS_PEEK, CS_HANDSHAKE, CS_HTTP, CS_CLOSING };
 enum up_state { US_NONE, US_RESOLVING, US_CONNECTING, US_HANDSHAKE, US_READY };
-enum timer_kind { TK_NONE, TK_HANDSHAKE, TK_HEADER, TK_IDLE, TK_IO };
+enum timer_kind { TK_NONE, TK_HANDSHAKE, TK_HEADER, TK_IDLE, TK_IO, TK_FIRST };
 
 #define CONN_MAGIC 0x736c6363u
 
@@ -72,7 +73,9 @@ struct conn {
 	struct buf cout;               /* bytes to the client */
 	struct buf uout;               /* bytes to the upstream (or tunnel bytes) */
 	struct buf replay;             /* request bytes sent on a reused upstream, until its answer starts */
-	struct hx *hx;                 /* NULL until the protocol is known */
+	struct hx *hx;                 /* NULL until the protocol is known; NULL for raw TCP */
+	struct rawtcp *raw;            /* a proto: tcp rule allows the destination: set at accept,
+	                                * kept only if the connection becomes a raw tunnel */
 	struct ev_tnode timer;
 	struct ev_tnode trim;          /* idle a while: give back TLS and buffer memory */
 	enum timer_kind tk;            /* which list timer is on */
@@ -116,6 +119,7 @@ struct broker {
 	int audit_fd;
 	struct buf audit_buf;          /* lines written before sleep, one write() per wake-up */
 	struct ev_tlist t_handshake, t_header, t_idle, t_io, t_pool, t_trim;
+	struct ev_tlist t_first;       /* raw-TCP-allowed connection silent this long: server speaks first */
 	struct conn conns;             /* sentinel of the live list */
 	struct conn *close_list;
 	struct conn *run_list;         /* connections that yielded with work left (fairness) */
@@ -152,5 +156,11 @@ int audit_json_str(struct buf *out, const char *s, size_t n);
 /* dns.c */
 void dns_udp_cb(struct ev_io *io, uint32_t events);   /* udp[0] */
 void dns_udp6_cb(struct ev_io *io, uint32_t events);  /* udp[1] */
+#define DNS_SEEN_NAME 254
+/* Names this broker's DNS answered with addr (family AF_INET/AF_INET6, IPv4 in
+ * addr[0..3]) whose TTL has not run out: copies up to max into names, returns
+ * how many. For raw TCP, which knows only the address. */
+size_t dns_names_for(int family, const uint8_t *addr, char (*names)[DNS_SEEN_NAME], size_t max);
+void dns_seen_free(void);  /* at exit: frees the table */
 
 #endif /* SLUICE_BROKER_H */

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
@@ -36,6 +37,22 @@
 #define TLS_WRITE_MAX (128 * 1024)
 /* Request bytes kept for one retry on a fresh upstream connection. */
 #define REPLAY_MAX (64 * 1024)
+/* A connection a proto: tcp rule allows that sends nothing this long is taken
+ * for a server-speaks-first protocol (SSH, SMTP, MySQL) and tunnelled. */
+#define FIRST_BYTES_MS 300
+/* Names remembered for one address, checked against the tcp rules. */
+#define RAW_NAMES 8
+
+/* A raw TCP connection a proto: tcp rule allows (allocated only for those). */
+struct rawtcp {
+	char host[DNS_SEEN_NAME];      /* the name (or address literal) the rule allowed */
+	char why[256];                 /* the verdict, for the audit line */
+	struct rs_addr addr;           /* the original destination: dialled as is */
+	uint64_t start_us, bytes_in, bytes_out;
+	int status;                    /* for the audit line: 200 once connected, 502 dial failed */
+	bool started;                  /* the tunnel was opened (else: classified as TLS/HTTP) */
+	bool cl_shut, up_shut;         /* write side shut after the other side's EOF */
+};
 
 /* An idle upstream connection kept for reuse. */
 struct upconn {
@@ -226,6 +243,13 @@ static void up_fail(struct conn *c, int status, const char *reason)
 
 	pr_info("upstream %s:%u: %s", c->up_host, c->port, reason);
 	up_close(c);
+	if (!c->hx) {
+		/* Raw TCP has no way to say why: the client sees the connection close. */
+		if (c->raw && c->raw->status != 200)
+			c->raw->status = status;
+		conn_close(c, reason);
+		return;
+	}
 	if (hx_on_upstream_error(c->hx, status, reason, &c->cout, &ev))
 		conn_close(c, "out of memory");
 	else
@@ -237,6 +261,8 @@ static void up_dial_next(struct conn *c);
 static void up_ready(struct conn *c)
 {
 	c->ust = US_READY;
+	if (c->raw)
+		c->raw->status = 200;
 }
 
 static void up_dial_next(struct conn *c)
@@ -547,6 +573,154 @@ static void hx_audit_cb(void *ctx, const struct hx_audit *rec)
 	audit_record(c->b, c, rec);
 }
 
+/* ---- raw TCP (proto: tcp rules) ---- */
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void raw_audit(struct conn *c, const char *host, int status, const char *rule,
+		      uint64_t start_us, uint64_t in, uint64_t out)
+{
+	struct hx_audit rec;
+
+	memset(&rec, 0, sizeof(rec));
+	rec.method = "TCP";
+	rec.method_len = 3;
+	rec.host = host;
+	rec.host_len = strlen(host);
+	rec.status = status;
+	rec.rule = rule;
+	rec.bytes_in = in;
+	rec.bytes_out = out;
+	rec.start_us = start_us;
+	rec.end_us = now_us();
+	audit_record(c->b, c, &rec);
+}
+
+/*
+ * The destination of a raw connection is only an address. The names this
+ * broker's DNS answered with it, and the address literal, are checked against
+ * the proto: tcp rules; the first allowed one is what the audit line names.
+ * An internal address (loopback, link-local, this host) needs a rule naming
+ * the host exactly, as for HTTP dials. Allocates c->raw when allowed; on a
+ * refusal fills why (for the log) and returns false.
+ */
+static bool raw_prepare(struct conn *c, char *why, size_t whylen)
+{
+	char names[RAW_NAMES][DNS_SEEN_NAME];
+	struct policy_verdict v;
+	struct rs_addr a;
+	struct policy *p;
+	bool internal, blocked = false;
+	size_t i, n;
+
+	memset(&a, 0, sizeof(a));
+	a.family = c->od.family == SLUICE_AF_INET6 ? AF_INET6 : AF_INET;
+	memcpy(a.addr, c->od.addr, a.family == AF_INET6 ? 16 : 4);
+	n = dns_names_for(a.family, a.addr, names, RAW_NAMES - 1);
+	if (!inet_ntop(a.family, a.addr, names[n], DNS_SEEN_NAME)) {
+		snprintf(why, whylen, "unprintable address");
+		return false;
+	}
+	n++;
+	p = broker_policy_get(c);
+	if (!p) {
+		snprintf(why, whylen, "no policy in force (or the audit log can't record)");
+		return false;
+	}
+	internal = c->b->res && resolver_addr_internal(c->b->res, &a);
+	for (i = 0; i < n; i++) {
+		size_t len = strlen(names[i]);
+
+		if (!policy_tcp_allowed(p, names[i], len, c->port, &v))
+			continue;
+		if (internal && !policy_host_named(p, names[i], len)) {
+			blocked = true;
+			continue;
+		}
+		c->raw = calloc(1, sizeof(*c->raw));
+		if (!c->raw) {
+			snprintf(why, whylen, "out of memory");
+			break;
+		}
+		memcpy(c->raw->host, names[i], DNS_SEEN_NAME);
+		snprintf(c->raw->why, sizeof(c->raw->why), "%s", v.why);
+		c->raw->addr = a;
+		c->raw->status = 502;
+		break;
+	}
+	policy_unref(p);
+	if (c->raw)
+		return true;
+	if (i == n)
+		snprintf(why, whylen, blocked ? "internal address (loopback, link-local or this host): "
+			 "only a proto: tcp rule naming the host exactly allows it"
+			 : "no proto: tcp rule allows it");
+	return false;
+}
+
+/* Tunnels a connection raw_prepare() allowed: dial the original address and
+ * port (it came from our own DNS answer or is the literal the rule allowed). */
+static void raw_start(struct conn *c)
+{
+	struct rawtcp *r = c->raw;
+	char addr[64];
+
+	r->started = true;
+	r->start_us = now_us();
+	c->st = CS_HTTP;
+	c->tunnel = true;
+	c->rq_sent = true;
+	c->skip_pool = true;
+	snprintf(c->up_host, sizeof(c->up_host), "%s", r->host);
+	inet_ntop(r->addr.family, r->addr.addr, addr, sizeof(addr));
+	pr_info("raw TCP from pid %u (%.16s) to %s (%s) port %u: allowed by %s", c->od.pid, c->od.comm,
+		r->host, addr, c->port, r->why);
+	memset(&c->addrs, 0, sizeof(c->addrs));
+	c->addrs.n = 1;
+	c->addrs.a[0] = r->addr;
+	c->addr_i = 0;
+	c->ust = US_RESOLVING; /* up_dial_next sets the real state */
+	up_dial_next(c);
+}
+
+static void raw_refuse(struct conn *c, const char *why)
+{
+	char addr[64];
+	const char *host = inet_ntop(c->od.family == SLUICE_AF_INET6 ? AF_INET6 : AF_INET, c->od.addr,
+				     addr, sizeof(addr)) ? addr : "?";
+
+	pr_info("refused non-HTTP TCP from pid %u (%.16s) to %s port %u: %s", c->od.pid, c->od.comm,
+		host, c->port, why);
+	raw_audit(c, host, 403, why, now_us(), 0, 0);
+	conn_close(c, "non-HTTP TCP refused");
+}
+
+/* Both sides of a raw tunnel pass EOF on as a half-close; done when both did. */
+static bool raw_half_close(struct conn *c)
+{
+	struct rawtcp *r = c->raw;
+
+	if (c->cl.eof && !buf_len(&c->uout) && !r->up_shut && c->ust == US_READY) {
+		shutdown(c->up.io.fd, SHUT_WR);
+		r->up_shut = true;
+	}
+	if (c->up.eof && !buf_len(&c->cout) && !r->cl_shut) {
+		shutdown(c->cl.io.fd, SHUT_WR);
+		r->cl_shut = true;
+	}
+	if (r->up_shut && r->cl_shut) {
+		conn_close(c, "done");
+		return true;
+	}
+	return false;
+}
+
 static int hx_start(struct conn *c)
 {
 	struct hx_env env;
@@ -580,6 +754,11 @@ static bool do_peek(struct conn *c)
 		conn_close(c, "client closed before sending anything");
 		return false;
 	}
+	if (first == 0x16 || (first >= 'A' && first <= 'Z')) {
+		/* TLS or HTTP: the HTTP rules apply, whatever tcp rule exists. */
+		free(c->raw);
+		c->raw = NULL;
+	}
 	if (first == 0x16) {
 		c->tls = true;
 		c->cl.ssl = SSL_new(b->srv_ctx);
@@ -600,24 +779,23 @@ static bool do_peek(struct conn *c)
 		}
 		return true;
 	}
-	/* Not TLS, not HTTP: raw TCP, which only a proto: tcp rule could allow, and
-	 * that needs a name to dial that the agent did not choose. Refuse. */
-	{
-		struct policy *p = broker_policy_get(c);
-		struct policy_verdict v;
-		char addr[64];
-
-		inet_ntop(c->od.family == SLUICE_AF_INET6 ? AF_INET6 : AF_INET, c->od.addr, addr, sizeof(addr));
-		memset(&v, 0, sizeof(v));
-		if (p && policy_tcp_allowed(p, addr, strlen(addr), c->port, &v))
-			pr_warn("non-HTTP TCP to %s is allowed by %s, but raw TCP forwarding is not "
-				"supported by this broker; refusing", addr, v.why);
-		else
-			pr_info("refused non-HTTP TCP from pid %u (%.16s) to %s", c->od.pid, c->od.comm, addr);
-		policy_unref(p);
+	/* Not TLS, not HTTP: raw TCP, allowed only when accept found a proto: tcp
+	 * rule for this destination. */
+	if (c->raw) {
+		raw_start(c);
+		return true;
 	}
-	conn_close(c, "non-HTTP TCP refused");
-	return false;
+	{
+		char why[256];
+
+		if (!raw_prepare(c, why, sizeof(why)) && !c->raw) {
+			raw_refuse(c, why);
+			return false;
+		}
+	}
+	/* A reload since accept allows it now. */
+	raw_start(c);
+	return true;
 }
 
 static bool do_handshake(struct conn *c)
@@ -740,6 +918,8 @@ static bool client_read(struct conn *c)
 	r = side_read(&c->cl, p, READ_CHUNK, &why);
 	if (r > 0) {
 		buf_commit(dst, (size_t)r);
+		if (c->raw)
+			c->raw->bytes_in += (uint64_t)r;
 		return true;
 	}
 	if (r == 0) {
@@ -891,7 +1071,8 @@ static bool up_read_once(struct conn *c)
 	if (r == 0) {
 		c->up.eof = true;
 		if (c->tunnel) {
-			c->want_close = true;
+			if (!c->raw)
+				c->want_close = true;
 			return true;
 		}
 		if (up_retry(c))
@@ -910,6 +1091,8 @@ static bool up_read_once(struct conn *c)
 	}
 	if (c->tunnel) {
 		buf_commit(&c->cout, (size_t)r);
+		if (c->raw)
+			c->raw->bytes_out += (uint64_t)r;
 		return true;
 	}
 	if (c->replay_ok) {
@@ -962,7 +1145,9 @@ static void timer_update(struct conn *c, bool progress)
 	enum timer_kind want;
 	struct ev_tlist *t;
 
-	if (c->st == CS_PEEK || c->st == CS_HANDSHAKE)
+	if (c->st == CS_PEEK && c->raw)
+		want = TK_FIRST;
+	else if (c->st == CS_PEEK || c->st == CS_HANDSHAKE)
 		want = TK_HANDSHAKE;
 	else if (c->tunnel)
 		want = TK_IO;
@@ -974,7 +1159,7 @@ static void timer_update(struct conn *c, bool progress)
 		want = TK_HEADER;
 	else
 		want = TK_IO;
-	if (want == c->tk && (!progress || want == TK_HANDSHAKE || want == TK_HEADER))
+	if (want == c->tk && (!progress || want == TK_HANDSHAKE || want == TK_HEADER || want == TK_FIRST))
 		return;
 	if (want == TK_IDLE && c->tk != TK_IDLE) {
 		if (c->b->draining) {
@@ -989,7 +1174,7 @@ static void timer_update(struct conn *c, bool progress)
 	}
 	c->tk = want;
 	t = want == TK_HANDSHAKE ? &b->t_handshake : want == TK_HEADER ? &b->t_header
-	  : want == TK_IDLE ? &b->t_idle : &b->t_io;
+	  : want == TK_IDLE ? &b->t_idle : want == TK_FIRST ? &b->t_first : &b->t_io;
 	ev_timer_arm(&b->loop, t, &c->timer);
 }
 
@@ -1031,7 +1216,10 @@ static void conn_run(struct conn *c)
 			conn_close(c, "done");
 			return;
 		}
-		if (c->tunnel && c->cl.eof && !buf_len(&c->uout)) {
+		if (c->raw) {
+			if (raw_half_close(c))
+				return;
+		} else if (c->tunnel && c->cl.eof && !buf_len(&c->uout)) {
 			conn_close(c, "tunnel closed by client");
 			return;
 		}
@@ -1107,6 +1295,11 @@ static void conn_expire(struct ev_tnode *n)
 	if (c->magic != CONN_MAGIC || c->closing)
 		return;
 	switch (c->tk) {
+	case TK_FIRST:
+		/* Silent client, destination allowed raw: the server speaks first. */
+		c->tk = TK_NONE;
+		raw_start(c);
+		break;
 	case TK_HANDSHAKE:
 		conn_close(c, "handshake timeout");
 		return;
@@ -1161,6 +1354,10 @@ static void conn_free(struct conn *c)
 				break;
 			}
 	}
+	if (c->raw && c->raw->started)
+		raw_audit(c, c->raw->host, c->raw->status, c->raw->why, c->raw->start_us,
+			  c->raw->bytes_in, c->raw->bytes_out);
+	free(c->raw);
 	pool_put(c);
 	up_close(c);
 	ev_timer_stop(&c->timer);
@@ -1278,6 +1475,18 @@ static void accept_one(struct broker *b, int fd)
 		conn_close(c, "couldn't register the socket");
 		return;
 	}
+	/* Decided from the destination before any byte: only then may silence
+	 * mean a server-first protocol. */
+	{
+		char why[256];
+
+		if (raw_prepare(c, why, sizeof(why))) {
+			c->tk = TK_FIRST;
+			ev_timer_arm(&b->loop, &b->t_first, &c->timer);
+			conn_run(c);
+			return;
+		}
+	}
 	c->tk = TK_HANDSHAKE;
 	ev_timer_arm(&b->loop, &b->t_handshake, &c->timer);
 	conn_run(c);
@@ -1342,6 +1551,7 @@ int broker_init(struct broker *b, struct broker_cfg *cfg, struct ca *ca, int lis
 	ev_tlist_init(&b->loop, &b->t_io, cfg->io_ms, conn_expire);
 	ev_tlist_init(&b->loop, &b->t_pool, cfg->pool_idle_ms, pool_expire);
 	ev_tlist_init(&b->loop, &b->t_trim, 1000, conn_trim);
+	ev_tlist_init(&b->loop, &b->t_first, FIRST_BYTES_MS, conn_expire);
 	b->limits.max_header_bytes = cfg->max_header_bytes;
 	b->limits.max_headers = cfg->max_headers;
 	b->lis[0].fd = lis4;
@@ -1379,7 +1589,7 @@ void broker_drain(struct broker *b)
 	}
 	/* Idle connections go now; busy ones finish their request (timer_update closes them). */
 	for (c = b->conns.next; c != &b->conns; c = c->next)
-		if (c->st != CS_HTTP || (hx_idle(c->hx) && !buf_len(&c->cout) && !buf_len(&c->cin)))
+		if (c->st != CS_HTTP || (c->hx && hx_idle(c->hx) && !buf_len(&c->cout) && !buf_len(&c->cin)))
 			conn_close(c, "draining");
 	while (b->pool)
 		pool_expire(&b->pool->timer);
@@ -1395,6 +1605,7 @@ void broker_fini(struct broker *b)
 	while (b->pool)
 		pool_expire(&b->pool->timer);
 	pool_reap(b);
+	dns_seen_free();
 	buf_free(&b->audit_buf);
 	ev_fini(&b->loop);
 }

@@ -6,8 +6,11 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include "broker.h"
 #include "dnsmsg.h"
@@ -15,6 +18,154 @@
 
 #define DNS_TTL 30
 #define DNS_MAX_MSG 1232
+
+/*
+ * Which names this resolver answered with which address, so a raw TCP
+ * connection (which carries only an address) can be matched against
+ * `proto: tcp` rules naming hosts. Bounded, least recently used out first,
+ * each entry kept for its answer's TTL. Scope is the broker: the kernel does
+ * not tell a UDP receiver the sender's cgroup, and one sluiced serves one
+ * sandbox (one policy), so a name learnt here allows nothing that sandbox
+ * could not resolve itself.
+ */
+#define SEEN_MAX 2048
+#define SEEN_BUCKETS 512
+
+struct dns_seen {
+	struct dns_seen *hnext;          /* bucket chain (by address) */
+	struct dns_seen *lprev, *lnext;  /* LRU list, most recent at the head */
+	uint64_t expires_ms;
+	uint8_t family;                  /* AF_INET or AF_INET6 */
+	uint8_t addr[16];
+	char name[DNS_SEEN_NAME];
+};
+
+static struct {
+	pthread_mutex_t lock;
+	struct dns_seen *bucket[SEEN_BUCKETS];
+	struct dns_seen *head, *tail;    /* LRU */
+	size_t n;
+} seen = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static unsigned seen_hash(int family, const uint8_t *addr)
+{
+	uint32_t h = 2166136261u;
+	size_t i, n = family == AF_INET6 ? 16 : 4;
+
+	for (i = 0; i < n; i++)
+		h = (h ^ addr[i]) * 16777619u;
+	return h % SEEN_BUCKETS;
+}
+
+static void seen_lru_unlink(struct dns_seen *e)
+{
+	if (e->lprev)
+		e->lprev->lnext = e->lnext;
+	else
+		seen.head = e->lnext;
+	if (e->lnext)
+		e->lnext->lprev = e->lprev;
+	else
+		seen.tail = e->lprev;
+	e->lprev = e->lnext = NULL;
+}
+
+static void seen_lru_front(struct dns_seen *e)
+{
+	e->lnext = seen.head;
+	if (seen.head)
+		seen.head->lprev = e;
+	seen.head = e;
+	if (!seen.tail)
+		seen.tail = e;
+}
+
+static void seen_remove(struct dns_seen *e)
+{
+	struct dns_seen **pp = &seen.bucket[seen_hash(e->family, e->addr)];
+
+	for (; *pp; pp = &(*pp)->hnext)
+		if (*pp == e) {
+			*pp = e->hnext;
+			break;
+		}
+	seen_lru_unlink(e);
+	seen.n--;
+}
+
+static bool seen_same(const struct dns_seen *e, int family, const uint8_t *addr)
+{
+	return e->family == family && !memcmp(e->addr, addr, family == AF_INET6 ? 16 : 4);
+}
+
+/* Caller holds seen.lock. */
+static void seen_add(const char *name, int family, const uint8_t *addr, uint64_t expires_ms)
+{
+	unsigned h = seen_hash(family, addr);
+	struct dns_seen *e;
+
+	if (strlen(name) >= DNS_SEEN_NAME)
+		return;
+	for (e = seen.bucket[h]; e; e = e->hnext)
+		if (seen_same(e, family, addr) && !strcasecmp(e->name, name)) {
+			e->expires_ms = expires_ms;
+			seen_lru_unlink(e);
+			seen_lru_front(e);
+			return;
+		}
+	if (seen.n >= SEEN_MAX) {
+		e = seen.tail;
+		seen_remove(e);
+	} else {
+		e = malloc(sizeof(*e));
+		if (!e)
+			return; /* the mapping is an aid: without it the connection is refused */
+	}
+	memset(e, 0, sizeof(*e));
+	e->family = (uint8_t)family;
+	memcpy(e->addr, addr, family == AF_INET6 ? 16 : 4);
+	snprintf(e->name, sizeof(e->name), "%s", name);
+	e->expires_ms = expires_ms;
+	e->hnext = seen.bucket[h];
+	seen.bucket[h] = e;
+	seen_lru_front(e);
+	seen.n++;
+}
+
+size_t dns_names_for(int family, const uint8_t *addr, char (*names)[DNS_SEEN_NAME], size_t max)
+{
+	uint64_t now = ev_now_ms();
+	struct dns_seen *e, *next;
+	size_t n = 0;
+
+	pthread_mutex_lock(&seen.lock);
+	for (e = seen.bucket[seen_hash(family, addr)]; e; e = next) {
+		next = e->hnext;
+		if (!seen_same(e, family, addr))
+			continue;
+		if (e->expires_ms <= now) {
+			seen_remove(e);
+			free(e);
+			continue;
+		}
+		if (n < max)
+			memcpy(names[n++], e->name, DNS_SEEN_NAME);
+	}
+	pthread_mutex_unlock(&seen.lock);
+	return n;
+}
+
+void dns_seen_free(void)
+{
+	struct dns_seen *e;
+
+	pthread_mutex_lock(&seen.lock);
+	while ((e = seen.head)) {
+		seen_remove(e);
+		free(e);
+	}
+	pthread_mutex_unlock(&seen.lock);
+}
 
 struct dns_pending {
 	struct broker *b;
@@ -44,6 +195,14 @@ static void send_reply(struct broker *b, int fd, const struct dns_query *q, int 
 			continue;
 		memcpy(addrs + n * alen, r->a[i].addr, alen);
 		n++;
+	}
+	if (n) {
+		uint64_t exp = ev_now_ms() + DNS_TTL * 1000ull;
+
+		pthread_mutex_lock(&seen.lock);
+		for (i = 0; i < n; i++)
+			seen_add(q->name, want, addrs + i * alen, exp);
+		pthread_mutex_unlock(&seen.lock);
 	}
 	len = dns_build_reply(q, rcode, n ? addrs : NULL, n, DNS_TTL, out, sizeof(out));
 	if (len < 0) {
