@@ -11,11 +11,15 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: sluice run [--policy FILE] [--allow HOSTGLOB]... [--upstream-ca FILE]...\n"
-		"                  [--resolve HOST:ADDR]... [--user USER] [--audit FILE] [--name NAME] -- CMD [ARGS...]\n"
+		"                  [--resolve HOST:ADDR]... [--user USER] [--audit FILE] [--name NAME]\n"
+		"                  [--writable PATH]... [--readonly-root] -- CMD [ARGS...]\n"
 		"       sluice attach --cgroup PATH [--policy FILE] [--allow HOSTGLOB]... [same options as run]\n"
 		"       sluice detach --cgroup PATH\n"
 		"       sluice status\n"
 		"       sluice policy check FILE\n"
+		"run as uid 0 (or with --readonly-root): the host's files are read-only in the sandbox, /tmp and\n"
+		"  /dev/shm are private and empty, /etc/shadow is empty; the current directory (the project) and\n"
+		"  each --writable PATH stay writable\n"
 		"expert options: --broker PATH (sluiced binary), --pin-root DIR (bpffs dir, default %s),\n"
 		"                --run-dir DIR (default %s), --ca-dir DIR (default %s), -v\n",
 		SLUICE_PIN_ROOT, SLUICE_RUN_DIR, SLUICE_CA_DIR);
@@ -36,6 +40,7 @@ static const struct opt opts[] = {
 	{ "--upstream-ca", (size_t)-1, offsetof(struct run_opts, upstream_ca) },
 	{ "--resolve", (size_t)-1, offsetof(struct run_opts, resolve) },
 	{ "--allow", (size_t)-1, offsetof(struct run_opts, allow) },
+	{ "--writable", (size_t)-1, offsetof(struct run_opts, writable) },
 };
 
 static int list_add(struct run_opts *o, size_t off, const char *v)
@@ -63,6 +68,10 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
 		if (!strcmp(a, "-v")) {
 			log_set_level(LOG_LVL_DEBUG);
 			o->verbose = 1;
+			continue;
+		}
+		if (!strcmp(a, "--readonly-root")) {
+			o->readonly_root = 1;
 			continue;
 		}
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {

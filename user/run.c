@@ -249,6 +249,70 @@ static int hide_list(struct sandbox *s)
 	return err;
 }
 
+/* Where a current directory is the host's own, not a project: keeping it
+ * writable would undo the read-only root. */
+static bool system_dir(const char *p)
+{
+	static const char *const under[] = {
+		"/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot",
+		"/run", "/var/spool", "/var/lib", "/opt/sluice", NULL,
+	};
+	static const char *const exact[] = { "/", "/var", "/opt", "/home", "/srv", "/mnt", "/media", NULL };
+
+	for (int i = 0; exact[i]; i++)
+		if (!strcmp(p, exact[i]))
+			return true;
+	for (int i = 0; under[i]; i++) {
+		size_t n = strlen(under[i]);
+
+		if (!strncmp(p, under[i], n) && (p[n] == 0 || p[n] == '/'))
+			return true;
+	}
+	return false;
+}
+
+/* A uid 0 sandbox (or any, with --readonly-root) sees the host read-only,
+ * but for the project it works on (the current directory) and --writable. */
+static int fs_setup(struct sandbox *s, const struct sb_ident *id)
+{
+	char cwd[4096];
+	int err;
+
+	s->hide.ro_root = id->uid == 0 || s->o->readonly_root;
+	if (!s->hide.ro_root) {
+		if (s->o->n_writable)
+			pr_warn("--writable changes nothing for a sandbox running as %s: its own permissions "
+				"apply (add --readonly-root for the read-only host)", id->name);
+		return 0;
+	}
+	for (size_t i = 0; i < s->o->n_writable; i++) {
+		err = sb_keep_add(&s->hide, s->o->writable[i]);
+		if (err == -EPERM) {
+			pr_err("--writable %s: refused, / and the kernel's /proc, /sys and /dev never become "
+			       "writable in the sandbox; name the directories the command must write", s->o->writable[i]);
+			return err;
+		}
+		if (err) {
+			pr_err("--writable %s: %s (create it first, or fix the path)", s->o->writable[i], strerror(-err));
+			return err;
+		}
+	}
+	if (!getcwd(cwd, sizeof(cwd)) || system_dir(cwd)) {
+		pr_warn("the current directory %s is not a project directory: it stays read-only in the "
+			"sandbox (cd to the project, or name it with --writable)", getcwd(cwd, sizeof(cwd)) ? cwd : "(unknown)");
+		return 0;
+	}
+	err = sb_keep_add(&s->hide, cwd);
+	if (err == -EPERM) {
+		pr_warn("the current directory %s stays read-only in the sandbox", cwd);
+		return 0;
+	}
+	if (err)
+		pr_err("Couldn't resolve the current directory %s to keep it writable: %s; refusing to run",
+		       cwd, strerror(-err));
+	return err;
+}
+
 int do_run(struct run_opts *o)
 {
 	struct sandbox s = { .o = o };
@@ -301,7 +365,7 @@ int do_run(struct run_opts *o)
 	if (access(s.bundle, R_OK))
 		pr_warn("the broker wrote no %s: TLS clients in the sandbox will not trust it", s.bundle);
 
-	if (hide_list(&s))
+	if (hide_list(&s) || fs_setup(&s, &id))
 		goto out;
 	if (pipe2(ep, O_CLOEXEC)) {
 		pr_err("pipe: %s", strerror(errno));

@@ -64,12 +64,42 @@ int sb_hide_set_run_dir(struct sb_hide *h, const char *run_dir)
 	return 0;
 }
 
+/* Whether path is dir or below it. */
+static bool under(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	return !strncmp(path, dir, n) && (path[n] == 0 || path[n] == '/');
+}
+
+int sb_keep_add(struct sb_hide *h, const char *path)
+{
+	char *r = realpath(path, NULL);
+
+	if (!r)
+		return -errno;
+	/* The whole host, or the kernel's own trees (sysfs knobs a uid 0 owns,
+	 * the sandbox's /proc, device nodes): never writable. */
+	if (!strcmp(r, "/") || under(r, "/proc") || under(r, "/sys") || under(r, "/dev")) {
+		free(r);
+		return -EPERM;
+	}
+	if (h->n_keep >= sizeof(h->keep) / sizeof(h->keep[0])) {
+		free(r);
+		return -E2BIG;
+	}
+	h->keep[h->n_keep++] = r;
+	return 0;
+}
+
 void sb_hide_free(struct sb_hide *h)
 {
 	if (!h)
 		return;
 	for (size_t i = 0; i < h->n; i++)
 		free((char *)h->path[i]);
+	for (size_t i = 0; i < h->n_keep; i++)
+		free((char *)h->keep[i]);
 	free((char *)h->run_dir);
 	memset(h, 0, sizeof(*h));
 }
@@ -256,6 +286,210 @@ static int harden_mounts(char *err, size_t errlen)
 	return 0;
 }
 
+/* mountinfo writes space, tab, newline and backslash as \ooo. */
+static void mountinfo_unescape(char *s)
+{
+	char *w = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*w++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*w++ = *s;
+		}
+	}
+	*w = 0;
+}
+
+/*
+ * Kernels before 5.12 have no mount_setattr(): every mount is remounted
+ * read-only one by one. A bind remount replaces all per-mount flags, so
+ * nosuid/nodev/noexec/atime are carried over from mountinfo. A mount the
+ * path no longer reaches (covered by a later mount) is unreachable from the
+ * sandbox too (it has no fds): ENOENT/EINVAL there are not failures.
+ */
+static int ro_walk(char *err, size_t errlen)
+{
+	static const struct { const char *name; unsigned long flag; } fl[] = {
+		{ "nosuid", MS_NOSUID }, { "nodev", MS_NODEV }, { "noexec", MS_NOEXEC },
+		{ "noatime", MS_NOATIME }, { "nodiratime", MS_NODIRATIME },
+		{ "relatime", MS_RELATIME }, { "strictatime", MS_STRICTATIME },
+	};
+	char line[8192], mp[4096], opts[1024], *o, *save;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	if (!f)
+		return ERR("Couldn't read /proc/self/mountinfo: %s", strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY;
+
+		if (sscanf(line, "%*s %*s %*s %*s %4095s %1023s", mp, opts) != 2) {
+			fclose(f);
+			return ERR("Couldn't parse a /proc/self/mountinfo line to make it read-only: %.200s", line);
+		}
+		mountinfo_unescape(mp);
+		for (o = strtok_r(opts, ",", &save); o; o = strtok_r(NULL, ",", &save))
+			for (size_t i = 0; i < sizeof(fl) / sizeof(fl[0]); i++)
+				if (!strcmp(o, fl[i].name))
+					flags |= fl[i].flag;
+		if (mount(NULL, mp, NULL, flags, NULL) && errno != ENOENT && errno != EINVAL &&
+		    errno != ENOTDIR) {
+			fclose(f);
+			return ERR("Couldn't make %s read-only in the sandbox: %s", mp, strerror(errno));
+		}
+	}
+	fclose(f);
+	return 0;
+}
+
+/* mkdir -p of p's parents (and p itself when dir; else an empty file), on
+ * the fresh tmpfs a keep path below /tmp lands on. */
+static int make_mountpoint(const char *p, bool dir)
+{
+	char buf[4096];
+	int fd;
+
+	if (snprintf(buf, sizeof(buf), "%s", p) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	for (char *s = strchr(buf + 1, '/'); s; s = strchr(s + 1, '/')) {
+		*s = 0;
+		if (mkdir(buf, 0755) && errno != EEXIST)
+			return -errno;
+		*s = '/';
+	}
+	if (dir)
+		return mkdir(buf, 0755) && errno != EEXIST ? -errno : 0;
+	fd = open(buf, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return errno == EISDIR ? 0 : -errno;
+	close(fd);
+	return 0;
+}
+
+static int keep_cmp(const void *a, const void *b)
+{
+	size_t la = strlen(*(const char *const *)a), lb = strlen(*(const char *const *)b);
+
+	return la < lb ? -1 : la > lb;
+}
+
+/*
+ * uid 0 owns /etc, /usr, /var/spool/cron...: a file written there (a cron
+ * job, a systemd unit) would later run outside the sandbox with the network
+ * open. So every mount becomes read-only, /tmp and /dev/shm fresh private
+ * tmpfs, /etc/shadow and /etc/gshadow empty; the keep paths (the project,
+ * --writable) are copies of the host's mounts taken before (open_tree keeps
+ * their flags and what was hidden in them), put back on top. Without
+ * CAP_SYS_ADMIN the sandbox cannot undo any of it.
+ */
+static int ro_root(const struct sb_hide *h, char *err, size_t errlen)
+{
+	static const char *const fresh[] = { "/tmp", "/dev/shm" };
+	static const char *const blank[] = { "/etc/shadow", "/etc/gshadow" };
+	const size_t nb = sizeof(blank) / sizeof(blank[0]);
+	const char *keep[sizeof(h->keep) / sizeof(h->keep[0])];
+	int kfd[sizeof(h->keep) / sizeof(h->keep[0])], bfd[2] = { -1, -1 }, tmpfd = -1, rc = 0;
+	struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY };
+	char cwd[4096], empty[] = "/tmp/.sluice-empty-XXXXXX";
+	bool have_cwd = getcwd(cwd, sizeof(cwd)) != NULL;
+	size_t n = h->n_keep, i;
+	struct stat st;
+
+	/* Outer paths first, so none covers one inside it. */
+	memcpy(keep, h->keep, n * sizeof(keep[0]));
+	qsort(keep, n, sizeof(keep[0]), keep_cmp);
+	for (i = 0; i < n; i++)
+		kfd[i] = -1;
+	for (i = 0; i < n; i++) {
+		kfd[i] = (int)open_tree(AT_FDCWD, keep[i], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+		if (kfd[i] < 0) {
+			rc = ERR("Couldn't copy the mount of %s to keep it writable in the sandbox: %s (kernel >= 5.2 needed)",
+				 keep[i], strerror(errno));
+			goto out;
+		}
+	}
+	if (mount_setattr(-1, "/", AT_RECURSIVE, &ro, sizeof(ro))) {
+		if (errno != ENOSYS) {
+			rc = ERR("Couldn't make the sandbox's filesystem read-only: %s", strerror(errno));
+			goto out;
+		}
+		if ((rc = ro_walk(err, errlen)))
+			goto out;
+	}
+	for (i = 0; i < sizeof(fresh) / sizeof(fresh[0]); i++) {
+		if (stat(fresh[i], &st) || !S_ISDIR(st.st_mode))
+			continue;
+		if (mount("sluice-tmp", fresh[i], "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")) {
+			rc = ERR("Couldn't mount a private tmpfs on the sandbox's %s: %s", fresh[i], strerror(errno));
+			goto out;
+		}
+	}
+	/* The empty file lives on the fresh /tmp only until its copies are on
+	 * /etc/shadow (a detached copy of an unlinked file cannot be attached),
+	 * removed through tmpfd since a keep path may cover /tmp by then: the
+	 * sandbox's /tmp starts empty. */
+	tmpfd = open("/tmp", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	i = 0;
+	{
+		int fd = mkstemp(empty);
+
+		if (fd < 0) {
+			rc = ERR("Couldn't create an empty file in the sandbox's /tmp to hide /etc/shadow: %s",
+				 strerror(errno));
+			goto out;
+		}
+		close(fd);
+		for (; i < nb; i++) {
+			bfd[i] = (int)open_tree(AT_FDCWD, empty, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+			if (bfd[i] < 0)
+				break;
+		}
+		if (i < nb) {
+			unlink(empty);
+			rc = ERR("Couldn't copy an empty file to hide %s: %s", blank[i], strerror(errno));
+			goto out;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		int e = fstat(kfd[i], &st) ? -errno : make_mountpoint(keep[i], S_ISDIR(st.st_mode));
+
+		if (!e && move_mount(kfd[i], "", AT_FDCWD, keep[i], MOVE_MOUNT_F_EMPTY_PATH))
+			e = -errno;
+		if (e) {
+			rc = ERR("Couldn't keep %s writable in the sandbox: %s", keep[i], strerror(-e));
+			goto out;
+		}
+	}
+	for (i = 0; i < nb; i++) {
+		if (lstat(blank[i], &st))
+			continue;
+		if (!S_ISREG(st.st_mode) || move_mount(bfd[i], "", AT_FDCWD, blank[i], MOVE_MOUNT_F_EMPTY_PATH) ||
+		    mount(NULL, blank[i], NULL, MS_REMOUNT | MS_BIND | MNT_LOCKDOWN, NULL)) {
+			rc = ERR("Couldn't hide %s from the sandbox: %s", blank[i],
+				 S_ISREG(st.st_mode) ? strerror(errno) : "not a regular file");
+			goto out;
+		}
+	}
+	/* The working directory still points into the mount made read-only;
+	 * entering it again by path lands on the writable copy on top. */
+	if (have_cwd && chdir(cwd))
+		rc = ERR("Couldn't enter %s again in the sandbox: %s", cwd, strerror(errno));
+out:
+	if (tmpfd >= 0) {
+		unlinkat(tmpfd, empty + 5, 0);
+		close(tmpfd);
+	}
+	for (i = 0; i < n; i++)
+		if (kfd[i] >= 0)
+			close(kfd[i]);
+	for (i = 0; i < nb; i++)
+		if (bfd[i] >= 0)
+			close(bfd[i]);
+	return rc;
+}
+
 static int drop_privs(const struct sb_ident *id, char *err, size_t errlen)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
@@ -426,6 +660,8 @@ int sb_exec(const char *cgroup_path, const struct sb_ident *id, char *const *cmd
 	if (own_proc(err, errlen))
 		return -1;
 	if (harden_mounts(err, errlen))
+		return -1;
+	if (h && h->ro_root && ro_root(h, err, errlen))
 		return -1;
 	if (drop_privs(id, err, errlen))
 		return -1;

@@ -27,9 +27,11 @@ struct run_opts {
 	const char *cgroup;     /* attach/detach: an existing cgroup */
 	const char *name;       /* sandbox name (pin dir, cgroup, broker --sandbox) */
 	int verbose;            /* -v: the broker's log stays on this terminal */
+	int readonly_root;      /* --readonly-root: the uid 0 filesystem lockdown for any user */
 	const char *upstream_ca[SLUICE_MAX_ARGS]; size_t n_upstream_ca;
 	const char *resolve[SLUICE_MAX_ARGS];     size_t n_resolve;
 	const char *allow[SLUICE_MAX_ARGS];       size_t n_allow;
+	const char *writable[SLUICE_MAX_ARGS];    size_t n_writable; /* stay writable under readonly root */
 	char *const *cmd;       /* NULL-terminated */
 };
 
@@ -129,18 +131,28 @@ struct sb_hide {
 	                                 * ca-bundle.pem bound back (read-only) */
 	const char *path[SB_MAX_HIDE];  /* files: an inaccessible node on top; dirs: empty tmpfs */
 	size_t n;
+	/* Read-only root (uid 0, or --readonly-root): every mount read-only, a
+	 * private tmpfs on /tmp and /dev/shm, /etc/shadow and /etc/gshadow empty;
+	 * only the keep paths (the working directory, --writable) stay as the
+	 * host has them, writable. */
+	bool ro_root;
+	const char *keep[SLUICE_MAX_ARGS + 1];
+	size_t n_keep;
 };
+/* Adds path (realpath'd; it must exist) to the paths the read-only root keeps
+ * writable. "/" is refused (-EPERM): it would make the whole host writable. */
+int sb_keep_add(struct sb_hide *h, const char *path);
 /* Adds path (resolved with realpath) to h; a path that does not exist has
  * nothing to hide. Returns 0, -E2BIG when full, or -errno from realpath. */
 int sb_hide_add(struct sb_hide *h, const char *path);
-/* Frees the resolved paths (and run_dir when it was set by sb_hide_set_run_dir). */
+/* Frees the resolved paths (keep paths and run_dir included). */
 void sb_hide_free(struct sb_hide *h);
 int sb_hide_set_run_dir(struct sb_hide *h, const char *run_dir);
 /*
  * In the child made by clone(CLONE_NEWPID), so pid 1 of the sandbox's own
  * PID namespace: enter the cgroup, check the hooks apply, mount and cgroup
  * namespaces, a /proc of its own, hide what h names, read-only
- * cgroupfs/no bpffs, drop to id without capabilities, seccomp; then fork
+ * cgroupfs/no bpffs, the read-only root when h->ro_root, drop to id without capabilities, seccomp; then fork
  * the command and stay as its init (reaps orphans, forwards signals, exits
  * with the command's status). Returns only on failure, with a message in err;
  * an exec failure is written to errfd by the command's process.
