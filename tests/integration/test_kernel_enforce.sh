@@ -163,7 +163,7 @@ sl_assert_eq $((before + 3)) "$(fi_conns 9000)" "outside: the three connections 
 
 # ---- inside, uid 0 without capabilities ----
 conns0=$(fi_conns 9000); udp0=$(fi_udp_count 9001); dns0=$(fi_udp_count 53); hs0=$(wc -l <"$T/hostsvc.log" 2>/dev/null || echo 0)
-out=$(timeout 60 "$SLUICE" run --broker "$T/fakebroker.py" --name "$NAME" --user root -- \
+out=$(timeout 60 "$SLUICE" run --broker "$T/fakebroker.py" --name "$NAME" --user root --writable "$T" -- \
 	"$PY" "$T/probe.py" main "$CG2/cgroup.procs" "$CG2/sluice/cgroup.procs" /sys/fs/cgroup/unified/../unified/cgroup.procs 2>"$T/run.err")
 rc=$?
 echo "$out" >"$T/inside.out"
@@ -218,7 +218,7 @@ sl_assert_not_contains "$(timeout 10 "$SLUICE" status)" "$NAME" "sluice status n
 
 # ---- broker down: connects refused, nothing leaks; sluice restarts it ----
 rm -f "$T/fb.log"
-timeout 90 "$SLUICE" run --broker "$T/fakebroker.py" --name "$NAME" --user root -- \
+timeout 90 "$SLUICE" run --broker "$T/fakebroker.py" --name "$NAME" --user root --writable "$T" -- \
 	"$PY" "$T/probe.py" brokerdown "$T" >"$T/down.out" 2>"$T/down.err" &
 RUNPID=$!
 sl_defer "sl_kill_pid $RUNPID"

@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# A uid 0 sandbox (--user root: owner permission checks pass on 0600 root
+# A uid 0 sandbox (--user root --writable "$T": owner permission checks pass on 0600 root
 # files) cannot read sluice's secrets and keys: the CA directory, the policy
 # (which may hold literal secrets), a secret's file source, the audit log,
 # the broker's log and whatever else is in the run directory (only ca.crt and
@@ -64,7 +64,7 @@ cat >"$T/inner.sh" <<EOF
 for i in \$(seq 100); do [ -s "$T/broker.pid" ] && break; sleep 0.1; done
 bash "$T/probe.sh" "$T" "$NAME" "$SL_HIDE_ENV"
 EOF
-timeout 60 "$SLUICE" run --name "$NAME" --user root --policy "$T/policy.yaml" --run-dir "$T/run" --ca-dir "$T/ca" \
+timeout 60 "$SLUICE" run --name "$NAME" --user root --writable "$T" --policy "$T/policy.yaml" --run-dir "$T/run" --ca-dir "$T/ca" \
 	--audit "$T/audit.log" -- bash "$T/inner.sh" >"$T/out" 2>"$T/err" &
 RUNPID=$!
 sl_defer "sl_kill_pid $RUNPID"
@@ -111,7 +111,7 @@ open("$T/sig.ready", "w").write(str(os.getpid()))
 time.sleep(30)
 sys.exit(1)
 EOF
-timeout 60 "$SLUICE" run --name "$NAME" --user root --run-dir "$T/run" --ca-dir "$T/ca" -- "$PY" "$T/sig.py" \
+timeout 60 "$SLUICE" run --name "$NAME" --user root --writable "$T" --run-dir "$T/run" --ca-dir "$T/ca" -- "$PY" "$T/sig.py" \
 	>"$T/sig.out" 2>"$T/sig.err" &
 RUNPID=$!
 sl_defer "sl_kill_pid $RUNPID"

@@ -38,7 +38,7 @@ sl_assert_eq "" "$(cat "$T/ran")" "the command never ran"
 sl_ok "nothing was created"
 
 # The same as root with every capability runs (so the refusals above are the checks).
-out=$(timeout 30 "$SLUICE" run --name "$NAME" --run-dir "$T/run" --ca-dir "$T/ca" --user root -- sh -c "echo ran >'$T/ran'" 2>&1) ||
+out=$(timeout 30 "$SLUICE" run --name "$NAME" --run-dir "$T/run" --ca-dir "$T/ca" --user root --writable "$T" -- sh -c "echo ran >'$T/ran'" 2>&1) ||
 	sl_fail "as root: $out"
 sl_assert_eq ran "$(cat "$T/ran")" "as root with all capabilities the command runs"
 sl_pass

@@ -58,7 +58,7 @@ chmod 777 "$T/a" "$T/b"
 for x in a b; do
 	n=3; name=$A
 	[ $x = b ] && { n=1; name=$B; }
-	timeout 60 "$SLUICE" run --name "$name" --user root --run-dir "$T/run" --ca-dir "$T/ca" -- \
+	timeout 60 "$SLUICE" run --name "$name" --user root --writable "$T" --run-dir "$T/run" --ca-dir "$T/ca" -- \
 		"$PY" "$T/probe.py" "$T/$x" $n >"$T/$x.out" 2>"$T/$x.err" &
 	sl_defer "sl_kill_pid $!"
 	eval "PID_$x=$!"
