@@ -226,7 +226,8 @@ int ca_publish(const struct ca *ca, const char *run_dir, const char *system_root
 	}
 	/* The bundle is written beside and renamed, so a client never reads half of it. */
 	snprintf(path, sizeof(path), "%s/ca-bundle.pem", run_dir);
-	snprintf(tmp, sizeof(tmp), "%s/.ca-bundle.pem.tmp", run_dir);
+	/* pid-suffixed: several brokers may share one run dir */
+	snprintf(tmp, sizeof(tmp), "%s/.ca-bundle.pem.%d.tmp", run_dir, (int)getpid());
 	out = fopen(tmp, "we");
 	if (!out) {
 		rc = -errno;

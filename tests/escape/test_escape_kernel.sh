@@ -238,7 +238,7 @@ sl_assert_eq $((c0 + 2)) "$(fi_conns 9000)" "outside: both reached the fake inte
 
 HOLES=()
 run_probes nobody
-run_probes root --user root
+run_probes root --user root --writable "$T"
 sl_assert_eq "" "$(find "$T/run" "$T/ca" -type s)" "sluice made no unix socket in its run or CA dirs"
 [ ${#HOLES[@]} = 0 ] || sl_fail "$(printf '%s; ' "${HOLES[@]}")"
 sl_pass
