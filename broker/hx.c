@@ -138,6 +138,12 @@ struct hx {
 	int leak;                       /* this request: secret index refused, or -1 */
 	enum hx_loc cur_loc;
 	struct subst_stream rq_ss, rs_ss;
+	/* The request body percent-decoded (one layer), scanned for leaks only:
+	 * a form body can carry SLUICE%5FPLACEHOLDER%5F... to a host the secret
+	 * may not go to. pd_* is the decoder's carry across reads. */
+	struct subst_stream rq_pss;
+	char pd_hex;                    /* first hex digit after '%' (pd_n == 2) */
+	uint8_t pd_n;                   /* 0: plain, 1: after '%', 2: after '%X' */
 	struct buf tmp;                 /* scratch for decoding and rewriting */
 	struct buf *emit_to;            /* where emit_to_buf appends */
 	struct buf audit;               /* scratch for the audit's secrets list */
@@ -915,6 +921,62 @@ static int rq_body_emit(void *ctx, const char *d, size_t n)
 }
 
 /* Abandons the request at hand after a leak found in its body. */
+static int pd_feed(struct hx *h, const char *d, size_t n)
+{
+	return subst_stream_feed(&h->rq_pss, d, n, emit_discard, sec_on_match_scan, h);
+}
+
+/* Feeds the percent-decoded form of a body slice to the leak scanner.
+ * Returns 0 or -EACCES (h->leak set). */
+static int body_pct_scan(struct hx *h, const char *at, size_t n)
+{
+	char out[512];
+	size_t o = 0;
+	int r;
+
+	for (size_t i = 0; i < n; i++) {
+		char c = at[i];
+
+		if (h->pd_n == 1) {
+			if (unhex(c) >= 0) {
+				h->pd_hex = c;
+				h->pd_n = 2;
+				continue;
+			}
+			out[o++] = '%';
+			h->pd_n = 0;
+		} else if (h->pd_n == 2) {
+			h->pd_n = 0;
+			if (unhex(c) >= 0) {
+				out[o++] = (char)(unhex(h->pd_hex) * 16 + unhex(c));
+				goto next;
+			}
+			out[o++] = '%';
+			out[o++] = h->pd_hex;
+		}
+		if (c == '%')
+			h->pd_n = 1;
+		else
+			out[o++] = c;
+next:
+		if (o > sizeof(out) - 4) {
+			if ((r = pd_feed(h, out, o)))
+				return r;
+			o = 0;
+		}
+	}
+	return o ? pd_feed(h, out, o) : 0;
+}
+
+static int body_pct_finish(struct hx *h)
+{
+	char tail[2] = { '%', h->pd_hex };
+	int r = h->pd_n ? pd_feed(h, tail, h->pd_n) : 0;
+
+	h->pd_n = 0;
+	return r ? r : subst_stream_finish(&h->rq_pss, emit_discard, h);
+}
+
 static void rq_abort_leak(struct hx *h)
 {
 	bool sent = !h->holding;
@@ -1385,8 +1447,11 @@ static int rq_on_headers_complete(llhttp_t *p)
 	h->sent_mask |= h->used_mask;
 	h->rq_fwd = true;
 	h->cur_loc = LOC_BODY;
-	if (h->scan_body)
+	if (h->scan_body) {
 		subst_stream_init(&h->rq_ss, h->ph);
+		subst_stream_init(&h->rq_pss, h->ph);
+		h->pd_n = 0;
+	}
 	return 0;
 }
 
@@ -1403,7 +1468,11 @@ static int rq_on_body(llhttp_t *p, const char *at, size_t n)
 		return h->err ? -1 : 0;
 	}
 	h->cur_loc = LOC_BODY;
-	r = subst_stream_feed(&h->rq_ss, at, n, rq_body_emit, sec_on_match, h);
+	/* The decoded scan first: a leak found there must stop the slice before
+	 * any of it is emitted. */
+	r = body_pct_scan(h, at, n);
+	if (!r)
+		r = subst_stream_feed(&h->rq_ss, at, n, rq_body_emit, sec_on_match, h);
 	if (r == -EACCES) {
 		rq_abort_leak(h);
 		return h->closed ? -1 : 0;
@@ -1442,7 +1511,9 @@ static int rq_on_message_complete(llhttp_t *p)
 	if (h->rq_fwd && !h->rq_local) {
 		if (h->scan_body) {
 			h->cur_loc = LOC_BODY;
-			r = subst_stream_finish(&h->rq_ss, rq_body_emit, h);
+			r = body_pct_finish(h);
+			if (!r)
+				r = subst_stream_finish(&h->rq_ss, rq_body_emit, h);
 			if (r == -EACCES) {
 				rq_abort_leak(h);
 				if (h->closed)

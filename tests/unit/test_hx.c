@@ -892,6 +892,45 @@ static void test_body_split_placeholder(void **state)
 	}
 }
 
+/* A percent-encoded placeholder in a body (a form post) toward a host the
+ * secret may not go to: 403, nothing upstream, wherever the reads split it. */
+static void test_body_encoded_leak(void **state)
+{
+	const char *req = "POST /x HTTP/1.1\r\nHost: other.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+			  "8\r\nk=SLUICE\r\n18\r\n%5FPLACEHOLDER%5fTOK&z=1\r\n0\r\n\r\n";
+	const char *ok = "POST /v1/f HTTP/1.1\r\nHost: api.test\r\nContent-Length: 9\r\n\r\na=100%25&";
+	size_t len = strlen(req);
+
+	load_policy(POLICY_SECRETS);
+	for (size_t split = 0; split <= len; split++) {
+		struct buf up = {0}, cl = {0};
+		unsigned ev = 0;
+		struct hx *h = mk("other.test", 443, true);
+
+		feed_split(h, req, len, split, &up, &cl, &ev);
+		assert_true(strstr(S(&cl), "HTTP/1.1 403") == S(&cl));
+		assert_non_null(strstr(S(&cl), "\"secret\":\"TOK\""));
+		assert_null(strstr(S(&up), "PLACEHOLDER"));
+		assert_null(strstr(S(&up), "real-token"));
+		hx_free(h);
+		buf_free(&up);
+		buf_free(&cl);
+	}
+	/* Percent signs that encode nothing of interest pass untouched. */
+	{
+		struct buf up = {0}, cl = {0};
+		unsigned ev = 0;
+		struct hx *h = mk("api.test", 443, true);
+
+		feed(h, ok, &up, &cl, &ev);
+		assert_int_equal(cl.len, 0);
+		assert_non_null(strstr(S(&up), "\r\n\r\na=100%25&"));
+		hx_free(h);
+		buf_free(&up);
+		buf_free(&cl);
+	}
+}
+
 /* A body larger than the hold limit streams; Content-Length becomes chunked
  * when the secret may be substituted there. */
 static void test_large_body_streams(void **state)
@@ -1131,6 +1170,7 @@ int main(void)
 		cmocka_unit_test(test_websocket),
 		cmocka_unit_test(test_upstream_errors),
 		cmocka_unit_test(test_body_split_placeholder),
+		cmocka_unit_test(test_body_encoded_leak),
 		cmocka_unit_test(test_large_body_streams),
 		cmocka_unit_test(test_late_leak_closes),
 		cmocka_unit_test(test_scrub_split),
