@@ -1333,7 +1333,7 @@ static int rq_on_headers_complete(llhttp_t *p)
 	pol = h->env.policy_get ? h->env.policy_get(h->env.ctx) : NULL;
 	if (!pol) {
 		h->rq_close |= h->rq_close_on_refuse;
-		answer_denied(h, "no policy loaded: default deny");
+		answer_denied(h, "no policy in force (none loaded, or the audit log cannot be written; see the broker log): default deny");
 		return h->closed ? -1 : 0;
 	}
 	r = sec_cache_use(h, pol);

@@ -132,6 +132,18 @@ static void broker_restart(struct sandbox *s)
  * the broker whenever it dies, forwarding signals to the command. Returns
  * the command's exit status (128+signal when killed), or 0 for attach.
  */
+/* The signals sluice waits for with sigtimedwait(): blocked before the command
+ * starts, so none is lost while the sandbox is set up. */
+static void supervised_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGCHLD);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGQUIT);
+}
+
 static int supervise(struct sandbox *s, pid_t child)
 {
 	struct timespec tick = { .tv_sec = 1 };
@@ -140,12 +152,7 @@ static int supervise(struct sandbox *s, pid_t child)
 	int status, sig;
 	pid_t pid;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGCHLD);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGQUIT);
+	supervised_signals(&set);
 	for (;;) {
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 			if (pid == child && child > 0)
@@ -346,12 +353,7 @@ int do_run(struct run_opts *o)
 		goto out;
 
 	/* Signals wait in sigtimedwait() until the command runs; the children unblock them. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGCHLD);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGQUIT);
+	supervised_signals(&set);
 	sigprocmask(SIG_BLOCK, &set, &old);
 
 	if (cg_create(s.name, s.cg_path, sizeof(s.cg_path)))
@@ -495,12 +497,7 @@ int do_attach(struct run_opts *o)
 	}
 	close(ep[0]);
 	setsid();
-	sigemptyset(&set);
-	sigaddset(&set, SIGCHLD);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGQUIT);
+	supervised_signals(&set);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	/* The supervisor and its broker outlive the caller: their messages go to
 	 * a log file, not to the caller's terminal or pipe. */

@@ -1123,7 +1123,7 @@ static void test_no_policy(void **state)
 	assert_int_equal(up.len, 0);
 	assert_false(ev & HX_EV_OPEN_UPSTREAM);
 	assert_true(strstr(S(&cl), "HTTP/1.1 403 Forbidden\r\n") == S(&cl));
-	assert_non_null(strstr(S(&cl), "no policy loaded"));
+	assert_non_null(strstr(S(&cl), "no policy in force"));
 	hx_free(h);
 	buf_free(&up);
 	buf_free(&cl);
