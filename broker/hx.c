@@ -104,6 +104,7 @@ struct hx {
 	struct buf hold;                /* held head (+ framed body) toward the upstream */
 	struct buf hold_body;           /* FR_DEFER: unframed body, Content-Length fixed at the end */
 	char method[24];
+	size_t method_len;
 	char host[HX_HOST_MAX];         /* effective request host (lower-case, no port) */
 	size_t host_len;
 	char host_port[8];              /* ":port" as the client wrote it, or empty */
@@ -172,9 +173,9 @@ static inline const char *hp(const struct hx_head *m, uint32_t off) { return m->
 /* ------------------------------------------------------------------ */
 /* Output helpers                                                     */
 
-static int put(struct hx *h, struct buf *b, const void *p, size_t n)
+static inline int put(struct hx *h, struct buf *b, const void *p, size_t n)
 {
-	int r = buf_append(b, p, n);
+	int r = buf_put(b, p, n);
 
 	if (r)
 		h->err = r;
@@ -182,13 +183,48 @@ static int put(struct hx *h, struct buf *b, const void *p, size_t n)
 }
 
 static int puts_(struct hx *h, struct buf *b, const char *s) { return put(h, b, s, strlen(s)); }
+/* String literals: length known at compile time. */
+#define PUT_LIT(h, b, s) put((h), (b), (s), sizeof(s) - 1)
+
+static int put_u64(struct hx *h, struct buf *b, unsigned long long v)
+{
+	int r = buf_put_u64(b, v);
+
+	if (r)
+		h->err = r;
+	return r;
+}
 
 static int put_chunk_hdr(struct hx *h, struct buf *b, size_t n)
 {
-	char tmp[24];
-	int k = snprintf(tmp, sizeof(tmp), "%zx\r\n", n);
+	int r = buf_put_hex(b, n);
 
-	return put(h, b, tmp, (size_t)k);
+	if (r)
+		h->err = r;
+	return r ? r : PUT_LIT(h, b, "\r\n");
+}
+
+/* "Content-Length: N\r\n" */
+static int put_cl(struct hx *h, struct buf *b, unsigned long long n)
+{
+	PUT_LIT(h, b, "Content-Length: ");
+	put_u64(h, b, n);
+	return PUT_LIT(h, b, "\r\n");
+}
+
+/* Bounded copy into a fixed field (what snprintf "%s" did, without printf). */
+static size_t set_str(char *dst, size_t cap, const char *s, size_t n)
+{
+	if (n > cap - 1)
+		n = cap - 1;
+	memcpy(dst, s, n);
+	dst[n] = 0;
+	return n;
+}
+
+static void set_why(struct hx *h, const char *s)
+{
+	set_str(h->why, sizeof(h->why), s, strnlen(s, sizeof(h->why) - 1));
 }
 
 /* JSON string body (without quotes): escapes what JSON requires, and bytes
@@ -251,7 +287,7 @@ static void audit_emit(struct hx *h)
 		return;
 	memset(&rec, 0, sizeof(rec));
 	rec.method = h->method;
-	rec.method_len = strlen(h->method);
+	rec.method_len = h->method_len;
 	rec.host = h->host;
 	rec.host_len = h->host_len;
 	if (m->t_len) {
@@ -303,9 +339,15 @@ static void answer_end(struct hx *h)
 	size_t start = b->len;
 
 	put(h, &h->tmp, "\n", 1);
-	buf_appendf(b, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n%sContent-Length: %zu\r\n\r\n",
-		    h->ans_status, reason_phrase(h->ans_status),
-		    h->ans_close ? "Connection: close\r\n" : "", h->tmp.len);
+	PUT_LIT(h, b, "HTTP/1.1 ");
+	put_u64(h, b, (unsigned)h->ans_status);
+	PUT_LIT(h, b, " ");
+	puts_(h, b, reason_phrase(h->ans_status));
+	PUT_LIT(h, b, "\r\nContent-Type: application/json\r\n");
+	if (h->ans_close)
+		PUT_LIT(h, b, "Connection: close\r\n");
+	put_cl(h, b, h->tmp.len);
+	PUT_LIT(h, b, "\r\n");
 	if (!h->rq_head) /* HEAD: same head, no body */
 		put(h, b, buf_head(&h->tmp), h->tmp.len);
 	h->tmp.len = 0;
@@ -340,7 +382,7 @@ static void answer_error(struct hx *h, int status, const char *error, const char
 	}
 	puts_(h, b, "\"}");
 	answer_end(h);
-	snprintf(h->why, sizeof(h->why), "%s", reason ? reason : error);
+	set_why(h, reason ? reason : error);
 	local_done(h, close);
 }
 
@@ -352,14 +394,14 @@ static void answer_denied(struct hx *h, const char *rule)
 	puts_(h, b, "{\"error\":\"denied\",\"host\":\"");
 	put_json_str(h, b, h->host, h->host_len);
 	puts_(h, b, "\",\"method\":\"");
-	put_json_str(h, b, h->method, strlen(h->method));
+	put_json_str(h, b, h->method, h->method_len);
 	puts_(h, b, "\",\"path\":\"");
 	put_json_str(h, b, hp(m, m->t), m->t_len);
 	puts_(h, b, "\",\"rule\":\"");
 	put_json_str(h, b, rule, strlen(rule));
 	puts_(h, b, "\"}");
 	answer_end(h);
-	snprintf(h->why, sizeof(h->why), "%s", rule);
+	set_why(h, rule);
 	local_done(h, h->rq_close);
 }
 
@@ -469,8 +511,23 @@ static int rs_on_status(llhttp_t *p, const char *at, size_t n) { return head_pie
 static int rs_on_field(llhttp_t *p, const char *at, size_t n) { return head_piece(hx_of(p), &hx_of(p)->rs, PC_NAME, at, n); }
 static int rs_on_value(llhttp_t *p, const char *at, size_t n) { return head_piece(hx_of(p), &hx_of(p)->rs, PC_VAL, at, n); }
 
-/* Classifies headers, trims OWS from values, rejects what llhttp lets through. */
-static const char *head_finish(struct hx_head *m)
+/* Case-insensitive (ASCII) equality with a lower-case literal of length n. */
+static bool lc_eq(const char *s, const char *lit, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c + 32);
+		if (c != lit[i])
+			return false;
+	}
+	return true;
+}
+
+/* The headers hx treats specially. The length and first letter pick the one
+ * candidate, so an ordinary header costs a switch, not 13 string compares. */
+static enum hx_kind hdr_kind(const char *name, size_t n)
 {
 	static const struct { const char *name; enum hx_kind k; } kinds[] = {
 		{ "host", HK_HOST }, { "content-length", HK_CL }, { "transfer-encoding", HK_TE },
@@ -480,7 +537,29 @@ static const char *head_finish(struct hx_head *m)
 		{ "proxy-authorization", HK_PROXY_AUTHZ }, { "proxy-authenticate", HK_PROXY_AUTHN },
 		{ "http2-settings", HK_HTTP2_SETTINGS },
 	};
+	int i;
 
+	if (n < 2)
+		return HK_OTHER;
+	switch (n) {
+	case 2:  i = 6; break;                                  /* te */
+	case 4:  i = 0; break;                                  /* host */
+	case 6:  i = 9; break;                                  /* expect */
+	case 7:  i = (name[0] | 0x20) == 't' ? 7 : 8; break;    /* trailer, upgrade */
+	case 10: i = (name[0] | 0x20) == 'c' ? 3 : 4; break;    /* connection, keep-alive */
+	case 14: i = (name[0] | 0x20) == 'c' ? 1 : 12; break;   /* content-length, http2-settings */
+	case 16: i = 5; break;                                  /* proxy-connection */
+	case 17: i = 2; break;                                  /* transfer-encoding */
+	case 18: i = 11; break;                                 /* proxy-authenticate */
+	case 19: i = 10; break;                                 /* proxy-authorization */
+	default: return HK_OTHER;
+	}
+	return lc_eq(name, kinds[i].name, n) ? kinds[i].k : HK_OTHER;
+}
+
+/* Classifies headers, trims OWS from values, rejects what llhttp lets through. */
+static const char *head_finish(struct hx_head *m)
+{
 	if (m->fold)
 		return "obsolete line folding (obs-fold) in a header";
 	for (size_t i = 0; i < m->n; i++) {
@@ -495,13 +574,8 @@ static const char *head_finish(struct hx_head *m)
 		for (size_t j = 0; j < x->val_len; j++)
 			if (v[j] == '\0' || v[j] == '\r' || v[j] == '\n')
 				return "control character in a header value";
-		x->kind = HK_OTHER;
+		x->kind = (uint8_t)hdr_kind(name, x->name_len);
 		x->drop = false;
-		for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
-			if (ieq(name, x->name_len, kinds[k].name)) {
-				x->kind = (uint8_t)kinds[k].k;
-				break;
-			}
 	}
 	return NULL;
 }
@@ -880,7 +954,8 @@ static int hold_flush(struct hx *h, bool final)
 		return 0;
 	if (h->rq_fr == FR_DEFER) {
 		if (final) {
-			buf_appendf(&h->hold, "Content-Length: %zu\r\n\r\n", h->hold_body.len);
+			put_cl(h, &h->hold, h->hold_body.len);
+			PUT_LIT(h, &h->hold, "\r\n");
 			put(h, &h->hold, buf_head(&h->hold_body), h->hold_body.len);
 		} else {
 			puts_(h, &h->hold, "Transfer-Encoding: chunked\r\n\r\n");
@@ -1137,7 +1212,8 @@ static int rq_serialise(struct hx *h, const char *path, size_t path_len, const c
 		puts_(h, b, "Connection: Upgrade\r\nUpgrade: websocket\r\n");
 	switch (h->rq_fr) {
 	case FR_CL:
-		buf_appendf(b, "Content-Length: %llu\r\n\r\n", (unsigned long long)h->rq_p.content_length);
+		put_cl(h, b, (unsigned long long)h->rq_p.content_length);
+		PUT_LIT(h, b, "\r\n");
 		break;
 	case FR_CHUNKED:
 		puts_(h, b, "Transfer-Encoding: chunked\r\n\r\n");
@@ -1162,6 +1238,7 @@ static int rq_on_message_begin(llhttp_t *p)
 	h->expect_local = false;
 	h->rq_fr = FR_NONE;
 	h->method[0] = h->host[0] = h->why[0] = 0;
+	h->method_len = 0;
 	h->host_len = h->host_port_len = 0;
 	h->status = 0;
 	h->used_mask = h->inject_mask = 0;
@@ -1190,7 +1267,17 @@ static int rq_check_host(struct hx *h, const char *auth, size_t auth_len, const 
 	memcpy(h->host, lh, lhl + 1);
 	h->host_len = lhl;
 	if (port >= 0) {
-		h->host_port_len = (size_t)snprintf(h->host_port, sizeof(h->host_port), ":%ld", port);
+		char *e = h->host_port + sizeof(h->host_port), *q = e;
+		long pv = port;
+
+		/* port <= 65535 (split_authority): ":" and five digits fit */
+		do {
+			*--q = (char)('0' + pv % 10);
+			pv /= 10;
+		} while (pv);
+		*--q = ':';
+		h->host_port_len = (size_t)(e - q);
+		memmove(h->host_port, q, h->host_port_len);
 		if (port != h->env.port) {
 			*reason = "the Host header names another port than the connection's: open a new connection for it";
 			return 421;
@@ -1227,7 +1314,8 @@ static int rq_on_headers_complete(llhttp_t *p)
 	int r, st;
 
 	h->bytes_in += m->bytes + 2;
-	snprintf(h->method, sizeof(h->method), "%.*s", (int)m->a_len, hp(m, m->a));
+	h->method_len = m->a_len ? set_str(h->method, sizeof(h->method), hp(m, m->a), m->a_len) : 0;
+	h->method[h->method_len] = 0;
 	h->rq_http10 = p->http_major == 1 && p->http_minor == 0;
 	/* HTTP/1.0 keep-alive is not offered: one exchange, then close. */
 	h->rq_close = !llhttp_should_keep_alive(p) || h->client_eof || h->rq_http10;
@@ -1344,7 +1432,7 @@ static int rq_on_headers_complete(llhttp_t *p)
 	pr.host = h->host;
 	pr.host_len = h->host_len;
 	pr.method = h->method;
-	pr.method_len = strlen(h->method);
+	pr.method_len = h->method_len;
 	pr.target = path;
 	pr.target_len = path_len + (query ? query_len + 1 : 0);
 	pr.port = h->env.port;
@@ -1359,7 +1447,7 @@ static int rq_on_headers_complete(llhttp_t *p)
 		answer_denied(h, v.why);
 		return h->closed ? -1 : 0;
 	}
-	snprintf(h->why, sizeof(h->why), "%s", v.why);
+	set_why(h, v.why);
 
 	/* Secrets: where each may be substituted for this request. */
 	for (size_t i = 0; i < h->n_sec && i < HX_MAX_SECRETS; i++) {
@@ -1593,7 +1681,13 @@ static void rs_head_out(struct hx *h, int status, bool keep_cl)
 	struct hx_head *m = &h->rs;
 	struct buf *b = h->to_client;
 
-	buf_appendf(b, "HTTP/1.1 %03d ", status);
+	char sl[13] = "HTTP/1.1 000 ";
+
+	/* 100..599 (rs_on_headers_complete checked it) */
+	sl[9] = (char)('0' + status / 100);
+	sl[10] = (char)('0' + status / 10 % 10);
+	sl[11] = (char)('0' + status % 10);
+	put(h, b, sl, sizeof(sl));
 	scrub_put(h, b, hp(m, m->a), m->a_len);
 	put(h, b, "\r\n", 2);
 	for (size_t i = 0; i < m->n; i++) {
@@ -1667,7 +1761,7 @@ static int rs_on_headers_complete(llhttp_t *p)
 		h->rq_close = true;
 	rs_head_out(h, status, nobody && status != 204);
 	if (h->rs_fr == FR_CL)
-		buf_appendf(h->to_client, "Content-Length: %llu\r\n", (unsigned long long)p->content_length);
+		put_cl(h, h->to_client, (unsigned long long)p->content_length);
 	else if (h->rs_fr == FR_CHUNKED)
 		puts_(h, h->to_client, "Transfer-Encoding: chunked\r\n");
 	if (h->rq_close || h->client_eof)

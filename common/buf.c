@@ -72,6 +72,31 @@ int buf_appendf(struct buf *b, const char *fmt, ...)
 	return 0;
 }
 
+/* printf-free number formatting: vfprintf costs more than the rest of a
+ * header line. */
+int buf_put_u64(struct buf *b, unsigned long long v)
+{
+	char tmp[20], *p = tmp + sizeof(tmp);
+
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return buf_put(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+int buf_put_hex(struct buf *b, unsigned long long v)
+{
+	static const char hex[] = "0123456789abcdef";
+	char tmp[16], *p = tmp + sizeof(tmp);
+
+	do {
+		*--p = hex[v & 15];
+		v >>= 4;
+	} while (v);
+	return buf_put(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
 void buf_consume(struct buf *b, size_t n)
 {
 	if (n >= b->len) {
