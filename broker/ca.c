@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,7 @@
 
 static const char *ossl_err(void)
 {
-	static char msg[256];
+	static __thread char msg[256];  /* workers mint at the same time */
 	unsigned long e = ERR_get_error();
 
 	if (!e)
@@ -303,7 +304,18 @@ struct cc_entry {
 	char name[];
 };
 
+/*
+ * One cache for all workers (a name is minted once, and the memory is not
+ * multiplied by the worker count), under a mutex held only for the lookup:
+ * a miss signs outside it. What a caller gets is borrowed "until its next
+ * certcache_get": another worker may evict the entry meanwhile, so each thread
+ * keeps a reference on the last certificate it was handed (held), dropped at
+ * its next call or by certcache_thread_done().
+ */
+static __thread X509 *held;
+
 struct certcache {
+	pthread_mutex_t lock;
 	const struct ca *ca;
 	size_t cap, n, nbuckets;
 	long valid_secs;
@@ -339,6 +351,7 @@ struct certcache *certcache_new(const struct ca *ca, size_t cap, long valid_secs
 		return NULL;
 	}
 	cc->lru.prev = cc->lru.next = &cc->lru;
+	pthread_mutex_init(&cc->lock, NULL);
 	return cc;
 }
 
@@ -375,50 +388,119 @@ void certcache_free(struct certcache *cc)
 		return;
 	while (cc->lru.next != &cc->lru)
 		entry_remove(cc, cc->lru.next);
+	certcache_thread_done();
+	pthread_mutex_destroy(&cc->lock);
 	free(cc->buckets);
 	free(cc);
 }
 
-X509 *certcache_get(struct certcache *cc, const char *name)
+/* Caller holds cc->lock. The entry for name, NULL on a miss (an entry
+ * due for renewal is dropped). */
+static struct cc_entry *cc_find(struct certcache *cc, size_t b, const char *name, time_t now)
 {
-	size_t b = name_hash(name) & (cc->nbuckets - 1), len;
-	time_t now = time(NULL);
 	struct cc_entry *e;
-	X509 *x;
 
 	for (e = cc->buckets[b]; e; e = e->hnext) {
 		if (strcmp(e->name, name))
 			continue;
 		if (now >= e->renew_at) {
 			entry_remove(cc, e);
-			break;
+			return NULL;
 		}
 		lru_unlink(e);
 		lru_push_front(cc, e);
-		return e->cert;
+		return e;
 	}
-	x = ca_mint(cc->ca, name, cc->valid_secs);
-	if (!x)
-		return NULL;
-	cc->mints++;
-	len = strlen(name);
-	e = malloc(sizeof(*e) + len + 1);
-	if (!e) {
-		X509_free(x);
-		return NULL;
-	}
-	memcpy(e->name, name, len + 1);
-	e->cert = x;
-	e->renew_at = now + cc->valid_secs - cc->valid_secs / 10;
-	if (cc->n >= cc->cap)
-		entry_remove(cc, cc->lru.prev);
-	e->hnext = cc->buckets[b];
-	cc->buckets[b] = e;
-	lru_push_front(cc, e);
-	cc->n++;
+	return NULL;
+}
+
+/* Returns x with a reference the calling thread holds until its next call. */
+static X509 *hold(X509 *x)
+{
+	X509_free(held);
+	held = x;
 	return x;
 }
 
-size_t certcache_size(const struct certcache *cc) { return cc->n; }
-unsigned long certcache_mints(const struct certcache *cc) { return cc->mints; }
+X509 *certcache_get(struct certcache *cc, const char *name)
+{
+	size_t b = name_hash(name) & (cc->nbuckets - 1), len;
+	time_t now = time(NULL);
+	struct cc_entry *e, *ne;
+	X509 *x;
+
+	pthread_mutex_lock(&cc->lock);
+	e = cc_find(cc, b, name, now);
+	if (e) {
+		x = e->cert;
+		X509_up_ref(x);
+		pthread_mutex_unlock(&cc->lock);
+		return hold(x);
+	}
+	pthread_mutex_unlock(&cc->lock);
+
+	/* A signature takes a while: the other workers go on meanwhile. */
+	x = ca_mint(cc->ca, name, cc->valid_secs);
+	if (!x)
+		return NULL;
+	len = strlen(name);
+	ne = malloc(sizeof(*ne) + len + 1);
+	if (!ne) {
+		X509_free(x);
+		return NULL;
+	}
+	memcpy(ne->name, name, len + 1);
+	ne->cert = x;
+	ne->renew_at = now + cc->valid_secs - cc->valid_secs / 10;
+
+	pthread_mutex_lock(&cc->lock);
+	cc->mints++;
+	e = cc_find(cc, b, name, now);
+	if (e) {
+		/* another worker minted it first: one entry per name */
+		free(ne);
+		X509_free(x);
+		x = e->cert;
+	} else {
+		if (cc->n >= cc->cap)
+			entry_remove(cc, cc->lru.prev);
+		ne->hnext = cc->buckets[b];
+		cc->buckets[b] = ne;
+		lru_push_front(cc, ne);
+		cc->n++;
+	}
+	X509_up_ref(x);
+	pthread_mutex_unlock(&cc->lock);
+	return hold(x);
+}
+
+void certcache_thread_done(void)
+{
+	X509_free(held);
+	held = NULL;
+}
+
+/* The lock is not part of the value: taking it does not change the cache. */
+size_t certcache_size(const struct certcache *cc)
+{
+	pthread_mutex_t *l = (pthread_mutex_t *)&cc->lock;
+	size_t n;
+
+	pthread_mutex_lock(l);
+	n = cc->n;
+	pthread_mutex_unlock(l);
+	return n;
+}
+
+unsigned long certcache_mints(const struct certcache *cc)
+{
+	pthread_mutex_t *l = (pthread_mutex_t *)&cc->lock;
+	unsigned long n;
+
+	pthread_mutex_lock(l);
+	n = cc->mints;
+	pthread_mutex_unlock(l);
+	return n;
+}
+
 const struct ca *certcache_ca(const struct certcache *cc) { return cc->ca; }

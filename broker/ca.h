@@ -36,8 +36,13 @@ struct certcache *certcache_new(const struct ca *ca, size_t cap, long valid_secs
 void certcache_free(struct certcache *cc);
 /* Returns the cached leaf for name, minting it on a miss or when it is within
  * a tenth of its validity from expiring. The reference is borrowed: valid until
- * the next certcache_get (callers hand it to OpenSSL, which takes its own). */
+ * the calling thread's next certcache_get (callers hand it to OpenSSL, which
+ * takes its own). Safe from several threads at once (one cache for all
+ * workers). */
 X509 *certcache_get(struct certcache *cc, const char *name);
+/* Drops the calling thread's hold on the last leaf it got (a worker thread
+ * calls it before it ends; certcache_free does it for its caller). */
+void certcache_thread_done(void);
 const struct ca *certcache_ca(const struct certcache *cc);
 size_t certcache_size(const struct certcache *cc);
 /* Counters for tests and stats. */

@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <sys/eventfd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,79 @@ static int take_origdst(struct broker *b, int fd, struct sluice_orig_dst *out)
 	return origdst_take(b->orig_fd, fd, out);
 }
 
+/*
+ * Workers: each is a whole broker (event loop, connections, upstream pool,
+ * timers, audit buffer) with its own SO_REUSEPORT listeners on the shared
+ * port, so the kernel spreads the redirected connections and no lock is taken
+ * per connection. Shared, each with its own lock: the policy, the certificate
+ * cache, the resolver's threads and cache, the upstream TLS sessions and the
+ * DNS names table. Worker 0 runs on the main thread and alone owns the DNS
+ * sockets, the signalfd and the policy watch, so one worker is exactly the
+ * single-threaded broker.
+ */
+struct worker {
+	struct broker b;
+	struct broker_cfg cfg;         /* copy: --max-conns is split between the workers */
+	struct ev_io wake;             /* eventfd: drain now (fd -1 with one worker) */
+	pthread_t th;
+	unsigned idx;
+	bool started;                  /* thread running: join it */
+};
+
+static struct worker *wk;
+static unsigned n_wk;
+static atomic_int exit_rc;
+
+static void wake_cb(struct ev_io *io, uint32_t events)
+{
+	struct worker *w = container_of(io, struct worker, wake);
+	uint64_t v;
+
+	if (read(io->fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		pr_warn("worker %u: eventfd read: %s", w->idx, strerror(errno));
+	broker_drain(&w->b);
+}
+
+/* Every worker stops accepting and finishes its connections; the eventfd
+ * write is the only cross-thread touch, each broker drains itself. */
+static void drain_all(void)
+{
+	uint64_t one = 1;
+	unsigned i;
+
+	for (i = 0; i < n_wk; i++)
+		if (wk[i].wake.fd >= 0 && write(wk[i].wake.fd, &one, sizeof(one)) < 0)
+			pr_warn("Couldn't wake worker %u to drain: %s", i, strerror(errno));
+}
+
+static void worker_report(const struct worker *w)
+{
+	if (n_wk > 1)
+		pr_info("worker %u: %lu connection(s) accepted, %lu refused", w->idx,
+			w->b.n_accepted, w->b.n_refused);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	while (!w->b.loop.stop) {
+		int rc = ev_run_once(&w->b.loop);
+
+		if (rc < 0) {
+			/* Fail closed: the whole broker goes, `sluice run` restarts it. */
+			pr_err("worker %u: event loop failed: %s; stopping the broker", w->idx, strerror(-rc));
+			atomic_store(&exit_rc, 1);
+			drain_all();
+			break;
+		}
+	}
+	worker_report(w);
+	broker_fini(&w->b);
+	certcache_thread_done();
+	return NULL;
+}
+
 static const char usage[] =
 "usage: sluiced --listen 127.0.0.1:PORT --ready-fd N [options]\n"
 "  --listen 127.0.0.1:P   TCP on 127.0.0.1:P and [::1]:P, UDP DNS likewise (P=0: the kernel picks)\n"
@@ -44,9 +119,9 @@ static const char usage[] =
 "  --audit FILE|-         JSON-lines audit log (default <run-dir>/<sandbox>/audit.jsonl, or stderr)\n"
 "  --pin-root DIR         bpffs directory of the pinned maps (default " SLUICE_PIN_ROOT ")\n"
 "  --sandbox NAME         name written in the audit log\n"
-"  --workers N            worker threads (default 1)\n"
+"  --workers N            worker threads, each with its own SO_REUSEPORT listeners (default 1, max 64)\n"
 "  --log-level L          error|warn|info|debug\n"
-"  --max-conns N          connections open at once (default 16384)\n"
+"  --max-conns N          connections open at once, split evenly between workers (default 16384)\n"
 "  --handshake-timeout S, --header-timeout S, --idle-timeout S, --io-timeout S   (seconds, decimals ok)\n"
 "  --max-header-bytes N   request/response head limit (default 65536)\n"
 "  --origdst-fixed ADDR:PORT  TEST AID: treat every connection as redirected from ADDR:PORT\n";
@@ -241,7 +316,11 @@ static void sig_cb(struct ev_io *io, uint32_t events)
 		if (si.ssi_signo == SIGHUP) {
 			load_policy(b->cfg, false);
 		} else {
-			pr_info("signal %u: draining %zu connection(s), then exiting", si.ssi_signo, b->n_conns);
+			if (n_wk > 1)
+				pr_info("signal %u: draining %u workers, then exiting", si.ssi_signo, n_wk);
+			else
+				pr_info("signal %u: draining %zu connection(s), then exiting", si.ssi_signo, b->n_conns);
+			drain_all();
 			broker_drain(b);
 		}
 	}
@@ -332,13 +411,17 @@ static int open_audit(struct broker_cfg *cfg)
 int main(int argc, char **argv)
 {
 	static struct broker_cfg cfg;
-	static struct broker b;
 	static struct ca ca;
+	struct certcache *cc;
+	struct resolver *res;
+	SSL_CTX *srv_ctx, *cli_ctx;
+	struct broker *b0;
 	char err[1024];
-	int opt, rc, lis4, lis6, udp4, udp6, sfd;
+	int opt, rc, lis4, lis6, udp4, udp6, sfd, audit_fd;
 	unsigned long v;
 	sigset_t mask;
-	uint16_t port, dport;
+	uint16_t port = 0, dport;
+	bool reuse, have6 = false;
 
 	log_set_prefix("sluiced");
 	strcpy(cfg.listen_addr, "127.0.0.1");
@@ -468,8 +551,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sluiced: give either --policy or --allow, not both\n");
 		return 2;
 	}
-	if (cfg.workers > 1)
-		pr_warn("--workers %u: this build runs one worker; continuing with 1", cfg.workers);
 	signal(SIGPIPE, SIG_IGN);
 	/* Blocked before any thread starts, so only the signalfd ever sees them. */
 	sigemptyset(&mask);
@@ -495,31 +576,86 @@ int main(int argc, char **argv)
 	rc = ca_publish(&ca, cfg.run_dir, "/etc/ssl/certs/ca-certificates.crt", err, sizeof(err));
 	if (rc)
 		return die(err);
-	b.cc = certcache_new(&ca, 1024, 7L * 24 * 3600);
-	if (!b.cc)
+	cc = certcache_new(&ca, 1024, 7L * 24 * 3600);
+	if (!cc)
 		return die("out of memory");
-	b.srv_ctx = tls_server_ctx_new(b.cc, err, sizeof(err));
-	if (!b.srv_ctx)
+	/* One server context for all workers: a session ticket issued by one
+	 * resumes on any other. */
+	srv_ctx = tls_server_ctx_new(cc, err, sizeof(err));
+	if (!srv_ctx)
 		return die(err);
-	b.cli_ctx = tls_client_ctx_new(cfg.upstream_ca, cfg.n_upstream_ca, err, sizeof(err));
-	if (!b.cli_ctx)
+	cli_ctx = tls_client_ctx_new(cfg.upstream_ca, cfg.n_upstream_ca, err, sizeof(err));
+	if (!cli_ctx)
 		return die(err);
-	b.res = resolver_new(NULL, 2, err, sizeof(err));
-	if (!b.res)
+	res = resolver_new(NULL, 2, err, sizeof(err));
+	if (!res)
 		return die(err);
 	for (size_t i = 0; i < cfg.n_resolve; i++)
-		if (resolver_add_override(b.res, cfg.resolve[i], err, sizeof(err)))
+		if (resolver_add_override(res, cfg.resolve[i], err, sizeof(err)))
 			return die(err);
-
-	lis4 = bind_sock(AF_INET, SOCK_STREAM, cfg.listen_addr, cfg.listen_port, false);
-	if (lis4 < 0) {
-		pr_err("Couldn't listen on %s:%u: %s", cfg.listen_addr, cfg.listen_port, strerror(-lis4));
+	audit_fd = open_audit(&cfg);
+	if (audit_fd < 0)
 		return 1;
+
+	n_wk = cfg.workers;
+	wk = calloc(n_wk, sizeof(*wk));
+	if (!wk)
+		return die("out of memory for the workers");
+	reuse = n_wk > 1;
+	for (unsigned i = 0; i < n_wk; i++) {
+		struct worker *w = &wk[i];
+		struct broker *b = &w->b;
+
+		w->idx = i;
+		w->wake.fd = -1;
+		w->cfg = cfg;
+		w->cfg.max_conns = (cfg.max_conns + n_wk - 1) / n_wk;
+		lis4 = bind_sock(AF_INET, SOCK_STREAM, cfg.listen_addr, i ? port : cfg.listen_port, reuse);
+		if (lis4 < 0) {
+			pr_err("Couldn't listen on %s:%u%s: %s", cfg.listen_addr, i ? port : cfg.listen_port,
+			       i ? " (SO_REUSEPORT, for another worker)" : "", strerror(-lis4));
+			return 1;
+		}
+		if (!i)
+			port = sock_port(lis4);
+		lis6 = -1;
+		if (!i || have6) {
+			lis6 = bind_sock(AF_INET6, SOCK_STREAM, "::1", port, reuse);
+			if (lis6 < 0 && !i)
+				pr_warn("Couldn't listen on [::1]:%u: %s; IPv6 connections will fail",
+					port, strerror(-lis6));
+			else if (lis6 < 0) {
+				pr_err("Couldn't listen on [::1]:%u for worker %u: %s", port, i, strerror(-lis6));
+				return 1;
+			}
+			have6 = lis6 >= 0;
+		}
+		b->res = i ? resolver_clone(res, err, sizeof(err)) : res;
+		if (!b->res)
+			return die(err);
+		rc = broker_init(b, &w->cfg, &ca, lis4, lis6);
+		if (rc) {
+			pr_err("Couldn't set up the event loop of worker %u: %s", i, strerror(-rc));
+			return 1;
+		}
+		b->port = port;
+		b->origdst_take = take_origdst;
+		b->cc = cc;
+		b->srv_ctx = srv_ctx;
+		b->cli_ctx = cli_ctx;
+		/* Shared O_APPEND fd: each worker writes whole lines in one write(). */
+		b->audit_fd = audit_fd;
+		if (n_wk > 1) {
+			w->wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+			w->wake.cb = wake_cb;
+			if (w->wake.fd < 0 || ev_add(&b->loop, &w->wake, EPOLLIN | EPOLLET)) {
+				pr_err("Couldn't set up worker %u's wake-up eventfd: %s", i, strerror(errno));
+				return 1;
+			}
+		}
 	}
-	port = sock_port(lis4);
-	lis6 = bind_sock(AF_INET6, SOCK_STREAM, "::1", port, false);
-	if (lis6 < 0)
-		pr_warn("Couldn't listen on [::1]:%u: %s; IPv6 connections will fail", port, strerror(-lis6));
+
+	b0 = &wk[0].b;
 	/* DNS on the same port number when free (UDP and TCP ports are separate). */
 	udp4 = bind_sock(AF_INET, SOCK_DGRAM, cfg.listen_addr, port, false);
 	if (udp4 < 0 && !cfg.listen_port)
@@ -532,39 +668,51 @@ int main(int argc, char **argv)
 	udp6 = bind_sock(AF_INET6, SOCK_DGRAM, "::1", dport, false);
 	if (udp6 < 0)
 		pr_warn("Couldn't bind DNS on [::1]:%u: %s", dport, strerror(-udp6));
-
-	rc = broker_init(&b, &cfg, &ca, lis4, lis6);
-	if (rc) {
-		pr_err("Couldn't set up the event loop: %s", strerror(-rc));
-		return 1;
-	}
-	b.port = port;
-	b.origdst_take = take_origdst;
-	b.dns_port = dport;
-	b.udp[0].fd = udp4;
-	b.udp[1].fd = udp6;
-	b.udp[0].cb = dns_udp_cb;
-	b.udp[1].cb = dns_udp6_cb;
-	ev_add(&b.loop, &b.udp[0], EPOLLIN);
+	for (unsigned i = 0; i < n_wk; i++)
+		wk[i].b.dns_port = dport;
+	b0->udp[0].fd = udp4;
+	b0->udp[1].fd = udp6;
+	b0->udp[0].cb = dns_udp_cb;
+	b0->udp[1].cb = dns_udp6_cb;
+	ev_add(&b0->loop, &b0->udp[0], EPOLLIN);
 	if (udp6 >= 0)
-		ev_add(&b.loop, &b.udp[1], EPOLLIN);
-	b.audit_fd = open_audit(&cfg);
-	if (b.audit_fd < 0)
-		return 1;
+		ev_add(&b0->loop, &b0->udp[1], EPOLLIN);
 
 	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0) {
 		pr_err("signalfd: %s", strerror(errno));
 		return 1;
 	}
-	b.sig.fd = sfd;
-	b.sig.cb = sig_cb;
-	ev_add(&b.loop, &b.sig, EPOLLIN | EPOLLET);
-	pol_watch_start(&b.loop, &cfg);
+	b0->sig.fd = sfd;
+	b0->sig.cb = sig_cb;
+	ev_add(&b0->loop, &b0->sig, EPOLLIN | EPOLLET);
+	pol_watch_start(&b0->loop, &cfg);
+
+	for (unsigned i = 1; i < n_wk; i++) {
+		char name[16];
+
+		rc = pthread_create(&wk[i].th, NULL, worker_main, &wk[i]);
+		if (rc) {
+			/* Fail closed: no READY, the ones started drain and the broker exits. */
+			pr_err("Couldn't start worker thread %u of %u: %s; lower --workers or raise the "
+			       "thread limit (ulimit -u)", i, n_wk, strerror(rc));
+			drain_all();
+			for (unsigned k = 1; k < i; k++)
+				pthread_join(wk[k].th, NULL);
+			return 1;
+		}
+		wk[i].started = true;
+		snprintf(name, sizeof(name), "sluiced-w%u", (unsigned char)i); /* i < 64 */
+		pthread_setname_np(wk[i].th, name);
+	}
 
 	if (cfg.origdst_fixed_set)
 		pr_warn("--origdst-fixed is a test aid: every connection is treated as redirected to it");
-	pr_info("listening on %s:%u and [::1]:%u, DNS on udp port %u", cfg.listen_addr, port, port, dport);
+	if (n_wk > 1)
+		pr_info("listening on %s:%u and [::1]:%u with %u workers (SO_REUSEPORT), DNS on udp port %u",
+			cfg.listen_addr, port, port, n_wk, dport);
+	else
+		pr_info("listening on %s:%u and [::1]:%u, DNS on udp port %u", cfg.listen_addr, port, port, dport);
 	if (cfg.ready_fd >= 0) {
 		char line[64];
 		int n = snprintf(line, sizeof(line), "READY %u %u\n", port, dport);
@@ -574,20 +722,39 @@ int main(int argc, char **argv)
 		close(cfg.ready_fd);
 	}
 
-	while (!b.loop.stop)
-		if (ev_run_once(&b.loop) < 0)
+	while (!b0->loop.stop) {
+		rc = ev_run_once(&b0->loop);
+		if (rc < 0) {
+			pr_err("worker 0: event loop failed: %s; stopping the broker", strerror(-rc));
+			atomic_store(&exit_rc, 1);
+			drain_all();
 			break;
-
-	broker_fini(&b);
+		}
+	}
+	worker_report(&wk[0]);
+	broker_fini(b0);
+	for (unsigned i = 1; i < n_wk; i++)
+		if (wk[i].started)
+			pthread_join(wk[i].th, NULL);
 	close(udp4);
 	if (udp6 >= 0)
 		close(udp6);
-	SSL_CTX_free(b.srv_ctx);
-	SSL_CTX_free(b.cli_ctx);
-	certcache_free(b.cc);
-	resolver_free(b.res);
+	for (unsigned i = 0; i < n_wk; i++) {
+		if (wk[i].wake.fd >= 0)
+			close(wk[i].wake.fd);
+		resolver_free(wk[i].b.res);
+	}
+	free(wk);
+	SSL_CTX_free(srv_ctx);
+	SSL_CTX_free(cli_ctx);
+	certcache_free(cc);
 	ca_fini(&ca);
 	broker_policy_set(NULL);
-	pr_info("exited cleanly");
-	return 0;
+	close(audit_fd);
+	rc = atomic_load(&exit_rc);
+	if (rc)
+		pr_err("exited after a worker failed");
+	else
+		pr_info("exited cleanly");
+	return rc;
 }

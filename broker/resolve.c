@@ -27,25 +27,41 @@ struct rs_entry {              /* overrides, /etc/hosts and the cache */
 
 struct rs_job {
 	struct rs_job *next;
-	struct resolver *r;
+	struct resolver *r;        /* the handle whose loop runs done */
 	rs_done_fn done;           /* NULL once cancelled */
 	void *ctx;
 	struct rs_result res;
 	char name[NAME_MAX_LEN];
 };
 
-struct resolver {
+/*
+ * What every worker shares: the lookup threads, their queue, the names and
+ * the cache. Overrides, /etc/hosts and the own addresses are written before
+ * any worker starts and only read after, so they need no lock; the cache and
+ * the queues are under lock.
+ */
+struct rs_core {
 	struct rs_entry *overrides, *hosts, *cache;
 	size_t n_cache;
 	struct rs_addr own[64];
 	size_t n_own;
-	int efd;
 	pthread_t th[4];
 	unsigned n_th;
+	unsigned refs;             /* handles; under lock */
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct rs_job *todo, *todo_tail, *doneq;
+	pthread_cond_t cond;       /* work queued, or stop */
+	pthread_cond_t idle;       /* a thread finished a job (resolver_free waits on it) */
+	struct rs_job *todo, *todo_tail;
 	bool stop;
+};
+
+/* One per event loop: finished jobs come back to the loop that asked, through
+ * its own eventfd, so callbacks always run on the submitting thread. */
+struct resolver {
+	struct rs_core *c;
+	int efd;
+	unsigned busy;             /* jobs of this handle in a lookup thread; under c->lock */
+	struct rs_job *doneq;      /* under c->lock */
 };
 
 static int parse_addr(const char *s, struct rs_addr *a)
@@ -112,7 +128,7 @@ static int entry_add(struct rs_entry **list, const char *name, const struct rs_a
 	return 0;
 }
 
-static void load_hosts(struct resolver *r, const char *path)
+static void load_hosts(struct rs_core *c, const char *path)
 {
 	char line[1024];
 	FILE *f = fopen(path, "re");
@@ -129,19 +145,19 @@ static void load_hosts(struct resolver *r, const char *path)
 		if (!tok || parse_addr(tok, &a))
 			continue;
 		while ((tok = strtok_r(NULL, " \t\r\n", &save)))
-			entry_add(&r->hosts, tok, &a, false);
+			entry_add(&c->hosts, tok, &a, false);
 	}
 	fclose(f);
 }
 
-static void load_own(struct resolver *r)
+static void load_own(struct rs_core *c)
 {
 	struct ifaddrs *ifa, *i;
 
 	if (getifaddrs(&ifa))
 		return;
-	for (i = ifa; i && r->n_own < 64; i = i->ifa_next) {
-		struct rs_addr *a = &r->own[r->n_own];
+	for (i = ifa; i && c->n_own < 64; i = i->ifa_next) {
+		struct rs_addr *a = &c->own[c->n_own];
 
 		if (!i->ifa_addr)
 			continue;
@@ -155,7 +171,7 @@ static void load_own(struct resolver *r)
 		} else {
 			continue;
 		}
-		r->n_own++;
+		c->n_own++;
 	}
 	freeifaddrs(ifa);
 }
@@ -193,64 +209,49 @@ static void do_getaddrinfo(const char *name, struct rs_result *res)
 
 static void *worker(void *arg)
 {
-	struct resolver *r = arg;
+	struct rs_core *c = arg;
 	uint64_t one = 1;
 
-	pthread_mutex_lock(&r->lock);
+	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		struct rs_job *j;
 
-		while (!r->todo && !r->stop)
-			pthread_cond_wait(&r->cond, &r->lock);
-		if (r->stop)
+		while (!c->todo && !c->stop)
+			pthread_cond_wait(&c->cond, &c->lock);
+		if (c->stop)
 			break;
-		j = r->todo;
-		r->todo = j->next;
-		if (!r->todo)
-			r->todo_tail = NULL;
-		pthread_mutex_unlock(&r->lock);
+		j = c->todo;
+		c->todo = j->next;
+		if (!c->todo)
+			c->todo_tail = NULL;
+		j->r->busy++;
+		pthread_mutex_unlock(&c->lock);
 		do_getaddrinfo(j->name, &j->res);
-		pthread_mutex_lock(&r->lock);
-		j->next = r->doneq;
-		r->doneq = j;
-		if (write(r->efd, &one, sizeof(one)) < 0)
+		pthread_mutex_lock(&c->lock);
+		j->next = j->r->doneq;
+		j->r->doneq = j;
+		if (write(j->r->efd, &one, sizeof(one)) < 0)
 			pr_warn("resolver: eventfd write failed: %s", strerror(errno));
+		if (!--j->r->busy)
+			pthread_cond_broadcast(&c->idle);
 	}
-	pthread_mutex_unlock(&r->lock);
+	pthread_mutex_unlock(&c->lock);
 	return NULL;
 }
 
-struct resolver *resolver_new(const char *hosts_file, unsigned threads, char *err, size_t errlen)
+static struct resolver *handle_new(struct rs_core *c, char *err, size_t errlen)
 {
 	struct resolver *r = calloc(1, sizeof(*r));
-	unsigned i;
 
 	if (!r) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	pthread_mutex_init(&r->lock, NULL);
-	pthread_cond_init(&r->cond, NULL);
+	r->c = c;
 	r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (r->efd < 0) {
 		snprintf(err, errlen, "Couldn't create the resolver eventfd: %s", strerror(errno));
 		free(r);
-		return NULL;
-	}
-	load_hosts(r, hosts_file ? hosts_file : "/etc/hosts");
-	load_own(r);
-	if (threads < 1)
-		threads = 1;
-	if (threads > 4)
-		threads = 4;
-	for (i = 0; i < threads; i++) {
-		if (pthread_create(&r->th[i], NULL, worker, r))
-			break;
-		r->n_th++;
-	}
-	if (!r->n_th) {
-		snprintf(err, errlen, "Couldn't start a resolver thread");
-		resolver_free(r);
 		return NULL;
 	}
 	return r;
@@ -266,35 +267,112 @@ static void list_free(struct rs_entry *e)
 	}
 }
 
-void resolver_free(struct resolver *r)
+static void core_free(struct rs_core *c)
 {
 	unsigned i;
 
+	pthread_mutex_lock(&c->lock);
+	c->stop = true;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	for (i = 0; i < c->n_th; i++)
+		pthread_join(c->th[i], NULL);
+	list_free(c->overrides);
+	list_free(c->hosts);
+	list_free(c->cache);
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->cond);
+	pthread_cond_destroy(&c->idle);
+	free(c);
+}
+
+struct resolver *resolver_new(const char *hosts_file, unsigned threads, char *err, size_t errlen)
+{
+	struct rs_core *c = calloc(1, sizeof(*c));
+	struct resolver *r;
+	unsigned i;
+
+	if (!c) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	pthread_cond_init(&c->idle, NULL);
+	c->refs = 1;
+	r = handle_new(c, err, errlen);
+	if (!r) {
+		core_free(c);
+		return NULL;
+	}
+	load_hosts(c, hosts_file ? hosts_file : "/etc/hosts");
+	load_own(c);
+	if (threads < 1)
+		threads = 1;
+	if (threads > 4)
+		threads = 4;
+	for (i = 0; i < threads; i++) {
+		if (pthread_create(&c->th[i], NULL, worker, c))
+			break;
+		c->n_th++;
+	}
+	if (!c->n_th) {
+		snprintf(err, errlen, "Couldn't start a resolver thread");
+		resolver_free(r);
+		return NULL;
+	}
+	return r;
+}
+
+struct resolver *resolver_clone(struct resolver *r, char *err, size_t errlen)
+{
+	struct resolver *n = handle_new(r->c, err, errlen);
+
+	if (!n)
+		return NULL;
+	pthread_mutex_lock(&r->c->lock);
+	r->c->refs++;
+	pthread_mutex_unlock(&r->c->lock);
+	return n;
+}
+
+void resolver_free(struct resolver *r)
+{
+	struct rs_core *c;
+	struct rs_job **pp, *j, *done;
+	bool last;
+
 	if (!r)
 		return;
-	pthread_mutex_lock(&r->lock);
-	r->stop = true;
-	pthread_cond_broadcast(&r->cond);
-	pthread_mutex_unlock(&r->lock);
-	for (i = 0; i < r->n_th; i++)
-		pthread_join(r->th[i], NULL);
-	while (r->todo) {
-		struct rs_job *j = r->todo;
-
-		r->todo = j->next;
+	c = r->c;
+	pthread_mutex_lock(&c->lock);
+	/* This handle's queued jobs go; the ones a thread is running finish
+	 * first, since they come back to this handle. */
+	c->todo_tail = NULL;
+	for (pp = &c->todo; (j = *pp);) {
+		if (j->r == r) {
+			*pp = j->next;
+			free(j);
+			continue;
+		}
+		c->todo_tail = j;
+		pp = &j->next;
+	}
+	while (r->busy)
+		pthread_cond_wait(&c->idle, &c->lock);
+	done = r->doneq;
+	r->doneq = NULL;
+	last = --c->refs == 0;
+	pthread_mutex_unlock(&c->lock);
+	while (done) {
+		j = done;
+		done = j->next;
 		free(j);
 	}
-	while (r->doneq) {
-		struct rs_job *j = r->doneq;
-
-		r->doneq = j->next;
-		free(j);
-	}
-	list_free(r->overrides);
-	list_free(r->hosts);
-	list_free(r->cache);
 	close(r->efd);
 	free(r);
+	if (last)
+		core_free(c);
 }
 
 int resolver_add_override(struct resolver *r, const char *spec, char *err, size_t errlen)
@@ -311,7 +389,7 @@ int resolver_add_override(struct resolver *r, const char *spec, char *err, size_
 	}
 	memcpy(host, spec, (size_t)(colon - spec));
 	host[colon - spec] = 0;
-	return entry_add(&r->overrides, host, &a, true);
+	return entry_add(&r->c->overrides, host, &a, true);
 }
 
 bool resolver_is_pinned(const struct resolver *r, const char *host)
@@ -319,17 +397,19 @@ bool resolver_is_pinned(const struct resolver *r, const char *host)
 	char lname[NAME_MAX_LEN];
 
 	lower_copy(lname, host, sizeof(lname));
-	return find(r->overrides, lname) != NULL;
+	return find(r->c->overrides, lname) != NULL;
 }
 
 int resolver_lookup_fast(struct resolver *r, const char *host, struct rs_result *out)
 {
+	struct rs_core *c = r->c;
 	char lname[NAME_MAX_LEN];
-	struct rs_entry *e, **pp;
+	struct rs_entry *e, **pp, *dead = NULL;
 	time_t now;
+	int rc = -EAGAIN;
 
 	lower_copy(lname, host, sizeof(lname));
-	if ((e = find(r->overrides, lname)) || (e = find(r->hosts, lname))) {
+	if ((e = find(c->overrides, lname)) || (e = find(c->hosts, lname))) {
 		*out = e->res;
 		return 0;
 	}
@@ -339,24 +419,30 @@ int resolver_lookup_fast(struct resolver *r, const char *host, struct rs_result 
 		return 0;
 	}
 	now = time(NULL);
-	for (pp = &r->cache; (e = *pp);) {
+	pthread_mutex_lock(&c->lock);
+	for (pp = &c->cache; (e = *pp);) {
 		if (e->expires <= now) {
 			*pp = e->next;
-			free(e);
-			r->n_cache--;
+			e->next = dead;
+			dead = e;
+			c->n_cache--;
 			continue;
 		}
 		if (!strcmp(e->name, lname)) {
 			*out = e->res;
-			return 0;
+			rc = 0;
+			break;
 		}
 		pp = &e->next;
 	}
-	return -EAGAIN;
+	pthread_mutex_unlock(&c->lock);
+	list_free(dead);
+	return rc;
 }
 
 struct rs_job *resolver_submit(struct resolver *r, const char *host, rs_done_fn done, void *ctx)
 {
+	struct rs_core *c = r->c;
 	struct rs_job *j = calloc(1, sizeof(*j));
 
 	if (!j)
@@ -365,14 +451,14 @@ struct rs_job *resolver_submit(struct resolver *r, const char *host, rs_done_fn 
 	j->done = done;
 	j->ctx = ctx;
 	lower_copy(j->name, host, sizeof(j->name));
-	pthread_mutex_lock(&r->lock);
-	if (r->todo_tail)
-		r->todo_tail->next = j;
+	pthread_mutex_lock(&c->lock);
+	if (c->todo_tail)
+		c->todo_tail->next = j;
 	else
-		r->todo = j;
-	r->todo_tail = j;
-	pthread_cond_signal(&r->cond);
-	pthread_mutex_unlock(&r->lock);
+		c->todo = j;
+	c->todo_tail = j;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
 	return j;
 }
 
@@ -384,38 +470,52 @@ void resolver_cancel(struct rs_job *j)
 
 int resolver_eventfd(const struct resolver *r) { return r->efd; }
 
+/* Successful answers are cached so a burst of connections (on any worker)
+ * resolves once. Caller holds c->lock. */
+static void cache_put(struct rs_core *c, const struct rs_job *j, struct rs_entry **spare)
+{
+	struct rs_entry *e = *spare;
+
+	if (!e || j->res.err || c->n_cache >= CACHE_MAX || find(c->cache, j->name))
+		return;
+	*spare = NULL;
+	memcpy(e->name, j->name, sizeof(e->name));
+	e->res = j->res;
+	e->expires = time(NULL) + CACHE_TTL_SECS;
+	e->next = c->cache;
+	c->cache = e;
+	c->n_cache++;
+}
+
 void resolver_dispatch(struct resolver *r)
 {
-	struct rs_job *list;
+	struct rs_core *c = r->c;
+	struct rs_job *list, *j;
+	struct rs_entry *spare = NULL;
 	uint64_t v;
 
 	if (read(r->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		pr_warn("resolver: eventfd read failed: %s", strerror(errno));
-	pthread_mutex_lock(&r->lock);
+	pthread_mutex_lock(&c->lock);
 	list = r->doneq;
 	r->doneq = NULL;
-	pthread_mutex_unlock(&r->lock);
+	pthread_mutex_unlock(&c->lock);
 	while (list) {
-		struct rs_job *j = list;
-
+		j = list;
 		list = j->next;
-		/* Successful answers are cached so a burst of connections resolves once. */
-		if (!j->res.err && r->n_cache < CACHE_MAX && !find(r->cache, j->name)) {
-			struct rs_entry *e = calloc(1, sizeof(*e));
-
-			if (e) {
-				memcpy(e->name, j->name, sizeof(e->name));
-				e->res = j->res;
-				e->expires = time(NULL) + CACHE_TTL_SECS;
-				e->next = r->cache;
-				r->cache = e;
-				r->n_cache++;
-			}
+		if (!j->res.err) {
+			/* allocated outside the lock: the other workers' lookups wait on it */
+			if (!spare)
+				spare = calloc(1, sizeof(*spare));
+			pthread_mutex_lock(&c->lock);
+			cache_put(c, j, &spare);
+			pthread_mutex_unlock(&c->lock);
 		}
 		if (j->done)
 			j->done(j->ctx, &j->res);
 		free(j);
 	}
+	free(spare);
 }
 
 bool resolver_addr_internal(const struct resolver *r, const struct rs_addr *a)
@@ -442,9 +542,9 @@ bool resolver_addr_internal(const struct resolver *r, const struct rs_addr *a)
 		    (a->addr[0] == 0xfe && (a->addr[1] & 0xc0) == 0x80) || a->addr[0] == 0xff)
 			return true;
 	}
-	for (i = 0; r && i < r->n_own; i++)
-		if (r->own[i].family == a->family &&
-		    !memcmp(r->own[i].addr, a->addr, a->family == AF_INET ? 4 : 16))
+	for (i = 0; r && i < r->c->n_own; i++)
+		if (r->c->own[i].family == a->family &&
+		    !memcmp(r->c->own[i].addr, a->addr, a->family == AF_INET ? 4 : 16))
 			return true;
 	return false;
 }

@@ -3,7 +3,10 @@
  * Name resolution for the broker, off the event loop: --resolve overrides and
  * /etc/hosts answer at once; other names go to resolver threads running
  * getaddrinfo, whose results come back through an eventfd the loop watches,
- * and are cached briefly.
+ * and are cached briefly. Several event loops (workers) share one resolver
+ * through handles (resolver_clone): threads, names and cache are shared, each
+ * handle has its own eventfd, and a job's callback runs on the loop that
+ * submitted it.
  */
 #ifndef SLUICE_RESOLVE_H
 #define SLUICE_RESOLVE_H
@@ -31,7 +34,12 @@ typedef void (*rs_done_fn)(void *ctx, const struct rs_result *r);
 
 /* Returns NULL with a message in err. hosts_file NULL = /etc/hosts. */
 struct resolver *resolver_new(const char *hosts_file, unsigned threads, char *err, size_t errlen);
+/* Frees this handle (its queued jobs are dropped, running ones waited for);
+ * the shared part goes with the last handle. */
 void resolver_free(struct resolver *r);
+/* Another handle on r's threads, names and cache, for another event loop.
+ * Returns NULL with a message in err. Overrides must be added before. */
+struct resolver *resolver_clone(struct resolver *r, char *err, size_t errlen);
 /* "HOST:ADDR" (ADDR v4 or v6, brackets allowed); repeatable per host. Returns 0 or -EINVAL. */
 int resolver_add_override(struct resolver *r, const char *spec, char *err, size_t errlen);
 bool resolver_is_pinned(const struct resolver *r, const char *host);
