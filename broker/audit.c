@@ -11,6 +11,30 @@
 #include "broker.h"
 #include "log.h"
 
+#define SW_ONES  0x0101010101010101ull
+#define SW_HIGHS 0x8080808080808080ull
+
+/* Length of the prefix of s (in steps of 8) that JSON takes as is: no quote,
+ * backslash, control byte, DEL or byte above 0x7f (SWAR, 8 bytes a step). */
+static size_t json_plain8(const char *s, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x, q, bs, lo, del;
+
+		memcpy(&x, s + i, 8);
+		q = x ^ (SW_ONES * '"');
+		bs = x ^ (SW_ONES * '\\');
+		del = x ^ (SW_ONES * 0x7f);
+		lo = (x - SW_ONES * 0x20) & ~x;              /* high bit: byte < 0x20 */
+		if ((((q - SW_ONES) & ~q) | ((bs - SW_ONES) & ~bs) | ((del - SW_ONES) & ~del) |
+		     lo | x) & SW_HIGHS)
+			break;
+	}
+	return i;
+}
+
 int audit_json_str(struct buf *out, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -18,13 +42,16 @@ int audit_json_str(struct buf *out, const char *s, size_t n)
 	char *p;
 
 	if (!s)
-		return buf_append(out, "null", 4);
+		return buf_put(out, "null", 4);
 	/* Worst case 6 bytes per input byte, plus the quotes. */
 	p = buf_reserve(out, n * 6 + 2);
 	if (!p)
 		return -ENOMEM;
 	*p++ = '"';
-	for (i = 0; i < n; i++) {
+	i = json_plain8(s, n);
+	memcpy(p, s, i);
+	p += i;
+	for (; i < n; i++) {
 		unsigned char ch = (unsigned char)s[i];
 
 		if (ch == '"' || ch == '\\') {
@@ -44,19 +71,9 @@ int audit_json_str(struct buf *out, const char *s, size_t n)
 	return 0;
 }
 
-/* Appends v in decimal. */
-static void put_u64(struct buf *o, uint64_t v)
-{
-	char tmp[20], *p = tmp + sizeof(tmp);
+static void put_u64(struct buf *o, uint64_t v) { buf_put_u64(o, v); }
 
-	do {
-		*--p = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	buf_append(o, p, (size_t)(tmp + sizeof(tmp) - p));
-}
-
-#define PUT_LIT(o, s) buf_append((o), (s), sizeof(s) - 1)
+#define PUT_LIT(o, s) buf_put((o), (s), sizeof(s) - 1)
 
 void audit_record(struct broker *b, const struct conn *c, const struct hx_audit *rec)
 {
@@ -64,9 +81,12 @@ void audit_record(struct broker *b, const struct conn *c, const struct hx_audit 
 	 * "YYYY-MM-DDTHH:MM:SS." prefix is formatted once per second. */
 	static __thread time_t ts_sec = -1;
 	static __thread char ts[32];
+	static __thread size_t ts_len;
 	struct buf *o = &b->audit_buf;
 	struct timeval tv;
 	const char *sb = b->cfg->sandbox ? b->cfg->sandbox : "";
+	size_t sb_len = strlen(sb), comm_len = strnlen(c->od.comm, sizeof(c->od.comm));
+	size_t rule_len = rec->rule ? strlen(rec->rule) : 0, sec_len = rec->secrets ? strlen(rec->secrets) : 0;
 	char ms[5];
 
 	if (b->audit_fd < 0)
@@ -76,7 +96,7 @@ void audit_record(struct broker *b, const struct conn *c, const struct hx_audit 
 		struct tm tm;
 
 		gmtime_r(&tv.tv_sec, &tm);
-		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S.", &tm);
+		ts_len = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S.", &tm);
 		ts_sec = tv.tv_sec;
 	}
 	ms[0] = (char)('0' + tv.tv_usec / 100000);
@@ -84,15 +104,19 @@ void audit_record(struct broker *b, const struct conn *c, const struct hx_audit 
 	ms[2] = (char)('0' + tv.tv_usec / 1000 % 10);
 	ms[3] = 'Z';
 	ms[4] = '"';
+	/* One reservation for the line (strings at their worst-case escaping):
+	 * every append below then takes the inline path. */
+	buf_reserve(o, 320 + 6 * (sb_len + comm_len + rec->method_len + rec->host_len +
+				  rec->target_len + rule_len + sec_len));
 	PUT_LIT(o, "{\"time\":\"");
-	buf_append(o, ts, strlen(ts));
-	buf_append(o, ms, sizeof(ms));
+	buf_put(o, ts, ts_len);
+	buf_put(o, ms, sizeof(ms));
 	PUT_LIT(o, ",\"sandbox\":");
-	audit_json_str(o, sb, strlen(sb));
+	audit_json_str(o, sb, sb_len);
 	PUT_LIT(o, ",\"pid\":");
 	put_u64(o, c->od.pid);
 	PUT_LIT(o, ",\"comm\":");
-	audit_json_str(o, c->od.comm, strnlen(c->od.comm, sizeof(c->od.comm)));
+	audit_json_str(o, c->od.comm, comm_len);
 	PUT_LIT(o, ",\"method\":");
 	audit_json_str(o, rec->method, rec->method_len);
 	PUT_LIT(o, ",\"host\":");
@@ -112,9 +136,9 @@ void audit_record(struct broker *b, const struct conn *c, const struct hx_audit 
 		put_u64(o, (uint64_t)rec->status);
 	}
 	PUT_LIT(o, ",\"rule\":");
-	audit_json_str(o, rec->rule, rec->rule ? strlen(rec->rule) : 0);
+	audit_json_str(o, rec->rule, rule_len);
 	PUT_LIT(o, ",\"secrets\":");
-	audit_json_str(o, rec->secrets, rec->secrets ? strlen(rec->secrets) : 0);
+	audit_json_str(o, rec->secrets, sec_len);
 	PUT_LIT(o, ",\"bytes_in\":");
 	put_u64(o, rec->bytes_in);
 	PUT_LIT(o, ",\"bytes_out\":");

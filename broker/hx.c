@@ -435,7 +435,7 @@ static int head_piece(struct hx *h, struct hx_head *m, enum hx_piece pc, const c
 		return HPE_USER;
 	}
 	off = (uint32_t)m->b.len;
-	if (buf_append(&m->b, at, len)) {
+	if (buf_put(&m->b, at, len)) {
 		h->err = -ENOMEM;
 		return HPE_USER;
 	}
@@ -557,6 +557,57 @@ static enum hx_kind hdr_kind(const char *name, size_t n)
 	return lc_eq(name, kinds[i].name, n) ? kinds[i].k : HK_OTHER;
 }
 
+/*
+ * Byte searches eight at a time (SWAR): whether s holds any byte equal to a
+ * or b. For the short strings of a head this beats both a byte loop and
+ * memchr's call and setup.
+ */
+#define SW_ONES  0x0101010101010101ull
+#define SW_HIGHS 0x8080808080808080ull
+static inline uint64_t sw_zero(uint64_t x) { return (x - SW_ONES) & ~x & SW_HIGHS; }
+static inline uint64_t sw_load(const char *p)
+{
+	uint64_t x;
+
+	memcpy(&x, p, 8);
+	return x;
+}
+
+static bool has_byte2(const char *s, size_t n, unsigned char a, unsigned char b)
+{
+	const uint64_t ma = SW_ONES * a, mb = SW_ONES * b;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x = sw_load(s + i);
+
+		if (sw_zero(x ^ ma) | sw_zero(x ^ mb))
+			return true;
+	}
+	for (; i < n; i++)
+		if ((unsigned char)s[i] == a || (unsigned char)s[i] == b)
+			return true;
+	return false;
+}
+
+/* Any NUL, CR or LF. */
+static bool has_ctl(const char *s, size_t n)
+{
+	const uint64_t mcr = SW_ONES * '\r', mlf = SW_ONES * '\n';
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x = sw_load(s + i);
+
+		if (sw_zero(x) | sw_zero(x ^ mcr) | sw_zero(x ^ mlf))
+			return true;
+	}
+	for (; i < n; i++)
+		if (s[i] == '\0' || s[i] == '\r' || s[i] == '\n')
+			return true;
+	return false;
+}
+
 /* Classifies headers, trims OWS from values, rejects what llhttp lets through. */
 static const char *head_finish(struct hx_head *m)
 {
@@ -566,14 +617,12 @@ static const char *head_finish(struct hx_head *m)
 		struct hx_hdr *x = &m->hdr[i];
 		const char *name = hp(m, x->name), *v = hp(m, x->val);
 
-		for (size_t j = 0; j < x->name_len; j++)
-			if (name[j] == ' ' || name[j] == '\t')
-				return "whitespace in or after a header name";
+		if (has_byte2(name, x->name_len, ' ', '\t'))
+			return "whitespace in or after a header name";
 		while (x->val_len && (v[x->val_len - 1] == ' ' || v[x->val_len - 1] == '\t'))
 			x->val_len--;
-		for (size_t j = 0; j < x->val_len; j++)
-			if (v[j] == '\0' || v[j] == '\r' || v[j] == '\n')
-				return "control character in a header value";
+		if (has_ctl(v, x->val_len))
+			return "control character in a header value";
 		x->kind = (uint8_t)hdr_kind(name, x->name_len);
 		x->drop = false;
 	}
@@ -1688,6 +1737,8 @@ static void rs_head_out(struct hx *h, int status, bool keep_cl)
 	sl[10] = (char)('0' + status / 10 % 10);
 	sl[11] = (char)('0' + status % 10);
 	put(h, b, sl, sizeof(sl));
+	/* One reservation for the whole head: the appends below then never grow the buffer. */
+	buf_reserve(b, m->b.len + 4 * m->n + 128);
 	scrub_put(h, b, hp(m, m->a), m->a_len);
 	put(h, b, "\r\n", 2);
 	for (size_t i = 0; i < m->n; i++) {
@@ -1927,20 +1978,32 @@ static void feed_begin(struct hx *h, const char *data, size_t len, struct buf *t
  */
 static int head_scan(struct hx *h, const char *d, size_t n)
 {
-	for (size_t i = 0; i < n && !h->hs_body; i++) {
-		char c = d[i];
+	size_t i = 0;
 
-		if (c == '\n') {
-			if (h->hs_prev != '\r')
-				return -EINVAL;
-			if (h->hs_eol && h->hs_any)
-				h->hs_body = true;
-			h->hs_eol = true;
-		} else if (c != '\r') {
-			h->hs_eol = false;
-			h->hs_any = true;
+	/* Line by line (memchr): only the bytes around each LF matter. */
+	while (i < n && !h->hs_body) {
+		const char *nl = memchr(d + i, '\n', n - i);
+		size_t end = nl ? (size_t)(nl - d) : n;
+
+		if (end > i) {
+			/* Text other than CR on this stretch: the line is not empty. */
+			for (size_t j = i; j < end; j++)
+				if (d[j] != '\r') {
+					h->hs_eol = false;
+					h->hs_any = true;
+					break;
+				}
+			h->hs_prev = d[end - 1];
 		}
-		h->hs_prev = c;
+		if (!nl)
+			break;
+		if (h->hs_prev != '\r')
+			return -EINVAL;
+		if (h->hs_eol && h->hs_any)
+			h->hs_body = true;
+		h->hs_eol = true;
+		h->hs_prev = '\n';
+		i = end + 1;
 	}
 	return 0;
 }

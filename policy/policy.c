@@ -313,13 +313,52 @@ static bool paths_match(const char *const *globs, size_t n, const char *path, si
 	return false;
 }
 
+/* Appends to a bounded string (truncating, like snprintf). */
+struct why_out {
+	char *p;
+	size_t n, cap;
+};
+
+static void why_str(struct why_out *w, const char *s)
+{
+	size_t l = strlen(s);
+
+	if (l > w->cap - 1 - w->n)
+		l = w->cap - 1 - w->n;
+	memcpy(w->p + w->n, s, l);
+	w->n += l;
+}
+
+static void why_uint(struct why_out *w, unsigned long v)
+{
+	char tmp[24], *q = tmp + sizeof(tmp);
+
+	*--q = 0;
+	do {
+		*--q = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	why_str(w, q);
+}
+
+/* "rule N (source[:line:col]): desc", without printf: it runs per request. */
 static void set_why(const struct policy *p, const struct rule *r, int idx, struct policy_verdict *v)
 {
-	if (r->line)
-		snprintf(v->why, sizeof(v->why), "rule %d (%s:%u:%u): %s", idx + 1, p->source,
-			 r->line, r->col, r->desc);
-	else
-		snprintf(v->why, sizeof(v->why), "rule %d (%s): %s", idx + 1, p->source, r->desc);
+	struct why_out w = { v->why, 0, sizeof(v->why) };
+
+	why_str(&w, "rule ");
+	why_uint(&w, (unsigned long)idx + 1);
+	why_str(&w, " (");
+	why_str(&w, p->source ? p->source : "(null)");
+	if (r->line) {
+		why_str(&w, ":");
+		why_uint(&w, r->line);
+		why_str(&w, ":");
+		why_uint(&w, r->col);
+	}
+	why_str(&w, "): ");
+	why_str(&w, r->desc ? r->desc : "(null)");
+	w.p[w.n] = 0;
 }
 
 /* Normalises into stack (or heap when long); *heap must be freed by the caller. */
