@@ -26,7 +26,9 @@
  * each entry kept for its answer's TTL. Scope is the broker: the kernel does
  * not tell a UDP receiver the sender's cgroup, and one sluiced serves one
  * sandbox (one policy), so a name learnt here allows nothing that sandbox
- * could not resolve itself.
+ * could not resolve itself. With --workers N the table is one for all workers
+ * (under seen.lock): worker 0 owns the DNS sockets and writes it, a raw
+ * connection on any worker reads it.
  */
 #define SEEN_MAX 2048
 #define SEEN_BUCKETS 512
