@@ -13,7 +13,8 @@
 #     run makes no other connection, and worker 1's counter is not 0) and all
 #     pass.
 #  3. SIGTERM on a directly started sluiced --workers 2 with slow requests in
-#     flight: every request finishes, no new connection is taken, exit 0.
+#     flight: every request finishes, no new connection is taken, exit 0. A
+#     second broker on its port is refused (not joined to its listeners).
 # Fails on a single-worker broker: no per-worker counters, nothing on worker 1.
 . "$(dirname "$0")/../lib.sh"
 . "$SL_ROOT/tests/fixtures/e2e/e2e.sh"
@@ -186,6 +187,11 @@ exec {rfd}>&-
 DPID=$(cat "$T/drain.pid")
 sl_wait_for grep -q READY "$T/d.ready" || sl_fail "drain broker did not get ready: $(cat "$T/drain.log")"
 read -r _ DPORT _ <"$T/d.ready"
+# A second broker on that port must not join the first one's SO_REUSEPORT group.
+timeout 10 "$SLUICED" --workers 2 --listen "127.0.0.1:$DPORT" --ca-dir "$T/ca" --run-dir "$T/drun2" \
+	--allow api.test --audit - >"$T/dup.log" 2>&1
+sl_assert_eq 1 "$?" "a second --workers broker on a port in use is refused"
+sl_assert_contains "$(cat "$T/dup.log")" "Address already in use" "and says why"
 for k in $(seq 8); do
 	curl -sS --max-time 20 --cacert "$T/drun/ca.crt" --connect-to "::127.0.0.1:$DPORT" \
 		-o "$T/slow.$k" -w '%{http_code}' "https://api.test/slow?ms=2500&id=s$k" >"$T/slow.$k.code" 2>"$T/slow.$k.err" &
