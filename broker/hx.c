@@ -148,6 +148,9 @@ struct hx {
 	struct buf tmp;                 /* scratch for decoding and rewriting */
 	struct buf *emit_to;            /* where emit_to_buf appends */
 	struct buf audit;               /* scratch for the audit's secrets list */
+	/* hx_on_upstream_inplace: the next body byte's place at to_client's
+	 * uncommitted tail (where the caller read it), else NULL. */
+	char *inplace;
 };
 
 #define PH_PREFIX "SLUICE_PLACEHOLDER_"
@@ -1721,6 +1724,16 @@ static int rs_body_emit(void *ctx, const char *d, size_t n)
 		return h->err;
 	}
 	h->bytes_out += n;
+	if (h->inplace) {
+		/* The bytes already sit where they belong: commit, do not copy.
+		 * llhttp hands body spans over in order from the start of the feed,
+		 * so d is the tail; memmove only keeps a surprise harmless. */
+		if (d != h->inplace)
+			memmove(h->inplace, d, n);
+		buf_commit(h->to_client, n);
+		h->inplace += n;
+		return 0;
+	}
 	return put(h, h->to_client, d, n);
 }
 
@@ -2228,6 +2241,34 @@ int hx_on_timeout(struct hx *h, struct buf *to_client, unsigned *ev)
 	h->closed = true;
 	*ev |= HX_EV_CLOSE;
 	return h->err;
+}
+
+size_t hx_upstream_passthrough(const struct hx *h)
+{
+	/* Exactly the case where rs_on_body forwards the bytes unchanged:
+	 * an unscrubbed Content-Length body with bytes still to come. */
+	if (h->tunnel || h->closed || !h->rq_fwd || h->rs_done || !h->rs_active ||
+	    h->rs_scrub || h->rs_fr != FR_CL)
+		return 0;
+	if (llhttp_get_errno(&h->rs_p) != HPE_OK || !(h->rs_p.flags & F_CONTENT_LENGTH))
+		return 0;
+	return h->rs_p.content_length > SIZE_MAX ? SIZE_MAX : (size_t)h->rs_p.content_length;
+}
+
+int hx_on_upstream_inplace(struct hx *h, struct buf *to_client, size_t n, unsigned *ev)
+{
+	char *tail;
+	int r;
+
+	if (!n)
+		return 0;
+	if (n > hx_upstream_passthrough(h) || to_client->cap - to_client->off - to_client->len < n)
+		return -EINVAL;
+	tail = to_client->data + to_client->off + to_client->len;
+	h->inplace = tail;
+	r = hx_on_upstream(h, tail, n, to_client, ev);
+	h->inplace = NULL;
+	return r;
 }
 
 const char *hx_upstream_host(const struct hx *h)

@@ -87,6 +87,22 @@ int hx_on_upstream_error(struct hx *h, int status, const char *reason,
 /* The client sat too long in a request head (slowloris) or body: answers 408. */
 int hx_on_timeout(struct hx *h, struct buf *to_client, unsigned *ev);
 
+/*
+ * Zero-copy response bodies. While a response body goes to the sandbox byte
+ * for byte (Content-Length framing, no secret to scrub on this connection),
+ * the caller may read the next upstream bytes straight into to_client's tail
+ * (buf_reserve, not committed) instead of a scratch buffer, and pass them to
+ * hx_on_upstream_inplace, which commits them in place: no copy.
+ * hx_upstream_passthrough returns how many bytes may be read that way now
+ * (at most the rest of the body: read no more than that), or 0 when the next
+ * bytes must go through hx_on_upstream. Ask again before every read.
+ */
+size_t hx_upstream_passthrough(const struct hx *h);
+/* n (<= hx_upstream_passthrough()) bytes sit uncommitted at to_client's tail:
+ * same contract as hx_on_upstream (events, -errno), minus the copy. -EINVAL if
+ * n is more than hx_upstream_passthrough() allowed (the caller then closes). */
+int hx_on_upstream_inplace(struct hx *h, struct buf *to_client, size_t n, unsigned *ev);
+
 /* Host to dial (lower-case, no port): the SNI on TLS, the Host header on plain HTTP. */
 const char *hx_upstream_host(const struct hx *h);
 /* True between requests (for idle vs. header timeouts). */

@@ -106,6 +106,17 @@ void buf_consume(struct buf *b, size_t n)
 	}
 	b->off += n;
 	b->len -= n;
+	/*
+	 * A short remainder behind a long consumed stretch (a big write that
+	 * left a partial record): move it to the front now, while it is short.
+	 * Otherwise the next reads fill the tail and buf_reserve slides the whole
+	 * refilled buffer, copying every byte once more. len <= off bounds the
+	 * total moved to twice the bytes consumed.
+	 */
+	if (b->len <= b->off && b->len <= 16384) {
+		memmove(b->data, b->data + b->off, b->len);
+		b->off = 0;
+	}
 }
 
 void buf_shrink(struct buf *b, size_t keep)

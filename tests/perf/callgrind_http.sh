@@ -13,7 +13,8 @@
 # Ir/request = (ka - one) / (N - 1): handshakes and setup cancel out.
 # Output: per-phase totals and per-function tables in $SL_PERF_OUT (default /tmp/sluice-perf).
 . "$(dirname "$0")/../lib.sh"
-N=${1:-2000}
+N=${SL_PERF_N:-${1:-2000}}
+export SL_PERF_N=$N  # sl_begin re-executes the script without its arguments
 OUT=${SL_PERF_OUT:-/tmp/sluice-perf}
 sl_begin perf_callgrind
 sl_need_bins "$SLUICED"
