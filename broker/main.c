@@ -568,6 +568,19 @@ int main(int argc, char **argv)
 		}
 	}
 
+	if (cfg.workers > 1 && cfg.listen_port) {
+		/* SO_REUSEPORT would silently join a group someone else (a stale
+		 * broker of the same uid) still listens in, and share connections
+		 * with it: a plain bind proves the port free first. */
+		int probe = bind_sock(AF_INET, SOCK_STREAM, cfg.listen_addr, cfg.listen_port, false);
+
+		if (probe < 0) {
+			pr_err("Couldn't listen on %s:%u: %s", cfg.listen_addr, cfg.listen_port, strerror(-probe));
+			return 1;
+		}
+		close(probe);
+	}
+
 	if (load_policy(&cfg, true))
 		return 1;
 	rc = ca_load_or_create(&ca, cfg.ca_dir, err, sizeof(err));
@@ -602,18 +615,6 @@ int main(int argc, char **argv)
 	if (!wk)
 		return die("out of memory for the workers");
 	reuse = n_wk > 1;
-	if (reuse && cfg.listen_port) {
-		/* SO_REUSEPORT would silently join a group someone else (a stale
-		 * broker of the same uid) still listens in, and share connections
-		 * with it: a plain bind proves the port free first. */
-		int probe = bind_sock(AF_INET, SOCK_STREAM, cfg.listen_addr, cfg.listen_port, false);
-
-		if (probe < 0) {
-			pr_err("Couldn't listen on %s:%u: %s", cfg.listen_addr, cfg.listen_port, strerror(-probe));
-			return 1;
-		}
-		close(probe);
-	}
 	for (unsigned i = 0; i < n_wk; i++) {
 		struct worker *w = &wk[i];
 		struct broker *b = &w->b;
