@@ -581,11 +581,19 @@ static bool has_byte2(const char *s, size_t n, unsigned char a, unsigned char b)
 	const uint64_t ma = SW_ONES * a, mb = SW_ONES * b;
 	size_t i = 0;
 
-	for (; i + 8 <= n; i += 8) {
-		uint64_t x = sw_load(s + i);
+	if (n >= 8) {
+		/* The last step re-reads a few bytes instead of a byte loop. */
+		for (;; i += 8) {
+			uint64_t x;
 
-		if (sw_zero(x ^ ma) | sw_zero(x ^ mb))
-			return true;
+			if (i + 8 > n)
+				i = n - 8;
+			x = sw_load(s + i);
+			if (sw_zero(x ^ ma) | sw_zero(x ^ mb))
+				return true;
+			if (i + 8 == n)
+				return false;
+		}
 	}
 	for (; i < n; i++)
 		if ((unsigned char)s[i] == a || (unsigned char)s[i] == b)
@@ -599,11 +607,18 @@ static bool has_ctl(const char *s, size_t n)
 	const uint64_t mcr = SW_ONES * '\r', mlf = SW_ONES * '\n';
 	size_t i = 0;
 
-	for (; i + 8 <= n; i += 8) {
-		uint64_t x = sw_load(s + i);
+	if (n >= 8) {
+		for (;; i += 8) {
+			uint64_t x;
 
-		if (sw_zero(x) | sw_zero(x ^ mcr) | sw_zero(x ^ mlf))
-			return true;
+			if (i + 8 > n)
+				i = n - 8;
+			x = sw_load(s + i);
+			if (sw_zero(x) | sw_zero(x ^ mcr) | sw_zero(x ^ mlf))
+				return true;
+			if (i + 8 == n)
+				return false;
+		}
 	}
 	for (; i < n; i++)
 		if (s[i] == '\0' || s[i] == '\r' || s[i] == '\n')
