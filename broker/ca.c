@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -134,12 +135,14 @@ static int write_pem_file(const char *path, mode_t mode, EVP_PKEY *key, X509 *ce
 	return 0;
 }
 
+static int load_or_create_locked(struct ca *ca, const char *ca_dir, const char *kpath,
+				 const char *cpath, char *err, size_t errlen);
+
 int ca_load_or_create(struct ca *ca, const char *ca_dir, char *err, size_t errlen)
 {
-	char kpath[4096], cpath[4096];
+	char kpath[4096], cpath[4096], lpath[4096];
 	struct stat st;
-	FILE *f;
-	int rc;
+	int rc, lfd;
 
 	memset(ca, 0, sizeof(*ca));
 	rc = mkdir_p(ca_dir, 0700);
@@ -155,6 +158,28 @@ int ca_load_or_create(struct ca *ca, const char *ca_dir, char *err, size_t errle
 	}
 	snprintf(kpath, sizeof(kpath), "%s/ca.key", ca_dir);
 	snprintf(cpath, sizeof(cpath), "%s/ca.crt", ca_dir);
+	/* Brokers of two sandboxes starting at once share the CA directory: one
+	 * creates the CA while the other waits, then reads the whole files. */
+	snprintf(lpath, sizeof(lpath), "%s/.lock", ca_dir);
+	lfd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lfd < 0 || flock(lfd, LOCK_EX)) {
+		rc = -errno;
+		snprintf(err, errlen, "Couldn't lock the CA directory (%s): %s", lpath, strerror(errno));
+		if (lfd >= 0)
+			close(lfd);
+		return rc;
+	}
+	rc = load_or_create_locked(ca, ca_dir, kpath, cpath, err, errlen);
+	close(lfd); /* releases the lock */
+	return rc;
+}
+
+static int load_or_create_locked(struct ca *ca, const char *ca_dir, const char *kpath,
+				 const char *cpath, char *err, size_t errlen)
+{
+	struct stat st;
+	FILE *f;
+	int rc;
 
 	f = fopen(kpath, "re");
 	if (f) {

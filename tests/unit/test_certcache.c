@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <openssl/x509v3.h>
@@ -54,6 +55,54 @@ static void test_ca_create_and_reload(void **state)
 	assert_int_equal(stat(path, &st), 0);
 	ca_fini(&a);
 	ca_fini(&b);
+}
+
+
+/* Brokers of several sandboxes starting at once on a fresh CA directory: one
+ * CA is created and every one of them loads it (none reads a half-written file). */
+static void test_ca_concurrent_first_start(void **state)
+{
+	char err[512], cadir[128], path[160];
+	unsigned char fp[8][32];
+	unsigned len;
+	int i, k, status, pipes[8][2];
+	pid_t pids[8];
+	struct ca a;
+
+	for (k = 0; k < 5; k++) {
+		snprintf(cadir, sizeof(cadir), "%s/ca-race%d", dir, k);
+		for (i = 0; i < 8; i++) {
+			assert_int_equal(pipe(pipes[i]), 0);
+			pids[i] = fork();
+			assert_true(pids[i] >= 0);
+			if (!pids[i]) {
+				unsigned char md[32];
+				unsigned n = 0;
+
+				if (ca_load_or_create(&a, cadir, err, sizeof(err)) ||
+				    !X509_digest(a.cert, EVP_sha256(), md, &n) ||
+				    write(pipes[i][1], md, 32) != 32)
+					_exit(1);
+				_exit(0);
+			}
+			close(pipes[i][1]);
+		}
+		for (i = 0; i < 8; i++) {
+			assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+			assert_true(WIFEXITED(status));
+			assert_int_equal(WEXITSTATUS(status), 0);
+			assert_int_equal(read(pipes[i][0], fp[i], 32), 32);
+			close(pipes[i][0]);
+		}
+		for (i = 1; i < 8; i++)
+			assert_memory_equal(fp[0], fp[i], 32);
+		/* And that CA is the one on disk. */
+		assert_int_equal(ca_load_or_create(&a, cadir, err, sizeof(err)), 0);
+		assert_true(X509_digest(a.cert, EVP_sha256(), fp[0], &len));
+		assert_memory_equal(fp[0], fp[1], 32);
+		snprintf(path, sizeof(path), "%s/ca.key", cadir);
+		ca_fini(&a);
+	}
 }
 
 static void test_ca_mismatch_refused(void **state)
@@ -127,6 +176,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ca_create_and_reload),
+		cmocka_unit_test(test_ca_concurrent_first_start),
 		cmocka_unit_test(test_ca_mismatch_refused),
 		cmocka_unit_test(test_leaf_fields),
 		cmocka_unit_test(test_cache_lru),
