@@ -60,6 +60,7 @@ int broker_argv(const struct run_opts *o, const char *bin, uint16_t listen_port,
 	if (o->audit) { ADD("--audit"); ADD(o->audit); }
 	if (o->pin_root) { ADD("--pin-root"); ADD(o->pin_root); }
 	if (o->name) { ADD("--sandbox"); ADD(o->name); }
+	if (o->broker_workers) { ADD("--workers"); ADD(o->broker_workers); }
 	argv[n] = NULL;
 	return n;
 }

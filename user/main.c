@@ -21,7 +21,8 @@ static void usage(FILE *f)
 		"  /dev/shm are private and empty, /etc/shadow is empty; the current directory (the project) and\n"
 		"  each --writable PATH stay writable\n"
 		"expert options: --broker PATH (sluiced binary), --pin-root DIR (bpffs dir, default %s),\n"
-		"                --run-dir DIR (default %s), --ca-dir DIR (default %s), -v\n",
+		"                --run-dir DIR (default %s), --ca-dir DIR (default %s), -v,\n"
+		"                --broker-workers N (sluiced event loops, 1-64; default 1)\n",
 		SLUICE_PIN_ROOT, SLUICE_RUN_DIR, SLUICE_CA_DIR);
 }
 
@@ -37,6 +38,7 @@ static const struct opt opts[] = {
 	{ "--pin-root", offsetof(struct run_opts, pin_root), (size_t)-1 },
 	{ "--run-dir", offsetof(struct run_opts, run_dir), (size_t)-1 },
 	{ "--ca-dir", offsetof(struct run_opts, ca_dir), (size_t)-1 },
+	{ "--broker-workers", offsetof(struct run_opts, broker_workers), (size_t)-1 },
 	{ "--upstream-ca", (size_t)-1, offsetof(struct run_opts, upstream_ca) },
 	{ "--resolve", (size_t)-1, offsetof(struct run_opts, resolve) },
 	{ "--allow", (size_t)-1, offsetof(struct run_opts, allow) },

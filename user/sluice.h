@@ -26,6 +26,7 @@ struct run_opts {
 	const char *ca_dir;
 	const char *cgroup;     /* attach/detach: an existing cgroup */
 	const char *name;       /* sandbox name (pin dir, cgroup, broker --sandbox) */
+	const char *broker_workers; /* sluiced --workers (it checks the range) */
 	int verbose;            /* -v: the broker's log stays on this terminal */
 	int readonly_root;      /* --readonly-root: the uid 0 filesystem lockdown for any user */
 	const char *upstream_ca[SLUICE_MAX_ARGS]; size_t n_upstream_ca;

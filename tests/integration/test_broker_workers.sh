@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# sluiced --workers 2 through the real kernel redirect (`sluice run --broker`
-# pointing at a wrapper that adds --workers 2):
+# sluiced --workers 2 through the real kernel redirect (`sluice run
+# --broker-workers 2`):
 #  1. 200 HTTPS requests over 50 keep-alive connections from the sandbox all
 #     succeed, both workers accepted connections (their counters in the broker
 #     log at exit), the audit log holds exactly one well-formed JSON line per
@@ -22,12 +22,7 @@ sl_begin broker_workers
 sl_need_bins "$SLUICE" "$SLUICED"
 fi_up
 e2e_setup
-E2E_RUN+=(--resolve "git.test:$FI_IP4" --broker "$T/sluiced-w2")
-cat >"$T/sluiced-w2" <<EOF
-#!/bin/sh
-exec "$SLUICED" --workers 2 "\$@"
-EOF
-chmod 755 "$T/sluiced-w2"
+E2E_RUN+=(--resolve "git.test:$FI_IP4" --broker-workers 2)
 P=$T/policy.yaml
 printf 'rules:\n  - {action: allow, host: api.test}\n' >"$P"
 
