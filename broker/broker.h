@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/socket.h>
 #include <stdint.h>
 #include <openssl/ssl.h>
 #include <linux/types.h>
@@ -114,8 +115,14 @@ struct broker {
 	struct certcache *cc;
 	struct resolver *res;
 	int orig_fd;                   /* pinned SLUICE_MAP_ORIG, -1 until a sandbox exists */
-	/* Looks up (and deletes) the original destination of an accepted fd: 0 or -errno. */
-	int (*origdst_take)(struct broker *b, int fd, struct sluice_orig_dst *out);
+	/* Looks up (and deletes) the original destination of an accepted fd: 0 or
+	 * -errno. peer, local: its addresses when known, NULL asks the socket. */
+	int (*origdst_take)(struct broker *b, int fd, const struct sockaddr_storage *peer,
+			    const struct sockaddr_storage *local, struct sluice_orig_dst *out);
+	/* The address each listener is bound to, when it is one address (not a
+	 * wildcard): every connection it accepts has that local end. */
+	struct sockaddr_storage lis_local[2];
+	bool lis_local_ok[2];
 	int audit_fd;
 	struct buf audit_buf;          /* lines written before sleep, one write() per wake-up */
 	struct ev_tlist t_handshake, t_header, t_idle, t_io, t_pool, t_trim;

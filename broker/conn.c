@@ -485,7 +485,9 @@ static ssize_t side_read(struct side *s, char *p, size_t n, const char **why)
 	}
 }
 
-static ssize_t side_write(struct side *s, const char *p, size_t n, const char **why)
+/* last: these are the final bytes of the connection; once all are taken,
+ * the close_notify is queued behind them so that both leave in one send(). */
+static ssize_t side_write(struct side *s, const char *p, size_t n, bool last, const char **why)
 {
 	if (s->ssl) {
 		size_t put = 0;
@@ -503,8 +505,10 @@ static ssize_t side_write(struct side *s, const char *p, size_t n, const char **
 		}
 		/* With SSL_MODE_ENABLE_PARTIAL_WRITE each SSL_write stops after one
 		 * record: loop, so that all records of this batch leave in one send. */
-		if (n > TLS_WRITE_MAX)
+		if (n > TLS_WRITE_MAX) {
 			n = TLS_WRITE_MAX;
+			last = false;
+		}
 		tls_write_direct(s->ssl, n <= 16384);
 		do {
 			size_t k = 0;
@@ -514,6 +518,10 @@ static ssize_t side_write(struct side *s, const char *p, size_t n, const char **
 			put += k;
 		} while (rc == 1 && put < n);
 		tls_write_direct(s->ssl, false);
+		if (last && put == n) {
+			ERR_clear_error();
+			SSL_shutdown(s->ssl);
+		}
 		if (put) {
 			/* The bytes are taken; a full socket only delays them (next EPOLLOUT). */
 			rc = tls_flush(s->ssl);
@@ -1010,7 +1018,7 @@ static bool up_write(struct conn *c)
 
 	if (c->ust != US_READY || c->up.wr_blocked || !buf_len(&c->uout))
 		return false;
-	r = side_write(&c->up, buf_head(&c->uout), buf_len(&c->uout), &why);
+	r = side_write(&c->up, buf_head(&c->uout), buf_len(&c->uout), false, &why);
 	if (r > 0) {
 		if (c->replay_ok && !c->tunnel) {
 			if (buf_len(&c->replay) + (size_t)r > REPLAY_MAX ||
@@ -1127,7 +1135,7 @@ static bool client_write(struct conn *c)
 
 	if (c->cl.wr_blocked || !buf_len(&c->cout))
 		return false;
-	r = side_write(&c->cl, buf_head(&c->cout), buf_len(&c->cout), &why);
+	r = side_write(&c->cl, buf_head(&c->cout), buf_len(&c->cout), c->want_close, &why);
 	if (r > 0) {
 		buf_consume(&c->cout, (size_t)r);
 		return true;
@@ -1246,16 +1254,36 @@ static struct conn *conn_from_io(struct ev_io *io, bool up)
 	return c->magic == CONN_MAGIC ? c : NULL;
 }
 
+/* Updates s from an epoll event; false when the event changes nothing (an
+ * EPOLLOUT edge, after ACKs freed space, while no write was waiting for it):
+ * the connection then has nothing to do. */
+static bool side_event(struct side *s, uint32_t events)
+{
+	bool was_wr_blocked = s->wr_blocked;
+
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+		s->rd_blocked = false;
+		if (s->ssl)
+			tls_set_readable(s->ssl, events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR));
+		if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+			s->hup = true;
+		if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+			s->wr_blocked = false;
+		return true;
+	}
+	if (events & EPOLLOUT)
+		s->wr_blocked = false;
+	return was_wr_blocked;
+}
+
 static void client_io_cb(struct ev_io *io, uint32_t events)
 {
 	struct conn *c = conn_from_io(io, false);
 
 	if (!c || c->closing)
 		return;
-	c->cl.rd_blocked = c->cl.wr_blocked = false;
-	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-		c->cl.hup = true;
-	conn_run(c);
+	if (side_event(&c->cl, events))
+		conn_run(c);
 }
 
 static void up_io_cb(struct ev_io *io, uint32_t events)
@@ -1264,10 +1292,8 @@ static void up_io_cb(struct ev_io *io, uint32_t events)
 
 	if (!c || c->closing)
 		return;
-	c->up.rd_blocked = c->up.wr_blocked = false;
-	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-		c->up.hup = true;
-	conn_run(c);
+	if (side_event(&c->up, events))
+		conn_run(c);
 }
 
 static void conn_trim(struct ev_tnode *n)
@@ -1363,7 +1389,8 @@ static void conn_free(struct conn *c)
 	ev_timer_stop(&c->timer);
 	ev_timer_stop(&c->trim);
 	if (c->cl.io.fd >= 0) {
-		if (c->cl.ssl && SSL_is_init_finished(c->cl.ssl)) {
+		if (c->cl.ssl && SSL_is_init_finished(c->cl.ssl) &&
+		    !(SSL_get_shutdown(c->cl.ssl) & SSL_SENT_SHUTDOWN)) {
 			SSL_shutdown(c->cl.ssl); /* best effort close_notify */
 			tls_flush(c->cl.ssl);
 		}
@@ -1425,12 +1452,13 @@ void broker_before_sleep(void *ctx)
 		b->loop.stop = true;
 }
 
-static void accept_one(struct broker *b, int fd)
+/* peer: from accept(); li: the listener (0 IPv4, 1 IPv6). TCP_NODELAY
+ * comes from the listener (inherited by accepted sockets). */
+static void accept_one(struct broker *b, int fd, const struct sockaddr_storage *peer, int li)
 {
 	struct conn *c;
 	int rc;
 
-	set_nodelay(fd);
 	if (b->n_conns >= b->cfg->max_conns || b->draining) {
 		b->n_refused++;
 		pr_warn("refused a connection: %s (%zu open, --max-conns %u)",
@@ -1453,7 +1481,9 @@ static void accept_one(struct broker *b, int fd)
 		c->od = b->cfg->origdst_fixed;
 		rc = 0;
 	} else {
-		rc = b->origdst_take ? b->origdst_take(b, fd, &c->od) : -ENOSYS;
+		rc = b->origdst_take ? b->origdst_take(b, fd, peer,
+						      b->lis_local_ok[li] ? &b->lis_local[li] : NULL, &c->od)
+				     : -ENOSYS;
 	}
 	if (rc) {
 		/* Not redirected by sluice: someone dialled the broker directly. */
@@ -1492,14 +1522,31 @@ static void accept_one(struct broker *b, int fd)
 	conn_run(c);
 }
 
+/* True when fd is bound to one address (not INADDR_ANY / in6addr_any), copied into out. */
+static bool lis_bound_to_one(int fd, struct sockaddr_storage *out)
+{
+	socklen_t l = sizeof(*out);
+
+	if (getsockname(fd, (struct sockaddr *)out, &l))
+		return false;
+	if (out->ss_family == AF_INET)
+		return ((struct sockaddr_in *)out)->sin_addr.s_addr != htonl(INADDR_ANY);
+	if (out->ss_family == AF_INET6)
+		return !IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)out)->sin6_addr);
+	return false;
+}
+
 /* Edge-triggered: accept until the queue is empty, or connections left in it
  * would wait for the next one to arrive. */
-static void accept_all(struct broker *b, struct ev_io *io)
+static void accept_all(struct broker *b, struct ev_io *io, int li)
 {
+	struct sockaddr_storage peer;
+	socklen_t pl;
 	int fd;
 
 	for (;;) {
-		fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		pl = sizeof(peer);
+		fd = accept4(io->fd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
@@ -1508,7 +1555,7 @@ static void accept_all(struct broker *b, struct ev_io *io)
 					strerror(errno));
 			return;
 		}
-		accept_one(b, fd);
+		accept_one(b, fd, pl <= sizeof(peer) ? &peer : NULL, li);
 	}
 }
 
@@ -1516,12 +1563,12 @@ static void accept_all(struct broker *b, struct ev_io *io)
  * must name the member the io really is. */
 void broker_accept_cb(struct ev_io *io, uint32_t events)
 {
-	accept_all(container_of(io, struct broker, lis[0]), io);
+	accept_all(container_of(io, struct broker, lis[0]), io, 0);
 }
 
 static void broker_accept6_cb(struct ev_io *io, uint32_t events)
 {
-	accept_all(container_of(io, struct broker, lis[1]), io);
+	accept_all(container_of(io, struct broker, lis[1]), io, 1);
 }
 
 static void resio_cb(struct ev_io *io, uint32_t events)
@@ -1558,6 +1605,15 @@ int broker_init(struct broker *b, struct broker_cfg *cfg, struct ca *ca, int lis
 	b->lis[1].fd = lis6;
 	b->lis[0].cb = broker_accept_cb;
 	b->lis[1].cb = broker_accept6_cb;
+	for (int i = 0; i < 2; i++) {
+		int fd = b->lis[i].fd, one = 1;
+
+		if (fd < 0)
+			continue;
+		/* Set once here, inherited by every accepted socket. */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		b->lis_local_ok[i] = lis_bound_to_one(fd, &b->lis_local[i]);
+	}
 	if (lis4 >= 0 && (rc = ev_add(&b->loop, &b->lis[0], EPOLLIN | EPOLLET)))
 		return rc;
 	if (lis6 >= 0 && (rc = ev_add(&b->loop, &b->lis[1], EPOLLIN | EPOLLET)))

@@ -23,14 +23,15 @@
 #include "log.h"
 #include "origdst.h"
 
-static int take_origdst(struct broker *b, int fd, struct sluice_orig_dst *out)
+static int take_origdst(struct broker *b, int fd, const struct sockaddr_storage *peer,
+			const struct sockaddr_storage *local, struct sluice_orig_dst *out)
 {
 	/* The map appears when the first sandbox is set up, maybe after we start. */
 	if (b->orig_fd < 0)
 		b->orig_fd = origdst_open(b->cfg->pin_root);
 	if (b->orig_fd < 0)
 		return b->orig_fd;
-	return origdst_take(b->orig_fd, fd, out);
+	return origdst_take_addr(b->orig_fd, fd, peer, local, out);
 }
 
 /*

@@ -51,6 +51,7 @@ struct sbio {
 	int fd;
 	bool direct;    /* one record expected: send it at once, without a copy into tx */
 	bool drained;   /* the last recv() was short or said EAGAIN */
+	bool hup;       /* peer closed or errored: every read goes to the socket */
 	struct buf tx;  /* ciphertext OpenSSL wrote, not yet sent */
 };
 
@@ -64,6 +65,14 @@ static int sbio_read(BIO *bio, char *p, int n)
 	ssize_t r;
 
 	BIO_clear_retry_flags(bio);
+	/* The last recv() emptied the socket and no EPOLLIN came since (edge-
+	 * triggered: bytes arriving after that read always bring one): a recv()
+	 * now could only say EAGAIN. Not so after a hang-up: its event may have
+	 * come before that read, and the EOF or error is still to be read. */
+	if (sb->drained && !sb->hup) {
+		BIO_set_retry_read(bio);
+		return -1;
+	}
 	r = recv(sb->fd, p, (size_t)n, 0);
 	if (r >= 0) {
 		sb->drained = r < n;
@@ -209,6 +218,16 @@ int tls_flush(SSL *ssl)
 		buf_consume(&sb->tx, (size_t)r);
 	}
 	return 0;
+}
+
+void tls_set_readable(SSL *ssl, bool hup)
+{
+	struct sbio *sb = sbio_of(ssl);
+
+	if (sb) {
+		sb->drained = false;
+		sb->hup |= hup;
+	}
 }
 
 bool tls_read_drained(SSL *ssl)

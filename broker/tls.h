@@ -45,6 +45,11 @@ void tls_write_direct(SSL *ssl, bool on);
 /* True when the BIO's last recv() emptied the socket (short read or EAGAIN):
  * with edge-triggered epoll, more bytes will come with a new event. */
 bool tls_read_drained(SSL *ssl);
+/* The socket of ssl became readable (an EPOLLIN, RDHUP, HUP or ERR event;
+ * hup: one of the last three): the BIO reads it again. Until then, after a
+ * read that emptied the socket, it answers "retry" without a recv() that
+ * could only fail with EAGAIN; after a hang-up it always reads. */
+void tls_set_readable(SSL *ssl, bool hup);
 /* Encrypted bytes waiting in the BIO of ssl for tls_flush(). */
 size_t tls_pending_out(SSL *ssl);
 

@@ -52,19 +52,32 @@ static int key_side(const struct sockaddr_storage *ss, __u8 *family, __u8 addr[1
 
 int origdst_take(int map_fd, int accepted_fd, struct sluice_orig_dst *out)
 {
-	struct sockaddr_storage peer, local;
-	socklen_t pl = sizeof(peer), ll = sizeof(local);
+	return origdst_take_addr(map_fd, accepted_fd, NULL, NULL, out);
+}
+
+int origdst_take_addr(int map_fd, int accepted_fd, const struct sockaddr_storage *peer,
+		      const struct sockaddr_storage *local, struct sluice_orig_dst *out)
+{
+	struct sockaddr_storage p, l;
+	socklen_t pl = sizeof(p), ll = sizeof(l);
 	struct sluice_orig_key k;
 	__u8 f1, f2;
 	int err;
 
 	memset(&k, 0, sizeof(k));
-	if (getpeername(accepted_fd, (struct sockaddr *)&peer, &pl) ||
-	    getsockname(accepted_fd, (struct sockaddr *)&local, &ll))
-		return -errno;
-	err = key_side(&peer, &f1, k.src_addr, &k.src_port);
+	if (!peer) {
+		if (getpeername(accepted_fd, (struct sockaddr *)&p, &pl))
+			return -errno;
+		peer = &p;
+	}
+	if (!local) {
+		if (getsockname(accepted_fd, (struct sockaddr *)&l, &ll))
+			return -errno;
+		local = &l;
+	}
+	err = key_side(peer, &f1, k.src_addr, &k.src_port);
 	if (!err)
-		err = key_side(&local, &f2, k.dst_addr, &k.dst_port);
+		err = key_side(local, &f2, k.dst_addr, &k.dst_port);
 	if (err)
 		return err;
 	if (f1 != f2)

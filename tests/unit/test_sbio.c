@@ -80,6 +80,7 @@ static void ends_open(struct ends *e)
 		if (rc_c != 1)
 			rc_c = SSL_do_handshake(e->c);
 		if (rc_s != 1) {
+			tls_set_readable(e->s, false); /* as an EPOLLIN would */
 			rc_s = SSL_do_handshake(e->s);
 			/* The flight waits in the BIO until flushed. */
 			assert_true(tls_flush(e->s) == 0);
@@ -227,6 +228,7 @@ static void test_read_drained(void **state)
 	fill(src, n, 4);
 	/* A short request: one recv() empties the socket. */
 	assert_int_equal(1, SSL_write_ex(e.c, src, 100, &put));
+	tls_set_readable(e.s, false);
 	assert_int_equal(1, SSL_read_ex(e.s, buf, sizeof(buf), &got));
 	assert_int_equal(100, got);
 	assert_true(tls_read_drained(e.s));
@@ -239,10 +241,47 @@ static void test_read_drained(void **state)
 		put += k;
 	}
 	assert_true(put > 64 * 1024);
+	tls_set_readable(e.s, false);
 	assert_int_equal(1, SSL_read_ex(e.s, buf, sizeof(buf), &got));
 	assert_false(tls_read_drained(e.s));
 	ends_close(&e);
 	free(src);
+}
+
+/* After a read that emptied the socket, the BIO makes no recv() until the
+ * socket is said to be readable again (the next EPOLLIN): bytes that arrived
+ * meanwhile wait for it; after a hang-up every read goes to the socket. */
+static void test_drained_waits_for_readable(void **state)
+{
+	struct ends e;
+	size_t got = 0, put = 0;
+	char buf[512];
+	int rc;
+
+	ends_open(&e);
+	assert_int_equal(1, SSL_write_ex(e.c, "first", 5, &put));
+	tls_set_readable(e.s, false);
+	assert_int_equal(1, SSL_read_ex(e.s, buf, sizeof(buf), &got));
+	assert_int_equal(5, got);
+	assert_true(tls_read_drained(e.s));
+	/* Bytes arrive; no event yet: the BIO does not look. */
+	assert_int_equal(1, SSL_write_ex(e.c, "second", 6, &put));
+	rc = SSL_read_ex(e.s, buf, sizeof(buf), &got);
+	assert_int_equal(0, rc);
+	assert_int_equal(SSL_ERROR_WANT_READ, SSL_get_error(e.s, rc));
+	assert_true(peek_pending(e.fd[0]));        /* still in the socket, untouched */
+	tls_set_readable(e.s, false);
+	assert_int_equal(1, SSL_read_ex(e.s, buf, sizeof(buf), &got));
+	assert_int_equal(6, got);
+	assert_memory_equal(buf, "second", 6);
+	/* The peer closes: after the hang-up event the EOF is read, and read again. */
+	shutdown(e.fd[1], SHUT_WR);
+	tls_set_readable(e.s, true);
+	rc = SSL_read_ex(e.s, buf, sizeof(buf), &got);
+	assert_int_equal(0, rc);
+	assert_int_not_equal(SSL_ERROR_WANT_READ, SSL_get_error(e.s, rc));
+	ERR_clear_error();
+	ends_close(&e);
 }
 
 int main(void)
@@ -252,6 +291,7 @@ int main(void)
 		cmocka_unit_test(test_direct_sends_at_once),
 		cmocka_unit_test(test_full_socket_keeps_bytes),
 		cmocka_unit_test(test_read_drained),
+		cmocka_unit_test(test_drained_waits_for_readable),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
