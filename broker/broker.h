@@ -55,6 +55,8 @@ struct side {
 	bool wr_blocked;               /* last write said EAGAIN / WANT_* */
 	bool eof;                      /* peer closed its write side */
 	bool hup;                      /* EPOLLRDHUP/HUP/ERR seen: read to EAGAIN (a short read proves nothing) */
+	bool out_armed;                /* EPOLLOUT is in the fd's epoll events */
+	struct ev_loop *loop;          /* where io is registered */
 };
 
 enum conn_state { CS_PEEK, CS_HANDSHAKE, CS_HTTP, CS_CLOSING };

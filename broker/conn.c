@@ -211,6 +211,19 @@ static inline void err_queue_clear(void)
 		ERR_clear_error();
 }
 
+/* Sockets are registered for EPOLLIN only: EPOLLOUT edges come after every
+ * ACK and would wake the loop for nothing. A write that finds the socket
+ * full asks for EPOLLOUT here, once per registration (edge-triggered: the
+ * MOD itself reports the socket if it became writable meanwhile). */
+static void side_want_out(struct side *s)
+{
+	s->wr_blocked = true;
+	if (s->out_armed || !s->loop || s->io.fd < 0)
+		return;
+	if (!ev_mod(s->loop, &s->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET))
+		s->out_armed = true;
+}
+
 /* Sockets come non-blocking from accept4()/socket() flags: no fcntl round trips. */
 static void set_nodelay(int fd)
 {
@@ -293,9 +306,10 @@ static void up_dial_next(struct conn *c)
 			upconn_free(u);
 			c->up.io.cb = up_io_cb;
 			c->up.rd_blocked = c->up.wr_blocked = c->up.hup = c->up.eof = false;
+			c->up.out_armed = false;
 			c->up_used = c->replay_ok = true;
 			buf_consume(&c->replay, buf_len(&c->replay));
-			if (ev_mod(&b->loop, &c->up.io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)) {
+			if (ev_mod(&b->loop, &c->up.io, EPOLLIN | EPOLLRDHUP | EPOLLET)) {
 				up_fail(c, 502, "couldn't register the upstream socket");
 				return;
 			}
@@ -335,6 +349,7 @@ static void up_dial_next(struct conn *c)
 			continue;
 		}
 		c->ust = US_CONNECTING;
+		c->up.out_armed = true;
 		c->up.wr_blocked = true; /* wait for the connect to finish */
 		c->skip_pool = false;
 		c->up_used = c->replay_ok = false;
@@ -464,6 +479,7 @@ static ssize_t side_read(struct side *s, char *p, size_t n, const char **why)
 			return -EAGAIN;
 		case SSL_ERROR_WANT_WRITE:
 			s->rd_blocked = true;
+			side_want_out(s);
 			return -EAGAIN;
 		case SSL_ERROR_ZERO_RETURN:
 			return 0;
@@ -505,7 +521,7 @@ static ssize_t side_write(struct side *s, const char *p, size_t n, bool last, co
 		/* Records of the last write still queued: the socket is full. */
 		rc = tls_flush(s->ssl);
 		if (rc == -EAGAIN) {
-			s->wr_blocked = true;
+			side_want_out(s);
 			return -EAGAIN;
 		}
 		if (rc) {
@@ -518,7 +534,8 @@ static ssize_t side_write(struct side *s, const char *p, size_t n, bool last, co
 			n = TLS_WRITE_MAX;
 			last = false;
 		}
-		tls_write_direct(s->ssl, n <= 16384);
+		/* Direct sends the record at once: not when the close_notify is to follow it. */
+		tls_write_direct(s->ssl, n <= 16384 && !last);
 		do {
 			size_t k = 0;
 
@@ -535,7 +552,7 @@ static ssize_t side_write(struct side *s, const char *p, size_t n, bool last, co
 			/* The bytes are taken; a full socket only delays them (next EPOLLOUT). */
 			rc = tls_flush(s->ssl);
 			if (rc == -EAGAIN)
-				s->wr_blocked = true;
+				side_want_out(s);
 			else if (rc) {
 				*why = strerror(-rc);
 				return -EIO;
@@ -544,7 +561,7 @@ static ssize_t side_write(struct side *s, const char *p, size_t n, bool last, co
 		}
 		err = SSL_get_error(s->ssl, rc);
 		if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
-			s->wr_blocked = true;
+			side_want_out(s);
 			return -EAGAIN;
 		}
 		*why = err == SSL_ERROR_SYSCALL ? "connection reset" : tls_err_text();
@@ -556,7 +573,7 @@ static ssize_t side_write(struct side *s, const char *p, size_t n, bool last, co
 		if (r >= 0)
 			return r;
 		if (errno == EAGAIN || errno == EINTR) {
-			s->wr_blocked = true;
+			side_want_out(s);
 			return -EAGAIN;
 		}
 		*why = strerror(errno);
@@ -575,7 +592,7 @@ static int side_flush(struct side *s)
 		return 0;
 	rc = tls_flush(s->ssl);
 	if (rc == -EAGAIN)
-		s->wr_blocked = true;
+		side_want_out(s);
 	else if (rc)
 		return -EIO;
 	return tls_pending_out(s->ssl) < before;
@@ -894,7 +911,9 @@ static bool up_progress_connect(struct conn *c)
 		}
 		err = SSL_get_error(c->up.ssl, rc);
 		if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-			c->up.rd_blocked = c->up.wr_blocked = true;
+			c->up.rd_blocked = true;
+			if (err == SSL_ERROR_WANT_WRITE)
+				side_want_out(&c->up);
 			return false;
 		}
 		{
@@ -1516,7 +1535,8 @@ static void accept_one(struct broker *b, int fd, const struct sockaddr_storage *
 	b->conns.prev = c;
 	b->n_conns++;
 	b->n_accepted++;
-	if (ev_add(&b->loop, &c->cl.io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)) {
+	c->cl.loop = c->up.loop = &b->loop;
+	if (ev_add(&b->loop, &c->cl.io, EPOLLIN | EPOLLRDHUP | EPOLLET)) {
 		conn_close(c, "couldn't register the socket");
 		return;
 	}
