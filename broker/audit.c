@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MIT
 /* The audit log: one JSON object per line per request, batched per loop wake-up. */
 #include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -157,14 +160,15 @@ void audit_record(struct broker *b, const struct conn *c, const struct hx_audit 
  * refuses new requests (broker_policy_get() hands out no policy: default
  * deny) until a write to the log file succeeds again.
  */
-static bool audit_failing;
+/* Written by every worker's flush, read by every worker: atomic. */
+static atomic_bool audit_failing;
 
 bool audit_ok(void)
 {
-	return !audit_failing;
+	return !atomic_load(&audit_failing);
 }
 
-static int write_all(int fd, const char *p, size_t n)
+static int write_all_raw(int fd, const char *p, size_t n)
 {
 	while (n) {
 		ssize_t w = write(fd, p, n);
@@ -176,6 +180,41 @@ static int write_all(int fd, const char *p, size_t n)
 		}
 		p += w;
 		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Bytes of p[0..n) to write at once on a pipe: at most PIPE_BUF, cut after a
+ * newline; a line longer than PIPE_BUF cannot be atomic and goes alone. */
+size_t audit_pipe_chunk(const char *p, size_t n)
+{
+	const char *nl;
+
+	if (!p || n <= PIPE_BUF)
+		return n;
+	nl = memrchr(p, '\n', PIPE_BUF);
+	if (!nl)
+		nl = memchr(p, '\n', n);
+	return nl ? (size_t)(nl - p) + 1 : n;
+}
+
+/* Whole lines, never interleaved with another worker's: one write() on an
+ * O_APPEND file is, but on a pipe only up to PIPE_BUF bytes are, so there
+ * the lines go in chunks cut by audit_pipe_chunk(). */
+static int write_all(int fd, const char *p, size_t n)
+{
+	struct stat st;
+	size_t off = 0;
+
+	if (n <= PIPE_BUF || fstat(fd, &st) || !S_ISFIFO(st.st_mode))
+		return write_all_raw(fd, p, n);
+	while (off < n) {
+		size_t k = audit_pipe_chunk(p + off, n - off);
+		int rc = write_all_raw(fd, p + off, k);
+
+		if (rc)
+			return rc;
+		off += k;
 	}
 	return 0;
 }
@@ -196,14 +235,12 @@ void audit_flush(struct broker *b)
 
 		if (write_all(STDERR_FILENO, why, (size_t)n) ||
 		    write_all(STDERR_FILENO, buf_head(o), buf_len(o))) {
-			if (!audit_failing)
+			if (!atomic_exchange(&audit_failing, true))
 				pr_err("audit log and stderr both unwritable: refusing requests until the "
 				       "audit log can be written");
-			audit_failing = true;
 		}
-	} else if (audit_failing) {
+	} else if (atomic_load(&audit_failing) && atomic_exchange(&audit_failing, false)) {
 		pr_info("audit log writable again: serving requests");
-		audit_failing = false;
 	}
 	buf_consume(o, buf_len(o));
 	buf_shrink(o, 64 * 1024);

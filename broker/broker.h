@@ -159,6 +159,10 @@ void broker_fini(struct broker *b);
 void audit_record(struct broker *b, const struct conn *c, const struct hx_audit *rec);
 void audit_flush(struct broker *b);
 bool audit_ok(void);  /* false: neither the audit log nor stderr takes lines: refuse requests */
+/* How many bytes of p[0..n) go in one write() to a pipe so that no line is
+ * split between writes of two workers: whole lines, at most PIPE_BUF bytes
+ * (a single longer line alone). */
+size_t audit_pipe_chunk(const char *p, size_t n);
 /* Writes a JSON string (quoted, escaped) of n bytes into out. */
 int audit_json_str(struct buf *out, const char *s, size_t n);
 
