@@ -1965,6 +1965,9 @@ struct hx *hx_new(const struct hx_env *env)
 	llhttp_init(&h->rs_p, HTTP_RESPONSE, &rs_settings);
 	h->rs_p.data = h;
 	h->leak = -1;
+	/* A request refused before its head began (bare LF, garbage) still gets
+	 * a duration: from the connection's start, not from 0. */
+	h->start_us = now_us();
 	return h;
 }
 

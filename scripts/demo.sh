@@ -30,7 +30,7 @@ echo; echo "--- 1. allowed: GET https://api.test/hello"
 curl -sS https://api.test/hello
 echo; echo "--- 2. blocked by policy: POST https://other.test/upload (other.test is GET only)"
 curl -sS -w '  (HTTP %{http_code})\n' -d 'the source code' https://other.test/upload
-echo; echo "--- 3. blocked in the kernel: UDP to $FI_IP4:9001 and raw TCP to $FI_IP4:9000 (not HTTP)"
+echo; echo "--- 3. UDP to $FI_IP4:9001 dies in the kernel; raw TCP to $FI_IP4:9000 (no rule allows it, not valid HTTP) gets the broker's 400"
 $PY -c "import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.sendto(b'x',('$FI_IP4',9001))" 2>&1 | tail -1
 echo 'SSH-2.0-probe' | curl -sS --max-time 3 telnet://$FI_IP4:9000 2>&1 | tail -1
 echo; echo "--- 4. secret: the sandbox sends its placeholder to api.test"

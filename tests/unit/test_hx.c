@@ -65,6 +65,10 @@ static void t_audit(void *ctx, const struct hx_audit *r)
 	struct audit_copy *c = &t->a[t->n_audit % 8];
 
 	t->n_audit++;
+	/* Every line has a real duration, also for a request refused before its
+	 * head was complete (the clock started with the connection, not at 0). */
+	assert_true(r->start_us > 0);
+	assert_true(r->end_us >= r->start_us && r->end_us - r->start_us < 60000000ull);
 	memset(c, 0, sizeof(*c));
 	c->status = r->status;
 	snprintf(c->method, sizeof(c->method), "%.*s", (int)r->method_len, r->method);
