@@ -4,7 +4,7 @@
 # a 50 MiB HTTPS download through the broker from an nginx in the test's namespace
 # must arrive intact and take no more than 3x the direct download (a broker that
 # stalls on backpressure or waits for a lost wake-up takes seconds), several in
-# parallel too; requests on a reused upstream connection the server closed get
+# parallel too, and to a reader slower than the upstream; requests on a reused upstream connection the server closed get
 # sent again on a new one (not a 502); the header timeout (408) must
 # also hold for a second request on a keep-alive connection (slowloris).
 . "$(dirname "$0")/../lib.sh"
@@ -75,6 +75,21 @@ par=$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}')
 awk -v d="$direct" -v v="$par" 'BEGIN{exit !(v <= 4 * 3 * d + 1)}' ||
 	sl_fail "4 parallel 50 MiB downloads took ${par}s (direct one: ${direct}s)"
 sl_ok "4 parallel 50 MiB downloads intact in ${par}s"
+
+# A reader slower than the upstream: the broker's writes toward it find the socket
+# full again and again (EPOLLOUT asked for and delivered each time); a lost
+# wake-up stalls the transfer until curl's own timeout.
+head -c $((16 * 1024 * 1024)) "$T/www/big" >"$T/www/mid"
+chmod a+r "$T/www/mid"
+t0=$(secs)
+"${C[@]}" --limit-rate 8M -o "$T/slow" "https://api.test:4443/mid" ||
+	sl_fail "slow-reader download failed: $(tail -n 3 "$T/broker.log")"
+t1=$(secs)
+sl_assert_eq "$(sha256sum <"$T/www/mid" | cut -d' ' -f1)" "$(sha256sum <"$T/slow" | cut -d' ' -f1)" \
+	"16 MiB to a reader limited to 8 MiB/s arrives intact"
+slow=$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}')
+awk -v v="$slow" 'BEGIN{exit !(v <= 6)}' || sl_fail "16 MiB at 8 MiB/s took ${slow}s (stalled?)"
+sl_ok "16 MiB to a slow reader in ${slow}s (2 s at its rate)"
 
 # ---- a reused upstream connection the server closed: retried once, not a 502 ----
 # Each connection answers its first request (keep-alive) and closes on the next
