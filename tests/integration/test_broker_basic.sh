@@ -85,6 +85,17 @@ sl_assert_contains "$a" '"sandbox":"t1"' "audit has the sandbox"
 	sl_fail "audit lines are not JSON"
 sl_ok "audit lines are JSON"
 
+# Uploads bigger than the socket buffers, one after the other: the second goes out on
+# the pooled upstream connection, whose writes find the socket full (EPOLLOUT asked
+# for on a reused connection) while the server reads.
+head -c $((12 * 1024 * 1024)) /dev/urandom >"$T/up.bin"
+want=$(sha256sum <"$T/up.bin" | cut -d' ' -f1)
+for i in 1 2; do
+	out=$("${C[@]}" --max-time 30 -H 'Content-Type: application/octet-stream' --data-binary @"$T/up.bin" \
+		"https://api.test/sink") || sl_fail "upload $i failed: $(tail -n 3 "$T/b443.log")"
+	sl_assert_contains "$out" "\"sha256\": \"$want\"" "12 MiB upload $i arrives intact"
+done
+
 # The CA is reused on restart (same key), not recreated.
 fp1=$(openssl x509 -in "$BRUN/ca.crt" -noout -fingerprint)
 

@@ -12,7 +12,7 @@ line to LOGDIR/req.PORT.log; every datagram a line to LOGDIR/udp.PORT.log. Tests
 
 Endpoints: /hello, /echo (JSON: method, path, headers, body), /bytes?n=N (Content-Length),
 /chunked?n=N&size=S, /status/NNN, /redirect, /reflect?v=TEXT (TEXT back in body and X-Reflect),
-/ws (WebSocket echo), /slow?ms=N.
+/ws (WebSocket echo), /slow?ms=N, /sink (JSON: len and sha256 of the body, which is not logged).
 """
 import base64, hashlib, json, os, socket, socketserver, ssl, struct, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -68,11 +68,14 @@ class Handler(BaseHTTPRequestHandler):
         u = urlsplit(self.path)
         q = parse_qs(u.query)
         port = self.server.server_address[1]
+        p = u.path
         log("req.%d.log" % port, json.dumps({
             "method": self.command, "path": self.path, "host": self.headers.get("Host"),
             "headers": [[k, v] for k, v in self.headers.items()],
-            "body": body.decode("latin-1"), "body_len": len(body)}))
-        p = u.path
+            "body": "" if p == "/sink" else body.decode("latin-1"), "body_len": len(body)}))
+        if p == "/sink":
+            js = json.dumps({"len": len(body), "sha256": hashlib.sha256(body).hexdigest()}).encode()
+            return self.send(200, js, "application/json")
         if p == "/hello":
             return self.send(200, ("hello from %s\n" % self.headers.get("Host")).encode())
         if p == "/echo":
