@@ -561,9 +561,8 @@ static enum hx_kind hdr_kind(const char *name, size_t n)
 }
 
 /*
- * Byte searches eight at a time (SWAR): whether s holds any byte equal to a
- * or b. For the short strings of a head this beats both a byte loop and
- * memchr's call and setup.
+ * Byte searches eight at a time (SWAR). For the short strings of a head this
+ * beats both a byte loop and memchr's call and setup.
  */
 #define SW_ONES  0x0101010101010101ull
 #define SW_HIGHS 0x8080808080808080ull
@@ -576,9 +575,10 @@ static inline uint64_t sw_load(const char *p)
 	return x;
 }
 
-static bool has_byte2(const char *s, size_t n, unsigned char a, unsigned char b)
+/* Whether s holds a byte equal to a, b or c (repeat one to look for fewer). */
+static inline bool has_byte3(const char *s, size_t n, unsigned char a, unsigned char b, unsigned char c)
 {
-	const uint64_t ma = SW_ONES * a, mb = SW_ONES * b;
+	const uint64_t ma = SW_ONES * a, mb = SW_ONES * b, mc = SW_ONES * c;
 	size_t i = 0;
 
 	if (n >= 8) {
@@ -589,40 +589,18 @@ static bool has_byte2(const char *s, size_t n, unsigned char a, unsigned char b)
 			if (i + 8 > n)
 				i = n - 8;
 			x = sw_load(s + i);
-			if (sw_zero(x ^ ma) | sw_zero(x ^ mb))
+			if (sw_zero(x ^ ma) | sw_zero(x ^ mb) | sw_zero(x ^ mc))
 				return true;
 			if (i + 8 == n)
 				return false;
 		}
 	}
-	for (; i < n; i++)
-		if ((unsigned char)s[i] == a || (unsigned char)s[i] == b)
+	for (; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch == a || ch == b || ch == c)
 			return true;
-	return false;
-}
-
-/* Any NUL, CR or LF. */
-static bool has_ctl(const char *s, size_t n)
-{
-	const uint64_t mcr = SW_ONES * '\r', mlf = SW_ONES * '\n';
-	size_t i = 0;
-
-	if (n >= 8) {
-		for (;; i += 8) {
-			uint64_t x;
-
-			if (i + 8 > n)
-				i = n - 8;
-			x = sw_load(s + i);
-			if (sw_zero(x) | sw_zero(x ^ mcr) | sw_zero(x ^ mlf))
-				return true;
-			if (i + 8 == n)
-				return false;
-		}
 	}
-	for (; i < n; i++)
-		if (s[i] == '\0' || s[i] == '\r' || s[i] == '\n')
-			return true;
 	return false;
 }
 
@@ -635,11 +613,11 @@ static const char *head_finish(struct hx_head *m)
 		struct hx_hdr *x = &m->hdr[i];
 		const char *name = hp(m, x->name), *v = hp(m, x->val);
 
-		if (has_byte2(name, x->name_len, ' ', '\t'))
+		if (has_byte3(name, x->name_len, ' ', '\t', '\t'))
 			return "whitespace in or after a header name";
 		while (x->val_len && (v[x->val_len - 1] == ' ' || v[x->val_len - 1] == '\t'))
 			x->val_len--;
-		if (has_ctl(v, x->val_len))
+		if (has_byte3(v, x->val_len, '\0', '\r', '\n')) /* NUL, CR, LF */
 			return "control character in a header value";
 		x->kind = (uint8_t)hdr_kind(name, x->name_len);
 		x->drop = false;
