@@ -23,6 +23,9 @@
 # Per case and target: req/s, p50/p99, MB/s, errors, proxy CPU % and CPU us/request (process tree
 # for the peers, every sluiced process in $NS_AG for sluice: measured from its start, so its startup
 # is included), proxy peak RSS (sampled every 0.2 s), upstream CPU, ratio to direct. Median of REPS.
+# results.tsv also has the whole machine's CPU % (system_cpu_pct) over the measurement: for sluice
+# that spans all of `sluice run` (sandbox set-up, broker start, the 0.6 s tail), not only wrk's D
+# seconds, so it reads lower than the peers' for the same load.
 #
 # Usage (root): bench/bench.sh [all|setup|run|report|teardown]   (make bench = all)
 # Env: BENCH_D (secs per wrk run, 5)  BENCH_REPS (1)  C CB CC  TARGETS CASES  W (work dir)
