@@ -98,6 +98,7 @@ struct conn {
 	bool client_eof_fed;           /* hx_on_client_eof was called */
 	bool up_eof_fed;
 	bool want_close;               /* flush cout, then close */
+	bool abort;                    /* the response was cut short: close without close_notify, with a reset */
 	bool up_no_reuse;              /* hx said UPSTREAM_DONE */
 	bool closing;
 	bool queued;                   /* on the run list */

@@ -451,6 +451,8 @@ static void handle_events(struct conn *c, unsigned ev)
 		c->tunnel = true;
 	if (ev & HX_EV_CLOSE)
 		c->want_close = true;
+	if (ev & HX_EV_ABORT)
+		c->abort = true;
 	if ((ev & HX_EV_OPEN_UPSTREAM) && !c->want_close)
 		up_open(c);
 }
@@ -464,6 +466,7 @@ static ssize_t side_read(struct side *s, char *p, size_t n, const char **why)
 		int rc, err;
 
 		err_queue_clear();
+		errno = 0;
 		rc = SSL_read_ex(s->ssl, p, n, &got);
 		if (rc == 1) {
 			/* Socket emptied and nothing buffered: the next bytes bring an
@@ -484,9 +487,16 @@ static ssize_t side_read(struct side *s, char *p, size_t n, const char **why)
 		case SSL_ERROR_ZERO_RETURN:
 			return 0;
 		case SSL_ERROR_SYSCALL:
-			/* EOF without close_notify: treat like a TCP EOF; framing (hx) decides. */
-			if (!ERR_peek_error())
+			/* A reset (errno set by recv) is an error, never the end of a
+			 * body that runs to the close; a bare EOF (no errno) is an EOF
+			 * and framing (hx) decides. OpenSSL 3 reports an EOF without
+			 * close_notify as SSL_ERROR_SSL: the default case. */
+			if (!ERR_peek_error() && !errno)
 				return 0;
+			if (!ERR_peek_error()) {
+				*why = strerror(errno);
+				return -EIO;
+			}
 			/* fallthrough */
 		default:
 			*why = tls_err_text();
@@ -1169,7 +1179,7 @@ static bool client_write(struct conn *c)
 
 	if (c->cl.wr_blocked || !buf_len(&c->cout))
 		return false;
-	r = side_write(&c->cl, buf_head(&c->cout), buf_len(&c->cout), c->want_close, &why);
+	r = side_write(&c->cl, buf_head(&c->cout), buf_len(&c->cout), c->want_close && !c->abort, &why);
 	if (r > 0) {
 		buf_consume(&c->cout, (size_t)r);
 		return true;
@@ -1423,8 +1433,14 @@ static void conn_free(struct conn *c)
 	ev_timer_stop(&c->timer);
 	ev_timer_stop(&c->trim);
 	if (c->cl.io.fd >= 0) {
-		if (c->cl.ssl && SSL_is_init_finished(c->cl.ssl) &&
-		    !(SSL_get_shutdown(c->cl.ssl) & SSL_SENT_SHUTDOWN)) {
+		if (c->abort) {
+			/* A truncated response must not look complete: no close_notify,
+			 * and a reset rather than a FIN (plain HTTP has nothing else). */
+			struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+			setsockopt(c->cl.io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		} else if (c->cl.ssl && SSL_is_init_finished(c->cl.ssl) &&
+			   !(SSL_get_shutdown(c->cl.ssl) & SSL_SENT_SHUTDOWN)) {
 			SSL_shutdown(c->cl.ssl); /* best effort close_notify */
 			tls_flush(c->cl.ssl);
 		}

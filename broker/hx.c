@@ -1112,7 +1112,7 @@ static void rq_abort_leak(struct hx *h)
 		h->up_open = false;
 		if (h->rs_sent) {
 			h->closed = true;
-			*h->ev |= HX_EV_CLOSE;
+			*h->ev |= HX_EV_CLOSE | HX_EV_ABORT;
 			audit_emit(h);
 			h->rq_local = true;
 			return;
@@ -2040,7 +2040,7 @@ static void rq_parse_error(struct hx *h, llhttp_errno_t e)
 		h->up_open = false;
 		if (h->rs_sent) {
 			h->closed = true;
-			*h->ev |= HX_EV_CLOSE;
+			*h->ev |= HX_EV_CLOSE | HX_EV_ABORT;
 			return;
 		}
 	}
@@ -2207,8 +2207,10 @@ int hx_on_upstream_error(struct hx *h, int status, const char *reason, struct bu
 	if (!h->rq_fwd || h->rs_done)
 		return 0;
 	if (h->rs_sent) {
+		/* Part of the response went out: a clean close would pass the cut
+		 * for the end of a body that runs to the connection's close. */
 		h->closed = true;
-		*ev |= HX_EV_CLOSE;
+		*ev |= HX_EV_CLOSE | HX_EV_ABORT;
 		return 0;
 	}
 	if (status != 502 && status != 504)

@@ -60,6 +60,8 @@ enum hx_event {
 	HX_EV_TUNNEL         = 1u << 2, /* upgrade done (upstream's 101 forwarded): raw bytes both ways from now on */
 	HX_EV_RESUME_CLIENT  = 1u << 3, /* response finished: feed the buffered client bytes again */
 	HX_EV_UPSTREAM_DONE  = 1u << 4, /* upstream connection must not be reused (close it; reopen on next request) */
+	HX_EV_ABORT          = 1u << 5, /* with CLOSE: the response was cut short: the client must see a broken
+					 * connection (no close_notify, a reset), never a clean end */
 };
 
 /* Returns NULL on ENOMEM. env is copied; the strings it points to must outlive hx. */

@@ -171,8 +171,11 @@ while True:
     try:
         # linger 0 set before wrapping: wrap_socket detaches c, so it must be on the fd now
         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        t = ctx.wrap_socket(c, server_side=True); t.recv(65536)
-        t.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"r" * 65536)
+        t = ctx.wrap_socket(c, server_side=True); rq = t.recv(65536)
+        # /eof: a body that runs until the connection closes (no length): only the
+        # way the connection ends tells the client whether it got all of it.
+        head = b"Connection: close\r\n" if b" /eof " in rq else b"Content-Length: 1000000\r\n"
+        t.sendall(b"HTTP/1.1 200 OK\r\n" + head + b"\r\n" + b"r" * 65536)
         t.close()   # RST, the TLS session never closed
     except OSError:
         pass
@@ -180,6 +183,7 @@ while True:
 sl_wait_for fi_probe 4445 || sl_fail "reset server did not start"
 cat >"$T/reset.sh" <<'EOF'
 curl -sS --max-time 10 -o /dev/null -w 'reset size=%{size_download} code=%{http_code}\n' https://api.test:4445/big; echo "reset rc=$?"
+curl -sS --max-time 10 -o /dev/null -w 'eof size=%{size_download} code=%{http_code}\n' https://api.test:4445/eof; echo "eof rc=$?"
 curl -sS --max-time 10 https://api.test/hello; echo "after rc=$?"
 EOF
 out=$("${RUN[@]}" --audit "$T/audit-reset.log" -- bash "$T/reset.sh" 2>"$T/reset.err")
@@ -190,6 +194,9 @@ sl_assert_not_contains "$out" "size=1000000" "the client did not get the full le
 # than leave it waiting: curl's own --max-time (rc 28) means it hung.
 case "$out" in *"reset rc=28"*) HOLES+=("upstream reset mid-body: the client hung until its own 10 s timeout (curl rc 28)") ;;
 *) sl_ok "the client learnt of the reset promptly" ;; esac
+# Without a length, a clean TLS close (close_notify) would make the cut body look whole.
+sl_assert_not_contains "$out" "eof rc=0" "a reset mid-body without Content-Length is not a complete transfer either"
+sl_assert_not_contains "$out" "eof rc=28" "the client of the length-less body learnt of the reset promptly"
 sl_assert_contains "$out" "hello from api.test" "the broker served the next request"
 sl_assert_contains "$out" "after rc=0" "next request fine"
 sl_assert_not_contains "$(cat "$T/reset.err")" "killed by signal" "the broker did not crash"
