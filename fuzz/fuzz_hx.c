@@ -195,7 +195,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		rng = rng * 1103515245u + 12345u;
 		if (opened && (paused || coff == cl_len || (rng >> 16) % 4 == 0)) {
 			const char *p;
-			size_t n;
+			size_t n, pass;
 			char *copy;
 
 			if (uoff < up_len) {
@@ -212,11 +212,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			} else {
 				break;
 			}
-			copy = fz_dup(p, n);
 			ev = 0;
-			if (hx_on_upstream(h, copy, n, &out, &ev))
-				closed = true;
-			free(copy);
+			pass = hx_upstream_passthrough(h);
+			if (pass && p != canned && (rng >> 20) % 2) {
+				/* The zero-copy path: the bytes land in out's tail, as
+				 * conn.c reads them, and hx commits them in place. */
+				char *tail;
+
+				if (n > pass) {
+					uoff -= n - pass;
+					n = pass;
+				}
+				tail = buf_reserve(&out, n);
+				if (!tail)
+					fz_die("buf_reserve %zu", n);
+				memcpy(tail, p, n);
+				if (hx_on_upstream_inplace(h, &out, n, &ev))
+					closed = true;
+			} else {
+				copy = fz_dup(p, n);
+				if (hx_on_upstream(h, copy, n, &out, &ev))
+					closed = true;
+				free(copy);
+			}
 			if (ev & HX_EV_RESUME_CLIENT)
 				paused = false;
 			if (ev & (HX_EV_CLOSE | HX_EV_TUNNEL))
