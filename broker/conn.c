@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
@@ -491,9 +490,9 @@ static ssize_t side_read(struct side *s, char *p, size_t n, const char **why)
 			 * body that runs to the close; a bare EOF (no errno) is an EOF
 			 * and framing (hx) decides. OpenSSL 3 reports an EOF without
 			 * close_notify as SSL_ERROR_SSL: the default case. */
-			if (!ERR_peek_error() && !errno)
-				return 0;
 			if (!ERR_peek_error()) {
+				if (!errno)
+					return 0;
 				*why = strerror(errno);
 				return -EIO;
 			}
@@ -619,14 +618,6 @@ static void hx_audit_cb(void *ctx, const struct hx_audit *rec)
 
 /* ---- raw TCP (proto: tcp rules) ---- */
 
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static void raw_audit(struct conn *c, const char *host, int status, const char *rule,
 		      uint64_t start_us, uint64_t in, uint64_t out)
 {
@@ -642,7 +633,7 @@ static void raw_audit(struct conn *c, const char *host, int status, const char *
 	rec.bytes_in = in;
 	rec.bytes_out = out;
 	rec.start_us = start_us;
-	rec.end_us = now_us();
+	rec.end_us = ev_now_us();
 	audit_record(c->b, c, &rec);
 }
 
@@ -663,20 +654,27 @@ static bool raw_prepare(struct conn *c, char *why, size_t whylen)
 	bool internal, blocked = false;
 	size_t i, n;
 
-	memset(&a, 0, sizeof(a));
-	a.family = c->od.family == SLUICE_AF_INET6 ? AF_INET6 : AF_INET;
-	memcpy(a.addr, c->od.addr, a.family == AF_INET6 ? 16 : 4);
-	n = dns_names_for(a.family, a.addr, names, RAW_NAMES - 1);
-	if (!inet_ntop(a.family, a.addr, names[n], DNS_SEEN_NAME)) {
-		snprintf(why, whylen, "unprintable address");
-		return false;
-	}
-	n++;
 	p = broker_policy_get(c);
 	if (!p) {
 		snprintf(why, whylen, "no policy in force (or the audit log can't record)");
 		return false;
 	}
+	/* The usual case, on every accepted connection: no tcp rule at all. */
+	if (!policy_tcp_possible(p, c->port)) {
+		policy_unref(p);
+		snprintf(why, whylen, "no proto: tcp rule allows it");
+		return false;
+	}
+	memset(&a, 0, sizeof(a));
+	a.family = c->od.family == SLUICE_AF_INET6 ? AF_INET6 : AF_INET;
+	memcpy(a.addr, c->od.addr, a.family == AF_INET6 ? 16 : 4);
+	n = dns_names_for(a.family, a.addr, names, RAW_NAMES - 1);
+	if (!inet_ntop(a.family, a.addr, names[n], DNS_SEEN_NAME)) {
+		policy_unref(p);
+		snprintf(why, whylen, "unprintable address");
+		return false;
+	}
+	n++;
 	internal = c->b->res && resolver_addr_internal(c->b->res, &a);
 	for (i = 0; i < n; i++) {
 		size_t len = strlen(names[i]);
@@ -716,7 +714,7 @@ static void raw_start(struct conn *c)
 	char addr[64];
 
 	r->started = true;
-	r->start_us = now_us();
+	r->start_us = ev_now_us();
 	c->st = CS_HTTP;
 	c->tunnel = true;
 	c->rq_sent = true;
@@ -741,7 +739,7 @@ static void raw_refuse(struct conn *c, const char *why)
 
 	pr_info("refused non-HTTP TCP from pid %u (%.16s) to %s port %u: %s", c->od.pid, c->od.comm,
 		host, c->port, why);
-	raw_audit(c, host, 403, why, now_us(), 0, 0);
+	raw_audit(c, host, 403, why, ev_now_us(), 0, 0);
 	conn_close(c, "non-HTTP TCP refused");
 }
 

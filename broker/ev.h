@@ -55,6 +55,8 @@ void ev_timer_stop(struct ev_tnode *n);
 static inline bool ev_timer_armed(const struct ev_tnode *n) { return n->next != NULL; }
 
 uint64_t ev_now_ms(void);
+/* CLOCK_MONOTONIC in microseconds (audit durations). */
+uint64_t ev_now_us(void);
 /* One iteration: before_sleep, epoll_wait (until the next deadline), callbacks, expired timers. */
 int ev_run_once(struct ev_loop *l);
 

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include "llhttp.h"
+#include "ev.h"
 #include "hx.h"
 #include "policy.h"
 #include "subst.h"
@@ -154,14 +154,6 @@ struct hx {
 };
 
 #define PH_PREFIX "SLUICE_PLACEHOLDER_"
-
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static bool ieq(const char *a, size_t al, const char *b)
 {
@@ -317,7 +309,7 @@ static void audit_emit(struct hx *h)
 	rec.bytes_in = h->bytes_in;
 	rec.bytes_out = h->bytes_out;
 	rec.start_us = h->start_us;
-	rec.end_us = now_us();
+	rec.end_us = ev_now_us();
 	h->env.audit(h->env.ctx, &rec);
 }
 
@@ -1289,7 +1281,7 @@ static int rq_on_message_begin(llhttp_t *p)
 	h->used_mask = h->inject_mask = 0;
 	memset(h->allow, 0, sizeof(h->allow));
 	h->leak = -1;
-	h->start_us = now_us();
+	h->start_us = ev_now_us();
 	h->bytes_in = h->bytes_out = 0;
 	h->rs_done = h->rs_sent = h->rs_active = false;
 	return 0;
@@ -1945,7 +1937,7 @@ struct hx *hx_new(const struct hx_env *env)
 	h->leak = -1;
 	/* A request refused before its head began (bare LF, garbage) still gets
 	 * a duration: from the connection's start, not from 0. */
-	h->start_us = now_us();
+	h->start_us = ev_now_us();
 	return h;
 }
 

@@ -13,10 +13,9 @@
 #include "sni.h"
 #include "tls.h"
 
-/* OpenSSL's read buffer with read-ahead; freed when empty (SSL_MODE_RELEASE_BUFFERS). */
-/* Exactly four full TLS 1.3 AES-GCM records (16384 + 22 bytes on the wire) after
- * OpenSSL's 3 bytes of alignment: a buffer that ends mid-record costs a second
- * recv() to complete that record. */
+/* OpenSSL's read buffer with read-ahead: exactly four full TLS 1.3 AES-GCM
+ * records (16384 + 22 bytes on the wire) after OpenSSL's 3 bytes of alignment:
+ * a buffer that ends mid-record costs a second recv() to complete that record. */
 #define TLS_READ_BUF (4 * (16384 + 22) + 3)
 
 #define TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"

@@ -481,6 +481,16 @@ bool policy_tcp_allowed(const struct policy *p, const char *host, size_t host_le
 	return false;
 }
 
+bool policy_tcp_possible(const struct policy *p, uint16_t port)
+{
+	if (!p)
+		return false;
+	for (size_t i = 0; i < p->n_rules; i++)
+		if (p->rules[i].tcp && p->rules[i].allow && port_match(&p->rules[i], port))
+			return true;
+	return false;
+}
+
 /* ---- secrets ---- */
 
 size_t policy_secret_count(const struct policy *p)

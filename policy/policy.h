@@ -85,6 +85,9 @@ bool policy_host_named(const struct policy *p, const char *host, size_t host_len
  * with `proto: tcp` allows host:port. host may be a name or an address literal. */
 bool policy_tcp_allowed(const struct policy *p, const char *host, size_t host_len,
 			uint16_t port, struct policy_verdict *v);
+/* Whether any proto: tcp rule allowing port exists: when none does, no host
+ * needs looking at (the broker asks this for every connection it accepts). */
+bool policy_tcp_possible(const struct policy *p, uint16_t port);
 
 /* Matching primitives (exported for the broker and the tests). */
 bool policy_host_glob_match(const char *glob, const char *host, size_t host_len);

@@ -11,8 +11,7 @@
 #include "log.h"
 #include "sluice.h"
 
-/* Unescapes mountinfo's octal escapes (\040 for space) in place. */
-static void mi_unescape(char *s)
+void mountinfo_unescape(char *s)
 {
 	char *w = s;
 
@@ -56,7 +55,7 @@ int cg2_mount_parse(const char *mountinfo, char *out, size_t outlen)
 		tok = strtok_r(sep + 3, " ", &save);
 		if (!tok || strcmp(tok, "cgroup2"))
 			continue;
-		mi_unescape(f[4]);
+		mountinfo_unescape(f[4]);
 		if (strlen(f[4]) >= outlen)
 			return -ENAMETOOLONG;
 		strcpy(out, f[4]);

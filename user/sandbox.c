@@ -286,23 +286,6 @@ static int harden_mounts(char *err, size_t errlen)
 	return 0;
 }
 
-/* mountinfo writes space, tab, newline and backslash as \ooo. */
-static void mountinfo_unescape(char *s)
-{
-	char *w = s;
-
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*w++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-			s += 3;
-		} else {
-			*w++ = *s;
-		}
-	}
-	*w = 0;
-}
-
 /*
  * Kernels before 5.12 have no mount_setattr(): every mount is remounted
  * read-only one by one. A bind remount replaces all per-mount flags, so

@@ -37,6 +37,9 @@ struct run_opts {
 };
 
 /* ---- cgroup.c ---- */
+/* Undoes mountinfo's octal escapes (space, tab, newline and backslash are
+ * written as \ooo) in place. */
+void mountinfo_unescape(char *s);
 /* Finds the cgroup v2 mount point in mountinfo text. Returns 0, -ENOENT when
  * there is none, -ENAMETOOLONG when out is too small. */
 int cg2_mount_parse(const char *mountinfo, char *out, size_t outlen);

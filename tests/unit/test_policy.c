@@ -104,6 +104,11 @@ static void test_sluice_fixture(void **state)
 	assert_false(policy_tcp_allowed(p, "db.test", 7, 5433, &v));
 	assert_int_equal(v.rule, -1);
 	assert_false(policy_tcp_allowed(p, "api.test", 8, 443, NULL));
+	/* the cheap per-connection check: some tcp rule allows the port, or none does */
+	assert_true(policy_tcp_possible(p, 5432));
+	assert_true(policy_tcp_possible(p, 6432));
+	assert_false(policy_tcp_possible(p, 5433));
+	assert_false(policy_tcp_possible(NULL, 5432));
 
 	assert_true(policy_host_may_allow(p, "api.test", 8));
 	assert_true(policy_host_may_allow(p, "raw.github.test", 15));
