@@ -56,6 +56,7 @@ struct side {
 	bool eof;                      /* peer closed its write side */
 	bool hup;                      /* EPOLLRDHUP/HUP/ERR seen: read to EAGAIN (a short read proves nothing) */
 	bool out_armed;                /* EPOLLOUT is in the fd's epoll events */
+	bool out_held;                 /* BIO bytes (a TLS 1.3 ticket) wait for the next write */
 	struct ev_loop *loop;          /* where io is registered */
 };
 

@@ -64,6 +64,34 @@ for i in 1 2 3 4; do "${C[@]}" -o /dev/null "https://api.test:443/hello" || sl_f
 [ $(( $(fi_conns 443) - before )) -le 1 ] || sl_fail "4 sequential client connections opened $(( $(fi_conns 443) - before )) upstream connections (no pooling)"
 sl_ok "upstream connections are pooled across client connections"
 
+# Resumption toward the client (TLS 1.3, stateful ticket): the ticket is not
+# sent on its own after the handshake but with the first response (no bytes
+# readable before the request), and the next connection resumes with it.
+out=$(/usr/bin/python3 - "$BRUN/ca.crt" "$BPORT" <<'PYEOF'
+import select, socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+def one(sess):
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[2]))),
+                        server_hostname="api.test", session=sess)
+    early = bool(select.select([s], [], [], 0.3)[0])
+    s.sendall(b"GET /hello HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        data += d
+    r = (s.version(), early, s.session_reused, data.split(b" ")[1].decode(), s.session)
+    s.close()
+    return r
+v, early, _, code, sess = one(None)
+_, _, reused, code2, _ = one(sess)
+print(v, "early=%s" % early, code, code2, "reused=%s" % reused)
+PYEOF
+) || sl_fail "resumption client failed: $out"
+sl_assert_eq "TLSv1.3 early=False 200 200 reused=True" "$out" \
+	"the ticket rides with the first response; the next connection resumes with it"
+
 # Large download streams through.
 "${C[@]}" -o "$T/big" "https://api.test:443/bytes?n=20000000" || sl_fail "20 MB download failed"
 sl_assert_eq 20000000 "$(stat -c %s "$T/big")" "20 MB download complete"

@@ -10,6 +10,8 @@
 #   ka:   one TLS connection, N GETs of a 1 KiB file (keep-alive)
 #   one:  one TLS connection, 1 GET of the same file
 #   big:  one TLS connection, 1 GET of a 10 MiB file
+#   conns: M new TLS connections (Python client, each resuming the session the
+#         previous one got), one GET of the 1 KiB file each, "Connection: close"
 # Ir/request = (ka - one) / (N - 1): handshakes and setup cancel out.
 # Output: per-phase totals and per-function tables in $SL_PERF_OUT (default /tmp/sluice-perf).
 . "$(dirname "$0")/../lib.sh"
@@ -82,11 +84,42 @@ phase one -o /dev/null "https://api.test:4443/1k"
 phase big -o "$T/big.out" "https://api.test:4443/10m"
 cmp -s "$T/big.out" "$T/www/10m" || sl_fail "10 MiB response corrupted"
 
+# New connections, as in make bench's "close" case: each resumes the last
+# session (TLS 1.3 ticket) and sends one request with Connection: close.
+M=${SL_PERF_M:-200}
+cat >"$T/conns.py" <<PYEOF
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile="$T/run/ca.crt")
+sess = None; reused = 0
+for i in range($M):
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", $BPORT)), server_hostname="api.test", session=sess)
+    reused += s.session_reused
+    s.sendall(b"GET /1k HTTP/1.1\r\nHost: api.test:4443\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        d = s.recv(65536)
+        if not d: break
+        data += d
+    sess = s.session
+    s.close()
+    print(data.split(b" ", 2)[1].decode())
+print("reused", reused, file=sys.stderr)
+PYEOF
+callgrind_control -z "$BPID" >/dev/null || sl_fail "callgrind_control -z failed"
+"$PY" "$T/conns.py" >"$T/conns.codes" 2>"$T/conns.err" || sl_fail "conns phase failed: $(cat "$T/conns.err")"
+sleep 0.5; callgrind_control -d conns "$BPID" >/dev/null; sleep 0.5
+f=$(ls -t "$OUT"/cg.* | grep -v '\.txt$' | head -n 1); mv "$f" "$OUT/conns.cg"
+callgrind_annotate --threshold=100 --auto=no "$OUT/conns.cg" >"$OUT/conns.txt" 2>/dev/null
+callgrind_annotate --threshold=100 --auto=no --inclusive=yes "$OUT/conns.cg" >"$OUT/conns.incl.txt" 2>/dev/null
+[ "$(grep -c '^200$' "$T/conns.codes")" = "$M" ] || sl_fail "not all $M connections got 200: $(sort "$T/conns.codes" | uniq -c)"
+conns=$(grep -m1 'PROGRAM TOTALS' "$OUT/conns.txt" | awk '{gsub(",","",$1); print $1}')
+
 ka=$(cat "$OUT/ka.ir"); one=$(cat "$OUT/one.ir"); big=$(cat "$OUT/big.ir")
 per=$(( (ka - one) / (N - 1) ))
 hxper=$(( ($(cat "$OUT/ka.hx") - $(cat "$OUT/one.hx")) / (N - 1) ))
 echo "ka: $ka Ir for $N requests; one: $one Ir; big (10 MiB): $big Ir"
 echo "Ir/request (1 KiB keep-alive): $per total, $hxper in hx_on_client+hx_on_upstream+audit (inclusive)"
 echo "Ir per 10 MiB response: $big total, $(cat "$OUT/big.hx") in hx+audit"
-echo "tables: $OUT/{ka,one,big}.txt"
+echo "Ir per new connection (resumed TLS 1.3, 1 KiB GET, Connection: close): $((conns / M)) ($(cat "$T/conns.err"))"
+echo "tables: $OUT/{ka,one,big,conns}.txt"
 sl_pass "Ir/request $per"

@@ -166,7 +166,20 @@ static void test_ticket_resumes(void **state)
 	sess = SSL_get1_session(c);
 	assert_non_null(sess);
 	assert_int_equal(SSL_SESSION_is_resumable(sess), 1);
-	SSL_shutdown(c); /* an unshut SSL_free marks the session bad */
+	/* Stateful tickets (SSL_OP_NO_TICKET): the client holds an id into the
+	 * server's cache, not the session encrypted (about 200 bytes). */
+	{
+		const unsigned char *tick;
+		size_t tick_len;
+
+		SSL_SESSION_get0_ticket(sess, &tick, &tick_len);
+		assert_in_range(tick_len, 1, 64);
+		assert_int_equal(SSL_CTX_sess_number(sctx), 1);
+	}
+	/* An SSL freed unshut marks its session bad, on both sides (the server's
+	 * cache drops it); conn_free() always sends the close_notify. */
+	SSL_shutdown(c);
+	SSL_shutdown(s);
 	SSL_free(c);
 	SSL_free(s);
 
