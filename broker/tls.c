@@ -322,7 +322,10 @@ SSL_CTX *tls_server_ctx_new(struct certcache *cc, char *err, size_t errlen)
 	/* No SSL_MODE_RELEASE_BUFFERS: it frees and reallocates both record
 	 * buffers around every request; conn.c frees them once a connection has
 	 * been idle a while (SSL_free_buffers) instead. */
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* SSL_MODE_NO_AUTO_CHAIN: the leaf goes alone (clients hold the CA), so
+	 * no chain is built from a store at each full handshake. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+			      SSL_MODE_NO_AUTO_CHAIN);
 	/* The key lives on the context; the per-name leaf is set per connection. */
 	if (SSL_CTX_use_PrivateKey(ctx, certcache_ca(cc)->leaf_key) != 1) {
 		snprintf(err, errlen, "Couldn't set the leaf key: %s", tls_err_text());

@@ -12,6 +12,7 @@
 #   big:  one TLS connection, 1 GET of a 10 MiB file
 #   conns: M new TLS connections (Python client, each resuming the session the
 #         previous one got), one GET of the 1 KiB file each, "Connection: close"
+#   fullconns: the same without resumption (a full handshake each)
 # Ir/request = (ka - one) / (N - 1): handshakes and setup cancel out.
 # Output: per-phase totals and per-function tables in $SL_PERF_OUT (default /tmp/sluice-perf).
 . "$(dirname "$0")/../lib.sh"
@@ -90,6 +91,7 @@ M=${SL_PERF_M:-200}
 cat >"$T/conns.py" <<PYEOF
 import socket, ssl, sys
 ctx = ssl.create_default_context(cafile="$T/run/ca.crt")
+full = len(sys.argv) > 1  # no resumption: a full handshake per connection
 sess = None; reused = 0
 for i in range($M):
     s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", $BPORT)), server_hostname="api.test", session=sess)
@@ -100,19 +102,25 @@ for i in range($M):
         d = s.recv(65536)
         if not d: break
         data += d
-    sess = s.session
+    sess = None if full else s.session
     s.close()
     print(data.split(b" ", 2)[1].decode())
 print("reused", reused, file=sys.stderr)
 PYEOF
-callgrind_control -z "$BPID" >/dev/null || sl_fail "callgrind_control -z failed"
-"$PY" "$T/conns.py" >"$T/conns.codes" 2>"$T/conns.err" || sl_fail "conns phase failed: $(cat "$T/conns.err")"
-sleep 0.5; callgrind_control -d conns "$BPID" >/dev/null; sleep 0.5
-f=$(ls -t "$OUT"/cg.* | grep -v '\.txt$' | head -n 1); mv "$f" "$OUT/conns.cg"
-callgrind_annotate --threshold=100 --auto=no "$OUT/conns.cg" >"$OUT/conns.txt" 2>/dev/null
-callgrind_annotate --threshold=100 --auto=no --inclusive=yes "$OUT/conns.cg" >"$OUT/conns.incl.txt" 2>/dev/null
-[ "$(grep -c '^200$' "$T/conns.codes")" = "$M" ] || sl_fail "not all $M connections got 200: $(sort "$T/conns.codes" | uniq -c)"
-conns=$(grep -m1 'PROGRAM TOTALS' "$OUT/conns.txt" | awk '{gsub(",","",$1); print $1}')
+conns_phase() { # name [full]
+	local name=$1 f; shift
+	callgrind_control -z "$BPID" >/dev/null || sl_fail "callgrind_control -z failed"
+	"$PY" "$T/conns.py" "$@" >"$T/$name.codes" 2>"$T/$name.err" || sl_fail "$name phase failed: $(cat "$T/$name.err")"
+	sleep 0.5; callgrind_control -d "$name" "$BPID" >/dev/null; sleep 0.5
+	f=$(ls -t "$OUT"/cg.* | grep -v '\.txt$' | head -n 1); mv "$f" "$OUT/$name.cg"
+	callgrind_annotate --threshold=100 --auto=no "$OUT/$name.cg" >"$OUT/$name.txt" 2>/dev/null
+	callgrind_annotate --threshold=100 --auto=no --inclusive=yes "$OUT/$name.cg" >"$OUT/$name.incl.txt" 2>/dev/null
+	[ "$(grep -c '^200$' "$T/$name.codes")" = "$M" ] || sl_fail "not all $M connections got 200: $(sort "$T/$name.codes" | uniq -c)"
+	grep -m1 'PROGRAM TOTALS' "$OUT/$name.txt" | awk '{gsub(",","",$1); print $1}' >"$OUT/$name.ir"
+}
+conns_phase conns
+conns_phase fullconns full
+conns=$(cat "$OUT/conns.ir"); fullconns=$(cat "$OUT/fullconns.ir")
 
 ka=$(cat "$OUT/ka.ir"); one=$(cat "$OUT/one.ir"); big=$(cat "$OUT/big.ir")
 per=$(( (ka - one) / (N - 1) ))
@@ -121,5 +129,6 @@ echo "ka: $ka Ir for $N requests; one: $one Ir; big (10 MiB): $big Ir"
 echo "Ir/request (1 KiB keep-alive): $per total, $hxper in hx_on_client+hx_on_upstream+audit (inclusive)"
 echo "Ir per 10 MiB response: $big total, $(cat "$OUT/big.hx") in hx+audit"
 echo "Ir per new connection (resumed TLS 1.3, 1 KiB GET, Connection: close): $((conns / M)) ($(cat "$T/conns.err"))"
-echo "tables: $OUT/{ka,one,big,conns}.txt"
+echo "Ir per new connection with a full handshake: $((fullconns / M)) ($(cat "$T/fullconns.err"))"
+echo "tables: $OUT/{ka,one,big,conns,fullconns}.txt"
 sl_pass "Ir/request $per"
