@@ -460,7 +460,7 @@ SSL_CTX *tls_client_ctx_new(const char *const *cas, size_t n_cas, char *err, siz
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 	/* Most servers follow the client's order in TLS 1.3: ask for the cheap suite first. */
 	if (SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES) != 1) {
 		snprintf(err, errlen, "Couldn't set the TLS cipher suites: %s", tls_err_text());

@@ -223,6 +223,46 @@ static void test_tls12_session_resumes(void **state)
 	resume_at(TLS1_2_VERSION);
 }
 
+/* Toward the upstream: a TLS 1.2 server that resumes by session ticket only
+ * (no session cache, as large sites run) resumes sluice's second dial. It
+ * would not if the client context turned tickets off. */
+static void test_upstream_tls12_ticket_resumes(void **state)
+{
+	SSL_CTX *uctx, *srv = SSL_CTX_new(TLS_server_method());
+	char err[512];
+	int round;
+
+	uctx = tls_client_ctx_new(NULL, 0, err, sizeof(err));
+	assert_non_null(uctx);
+	assert_non_null(srv);
+	X509_STORE_add_cert(SSL_CTX_get_cert_store(uctx), ca.cert);
+	assert_int_equal(SSL_CTX_use_certificate(srv, certcache_get(cc, "api.test")), 1);
+	assert_int_equal(SSL_CTX_use_PrivateKey(srv, ca.leaf_key), 1);
+	SSL_CTX_set_max_proto_version(srv, TLS1_2_VERSION);
+	SSL_CTX_set_session_cache_mode(srv, SSL_SESS_CACHE_OFF);
+	for (round = 0; round < 2; round++) {
+		BIO *b1, *b2;
+		SSL *c = SSL_new(uctx), *s = SSL_new(srv);
+
+		BIO_new_bio_pair(&b1, 0, &b2, 0);
+		SSL_set_bio(c, b1, b1);
+		SSL_set_bio(s, b2, b2);
+		SSL_set_connect_state(c);
+		SSL_set_accept_state(s);
+		assert_int_equal(tls_client_prepare(c, "api.test", 443), 0);
+		assert_int_equal(pump(c, s), 1);
+		assert_int_equal(SSL_version(c), TLS1_2_VERSION);
+		assert_int_equal(SSL_session_reused(c), round);
+		SSL_shutdown(c);
+		SSL_shutdown(s);
+		SSL_free(c);
+		SSL_free(s);
+	}
+	tls_client_sessions_clear();
+	SSL_CTX_free(srv);
+	SSL_CTX_free(uctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -231,6 +271,7 @@ int main(void)
 		cmocka_unit_test(test_h2_only_gets_no_alpn),
 		cmocka_unit_test(test_ticket_resumes),
 		cmocka_unit_test(test_tls12_session_resumes),
+		cmocka_unit_test(test_upstream_tls12_ticket_resumes),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
