@@ -74,7 +74,6 @@ int audit_json_str(struct buf *out, const char *s, size_t n)
 	return 0;
 }
 
-static void put_u64(struct buf *o, uint64_t v) { buf_put_u64(o, v); }
 
 #define PUT_LIT(o, s) buf_put((o), (s), sizeof(s) - 1)
 
@@ -117,7 +116,7 @@ void audit_record(struct broker *b, const struct conn *c, const struct hx_audit 
 	PUT_LIT(o, ",\"sandbox\":");
 	audit_json_str(o, sb, sb_len);
 	PUT_LIT(o, ",\"pid\":");
-	put_u64(o, c->od.pid);
+	buf_put_u64(o, c->od.pid);
 	PUT_LIT(o, ",\"comm\":");
 	audit_json_str(o, c->od.comm, comm_len);
 	PUT_LIT(o, ",\"method\":");
@@ -125,7 +124,7 @@ void audit_record(struct broker *b, const struct conn *c, const struct hx_audit 
 	PUT_LIT(o, ",\"host\":");
 	audit_json_str(o, rec->host, rec->host_len);
 	PUT_LIT(o, ",\"port\":");
-	put_u64(o, c->port);
+	buf_put_u64(o, c->port);
 	if (c->tls)
 		PUT_LIT(o, ",\"tls\":true,\"path\":");
 	else
@@ -134,20 +133,20 @@ void audit_record(struct broker *b, const struct conn *c, const struct hx_audit 
 	PUT_LIT(o, ",\"status\":");
 	if (rec->status < 0) {
 		PUT_LIT(o, "-");
-		put_u64(o, (uint64_t)-(int64_t)rec->status);
+		buf_put_u64(o, (uint64_t)-(int64_t)rec->status);
 	} else {
-		put_u64(o, (uint64_t)rec->status);
+		buf_put_u64(o, (uint64_t)rec->status);
 	}
 	PUT_LIT(o, ",\"rule\":");
 	audit_json_str(o, rec->rule, rule_len);
 	PUT_LIT(o, ",\"secrets\":");
 	audit_json_str(o, rec->secrets, sec_len);
 	PUT_LIT(o, ",\"bytes_in\":");
-	put_u64(o, rec->bytes_in);
+	buf_put_u64(o, rec->bytes_in);
 	PUT_LIT(o, ",\"bytes_out\":");
-	put_u64(o, rec->bytes_out);
+	buf_put_u64(o, rec->bytes_out);
 	PUT_LIT(o, ",\"duration_us\":");
-	put_u64(o, rec->end_us >= rec->start_us ? rec->end_us - rec->start_us : 0);
+	buf_put_u64(o, rec->end_us >= rec->start_us ? rec->end_us - rec->start_us : 0);
 	PUT_LIT(o, "}\n");
 	if (buf_len(o) > 64 * 1024)
 		audit_flush(b);
@@ -201,12 +200,11 @@ size_t audit_pipe_chunk(const char *p, size_t n)
 /* Whole lines, never interleaved with another worker's: one write() on an
  * O_APPEND file is, but on a pipe only up to PIPE_BUF bytes are, so there
  * the lines go in chunks cut by audit_pipe_chunk(). */
-static int write_all(int fd, const char *p, size_t n)
+static int write_all(int fd, bool fifo, const char *p, size_t n)
 {
-	struct stat st;
 	size_t off = 0;
 
-	if (n <= PIPE_BUF || fstat(fd, &st) || !S_ISFIFO(st.st_mode))
+	if (n <= PIPE_BUF || !fifo)
 		return write_all_raw(fd, p, n);
 	while (off < n) {
 		size_t k = audit_pipe_chunk(p + off, n - off);
@@ -219,6 +217,19 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
+static bool fd_is_fifo(int fd)
+{
+	struct stat st;
+
+	return !fstat(fd, &st) && S_ISFIFO(st.st_mode);
+}
+
+void audit_set_fd(struct broker *b, int fd)
+{
+	b->audit_fd = fd;
+	b->audit_fifo = fd >= 0 && fd_is_fifo(fd);
+}
+
 void audit_flush(struct broker *b)
 {
 	struct buf *o = &b->audit_buf;
@@ -226,15 +237,17 @@ void audit_flush(struct broker *b)
 
 	if (!buf_len(o))
 		return;
-	rc = write_all(b->audit_fd, buf_head(o), buf_len(o));
+	rc = write_all(b->audit_fd, b->audit_fifo, buf_head(o), buf_len(o));
 	if (rc) {
 		char why[256];
 		int n = snprintf(why, sizeof(why),
 				 "sluiced: error: Couldn't write the audit log: %s; its lines follow here "
 				 "(free space on the audit log's filesystem)\n", strerror(-rc));
 
-		if (write_all(STDERR_FILENO, why, (size_t)n) ||
-		    write_all(STDERR_FILENO, buf_head(o), buf_len(o))) {
+		bool fifo = fd_is_fifo(STDERR_FILENO);
+
+		if (write_all(STDERR_FILENO, fifo, why, (size_t)n) ||
+		    write_all(STDERR_FILENO, fifo, buf_head(o), buf_len(o))) {
 			if (!atomic_exchange(&audit_failing, true))
 				pr_err("audit log and stderr both unwritable: refusing requests until the "
 				       "audit log can be written");

@@ -127,7 +127,8 @@ struct broker {
 	 * wildcard): every connection it accepts has that local end. */
 	struct sockaddr_storage lis_local[2];
 	bool lis_local_ok[2];
-	int audit_fd;
+	int audit_fd;                  /* set with audit_set_fd() */
+	bool audit_fifo;               /* audit_fd is a pipe: lines go in PIPE_BUF chunks */
 	struct buf audit_buf;          /* lines written before sleep, one write() per wake-up */
 	struct ev_tlist t_handshake, t_header, t_idle, t_io, t_pool, t_trim;
 	struct ev_tlist t_first;       /* raw-TCP-allowed connection silent this long: server speaks first */
@@ -160,6 +161,7 @@ void broker_fini(struct broker *b);
 /* audit.c */
 void audit_record(struct broker *b, const struct conn *c, const struct hx_audit *rec);
 void audit_flush(struct broker *b);
+void audit_set_fd(struct broker *b, int fd);
 bool audit_ok(void);  /* false: neither the audit log nor stderr takes lines: refuse requests */
 /* How many bytes of p[0..n) go in one write() to a pipe so that no line is
  * split between writes of two workers: whole lines, at most PIPE_BUF bytes

@@ -430,6 +430,13 @@ static void up_open(struct conn *c)
 		up_fail(c, 502, "out of memory");
 }
 
+/* The connection ends once what is queued for the client has left. */
+static void set_want_close(struct conn *c)
+{
+	c->want_close = true;
+	c->cl.out_held = false; /* no response may come to carry a held ticket */
+}
+
 static void handle_events(struct conn *c, unsigned ev)
 {
 	if (ev & HX_EV_UPSTREAM_DONE)
@@ -449,7 +456,7 @@ static void handle_events(struct conn *c, unsigned ev)
 	if (ev & HX_EV_TUNNEL)
 		c->tunnel = true;
 	if (ev & HX_EV_CLOSE)
-		c->want_close = true;
+		set_want_close(c);
 	if (ev & HX_EV_ABORT)
 		c->abort = true;
 	if ((ev & HX_EV_OPEN_UPSTREAM) && !c->want_close)
@@ -1129,7 +1136,7 @@ static bool up_read_once(struct conn *c)
 		c->up.eof = true;
 		if (c->tunnel) {
 			if (!c->raw)
-				c->want_close = true;
+				set_want_close(c);
 			return true;
 		}
 		if (up_retry(c))
@@ -1137,7 +1144,8 @@ static bool up_read_once(struct conn *c)
 		if (!c->up_eof_fed) {
 			c->up_eof_fed = true;
 			if (hx_on_upstream_eof(c->hx, &c->cout, &ev)) {
-				conn_close(c, "out of memory");
+				c->abort = true;
+				conn_close(c, "out of memory handling the upstream's response");
 				return false;
 			}
 			/* This connection is finished whatever hx says. */
@@ -1159,7 +1167,9 @@ static bool up_read_once(struct conn *c)
 	}
 	if (pass ? hx_on_upstream_inplace(c->hx, &c->cout, (size_t)r, &ev)
 		 : hx_on_upstream(c->hx, p, (size_t)r, &c->cout, &ev)) {
-		conn_close(c, "out of memory");
+		/* Mid-response: the client must see it broken, not ended. */
+		c->abort = true;
+		conn_close(c, "out of memory handling the upstream's response");
 		return false;
 	}
 	handle_events(c, ev);
@@ -1270,7 +1280,11 @@ static void conn_run(struct conn *c)
 			up_fail(c, 502, "upstream connection failed");
 			continue;
 		}
-		if (c->want_close && !buf_len(&c->cout)) {
+		/* Done when the last records (and the close_notify queued with
+		 * them) have left the socket BIO too, not only cout: a full socket
+		 * holds them until EPOLLOUT. An aborted response need not wait. */
+		if (c->want_close && !buf_len(&c->cout) &&
+		    (c->abort || !c->cl.ssl || !tls_pending_out(c->cl.ssl))) {
 			conn_close(c, "done");
 			return;
 		}
@@ -1393,7 +1407,7 @@ static void conn_expire(struct ev_tnode *n)
 			return;
 		}
 		handle_events(c, ev);
-		c->want_close = true;
+		set_want_close(c);
 		break;
 	default:
 		if (c->want_close) {
@@ -1408,7 +1422,7 @@ static void conn_expire(struct ev_tnode *n)
 		if (c->ust != US_NONE || !hx_idle(c->hx)) {
 			up_fail(c, 504, "upstream timed out");
 		}
-		c->want_close = true;
+		set_want_close(c);
 		break;
 	}
 	conn_run(c);
@@ -1684,15 +1698,12 @@ int broker_init(struct broker *b, struct broker_cfg *cfg, struct ca *ca, int lis
 	return 0;
 }
 
-void broker_drain(struct broker *b)
+/* Out of the SO_REUSEPORT group: the kernel queues no more connections here
+ * (a listener left open after its loop stopped would hold them unanswered). */
+static void lis_close(struct broker *b)
 {
-	struct conn *c;
 	int i;
 
-	if (b->draining)
-		return;
-	b->draining = true;
-	b->drain_deadline = b->loop.now_ms + b->cfg->drain_ms;
 	for (i = 0; i < 2; i++) {
 		if (b->lis[i].fd >= 0) {
 			ev_del(&b->loop, &b->lis[i]);
@@ -1700,6 +1711,17 @@ void broker_drain(struct broker *b)
 			b->lis[i].fd = -1;
 		}
 	}
+}
+
+void broker_drain(struct broker *b)
+{
+	struct conn *c;
+
+	if (b->draining)
+		return;
+	b->draining = true;
+	b->drain_deadline = b->loop.now_ms + b->cfg->drain_ms;
+	lis_close(b);
 	/* Idle connections go now; busy ones finish their request (timer_update closes them). */
 	for (c = b->conns.next; c != &b->conns; c = c->next)
 		if (c->st != CS_HTTP || (c->hx && hx_idle(c->hx) && !buf_len(&c->cout) && !buf_len(&c->cin)))
@@ -1712,13 +1734,13 @@ void broker_fini(struct broker *b)
 {
 	struct conn *c;
 
+	lis_close(b);
 	for (c = b->conns.next; c != &b->conns; c = c->next)
 		conn_close(c, "exit");
 	broker_before_sleep(b);
 	while (b->pool)
 		pool_expire(&b->pool->timer);
 	pool_reap(b);
-	dns_seen_free();
 	buf_free(&b->audit_buf);
 	ev_fini(&b->loop);
 }

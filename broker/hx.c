@@ -534,8 +534,6 @@ static enum hx_kind hdr_kind(const char *name, size_t n)
 	};
 	int i;
 
-	if (n < 2)
-		return HK_OTHER;
 	switch (n) {
 	case 2:  i = 6; break;                                  /* te */
 	case 4:  i = 0; break;                                  /* host */
@@ -1674,6 +1672,19 @@ static int rq_on_message_complete(llhttp_t *p)
 /* ------------------------------------------------------------------ */
 /* Response                                                           */
 
+/* The connection ends. If an upstream response is part way out (its head
+ * went, its body is not complete), the client must see a broken connection
+ * (HX_EV_ABORT: no close_notify, a reset), not a clean end: for a body
+ * framed by the close (an HTTP/1.0 client) a clean end would pass the cut
+ * for the whole. A local answer (403, 408) is whole: it ends cleanly. */
+static void close_now(struct hx *h, unsigned *ev)
+{
+	h->closed = true;
+	*ev |= HX_EV_CLOSE;
+	if (h->rs_active && !h->tunnel)
+		*ev |= HX_EV_ABORT;
+}
+
 static void rs_fail(struct hx *h, const char *reason)
 {
 	*h->ev |= HX_EV_UPSTREAM_DONE;
@@ -1683,8 +1694,7 @@ static void rs_fail(struct hx *h, const char *reason)
 		answer_error(h, 502, "bad gateway", reason, true);
 	}
 	h->rq_fwd = false;
-	h->closed = true;
-	*h->ev |= HX_EV_CLOSE;
+	close_now(h, h->ev);
 }
 
 static int rs_on_message_begin(llhttp_t *p)
@@ -2104,8 +2114,7 @@ int hx_on_client_eof(struct hx *h, struct buf *to_up, unsigned *ev)
 			*ev |= HX_EV_UPSTREAM_DONE;
 			h->up_open = false;
 		}
-		h->closed = true;
-		*ev |= HX_EV_CLOSE;
+		close_now(h, ev);
 	}
 	/* Else the response in flight is delivered, then the connection closes. */
 	return 0;
@@ -2228,8 +2237,7 @@ int hx_on_timeout(struct hx *h, struct buf *to_client, unsigned *ev)
 		h->rq_fwd = false;
 		answer_error(h, 408, "request timeout", "the request was not received in time", true);
 	}
-	h->closed = true;
-	*ev |= HX_EV_CLOSE;
+	close_now(h, ev);
 	return h->err;
 }
 

@@ -51,7 +51,6 @@ struct worker {
 	struct ev_io wake;             /* eventfd: drain now (fd -1 with one worker) */
 	pthread_t th;
 	unsigned idx;
-	bool started;                  /* thread running: join it */
 };
 
 static struct worker *wk;
@@ -640,7 +639,14 @@ int main(int argc, char **argv)
 			port = sock_port(lis4);
 		lis6 = -1;
 		if (!i || have6) {
-			lis6 = bind_sock(AF_INET6, SOCK_STREAM, "::1", port, reuse);
+			/* As for IPv4 above: a plain bind first, so that the first
+			 * SO_REUSEPORT listener joins no group someone else holds. */
+			int probe = !i && reuse ? bind_sock(AF_INET6, SOCK_STREAM, "::1", port, false) : -1;
+
+			if (probe >= 0)
+				close(probe);
+			lis6 = !i && reuse && probe < 0 ? probe
+			     : bind_sock(AF_INET6, SOCK_STREAM, "::1", port, reuse);
 			if (lis6 < 0 && !i)
 				pr_warn("Couldn't listen on [::1]:%u: %s; IPv6 connections will fail",
 					port, strerror(-lis6));
@@ -664,7 +670,7 @@ int main(int argc, char **argv)
 		b->srv_ctx = srv_ctx;
 		b->cli_ctx = cli_ctx;
 		/* Shared O_APPEND fd: each worker writes whole lines in one write(). */
-		b->audit_fd = audit_fd;
+		audit_set_fd(b, audit_fd);
 		if (n_wk > 1) {
 			w->wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 			w->wake.cb = wake_cb;
@@ -721,7 +727,6 @@ int main(int argc, char **argv)
 				pthread_join(wk[k].th, NULL);
 			return 1;
 		}
-		wk[i].started = true;
 		snprintf(name, sizeof(name), "sluiced-w%u", (unsigned char)i); /* i < 64 */
 		pthread_setname_np(wk[i].th, name);
 	}
@@ -754,8 +759,8 @@ int main(int argc, char **argv)
 	worker_report(&wk[0]);
 	broker_fini(b0);
 	for (unsigned i = 1; i < n_wk; i++)
-		if (wk[i].started)
-			pthread_join(wk[i].th, NULL);
+		pthread_join(wk[i].th, NULL);
+	dns_seen_free(); /* one table for all workers: freed once they are gone */
 	close(udp4);
 	if (udp6 >= 0)
 		close(udp6);

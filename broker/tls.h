@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * TLS contexts of the broker: the server side toward the sandbox (certificate
- * chosen per SNI from the cert cache in the ClientHello callback, ALPN
- * http/1.1 only, session tickets) and the client side toward upstreams (full
+ * TLS contexts of the broker: the server side toward the sandbox (SNI read in
+ * the ClientHello callback, the certificate for it from the cert cache in the
+ * certificate callback, which resumed handshakes skip; ALPN http/1.1 only;
+ * stateful session tickets) and the client side toward upstreams (full
  * verification against the system store plus --upstream-ca, a session kept per
  * host:port so new upstream connections resume).
  */
@@ -54,7 +55,8 @@ void tls_set_readable(SSL *ssl, bool hup);
 size_t tls_pending_out(SSL *ssl);
 
 /* Logs (debug) and clears OpenSSL's error queue; returns a short text of the
- * first error for messages ("" when none). Not thread-safe (static buffer). */
+ * first error for messages ("" when none), valid until the calling thread's
+ * next call (a per-thread buffer: workers call it at once). */
 const char *tls_err_text(void);
 
 #endif /* SLUICE_TLS_H */

@@ -341,6 +341,14 @@ static void why_uint(struct why_out *w, unsigned long v)
 	why_str(w, q);
 }
 
+static void set_why_lit(struct policy_verdict *v, const char *s)
+{
+	struct why_out w = { v->why, 0, sizeof(v->why) };
+
+	why_str(&w, s);
+	w.p[w.n] = 0;
+}
+
 /* "rule N (source[:line:col]): desc", without printf: it runs per request. */
 static void set_why(const struct policy *p, const struct rule *r, int idx, struct policy_verdict *v)
 {
@@ -393,7 +401,7 @@ int policy_decide(const struct policy *p, const struct policy_req *r, struct pol
 		return -EINVAL;
 	v->allow = false;
 	v->rule = -1;
-	snprintf(v->why, sizeof(v->why), "no rule matched: default deny");
+	set_why_lit(v, "no rule matched: default deny");
 	if (!p || !r || !r->host)
 		return -EINVAL;
 	pl = normalise_target(r->target, r->target_len, stack, sizeof(stack), &path, &heap);
@@ -462,7 +470,7 @@ bool policy_tcp_allowed(const struct policy *p, const char *host, size_t host_le
 	if (v) {
 		v->allow = false;
 		v->rule = -1;
-		snprintf(v->why, sizeof(v->why), "no proto: tcp rule matched: default deny");
+		set_why_lit(v, "no proto: tcp rule matched: default deny");
 	}
 	if (!p || !host)
 		return false;

@@ -166,11 +166,33 @@ fi_up() {
 	sl_wait_for fi_probe 9000 || sl_fail "fake internet TCP server did not start"
 	: >"$FI_DIR/conn.443.log"; : >"$FI_DIR/conn.9000.log"
 }
+# fi_nginx KEEPALIVE: nginx (one worker) in the fake internet on $FI_IP4:4443, TLS with the
+# fake internet's server certificate, serving $T/www; KEEPALIVE is its keepalive directives.
+# Tests that must measure the broker, not a Python upstream, use it.
+fi_nginx() {
+	command -v nginx >/dev/null || sl_fail "nginx not found: run make deps (nginx-light)"
+	mkdir -p "$T/ngx"
+	cat >"$T/ngx/nginx.conf" <<NGX
+worker_processes 1; daemon off; pid $T/ngx/nginx.pid; error_log $T/ngx/error.log;
+events { worker_connections 256; }
+http {
+  access_log off; client_body_temp_path $T/ngx; proxy_temp_path $T/ngx; fastcgi_temp_path $T/ngx;
+  uwsgi_temp_path $T/ngx; scgi_temp_path $T/ngx;
+  $1
+  server { listen $FI_IP4:4443 ssl; ssl_certificate $FI_DIR/pki/srv.crt;
+           ssl_certificate_key $FI_DIR/pki/srv.key; root $T/www; }
+}
+NGX
+	sl_bg nginx ip netns exec "$FI_NS" nginx -c "$T/ngx/nginx.conf"
+	sl_wait_for fi_probe 4443 "$FI_IP4" || sl_fail "nginx did not start: $(cat "$T/ngx/error.log" "$T/nginx.log")"
+}
 fi_serve() { # name mode port [cert key]
 	local name=$1; shift
 	sl_bg "$name" ip netns exec "$FI_NS" "$PY" "$SL_ROOT/tests/servers/upstream.py" "$@" "$FI_DIR"
 }
-fi_probe() { ip netns exec "$FI_NS" "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $1), 1)"; }
+fi_probe() { # port [address in the fake internet, 127.0.0.1]
+	ip netns exec "$FI_NS" "$PY" -c "import socket; socket.create_connection(('${2:-127.0.0.1}', $1), 1)"
+}
 fi_pki() {
 	local d=$FI_DIR/pki
 	mkdir -p "$d"

@@ -95,6 +95,33 @@ sl_assert_eq "TLSv1.3 early=False 200 200 reused=True" "$out" \
 # Large download streams through.
 "${C[@]}" -o "$T/big" "https://api.test:443/bytes?n=20000000" || sl_fail "20 MB download failed"
 sl_assert_eq 20000000 "$(stat -c %s "$T/big")" "20 MB download complete"
+# The last response of a connection (Connection: close) to a slow reader: its final
+# records wait in the socket BIO while the socket is full; the connection must not
+# close before they are sent.
+out=$(/usr/bin/python3 - "$BRUN/ca.crt" "$BPORT" <<'PYEOF'
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+raw = socket.socket()
+raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)  # the broker's socket fills up
+raw.connect(("127.0.0.1", int(sys.argv[2])))
+s = ctx.wrap_socket(raw, server_hostname="api.test")
+n = 12000000
+s.sendall(b"GET /bytes?n=%d HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n" % n)
+got, err = b"", "clean"
+try:
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+        time.sleep(0.002)
+except (ssl.SSLError, OSError) as e:
+    err = type(e).__name__
+head, _, body = got.partition(b"\r\n\r\n")
+print(len(body) == n, err)
+PYEOF
+) || sl_fail "slow reader client failed: $out"
+sl_assert_eq "True clean" "$out" "the last response of a connection reaches a slow reader whole, then a clean close"
 
 # TLS without SNI is refused.
 if openssl s_client -connect "127.0.0.1:$BPORT" -noservername </dev/null >"$T/nosni" 2>&1 &&

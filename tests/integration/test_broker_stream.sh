@@ -10,28 +10,14 @@
 . "$(dirname "$0")/../lib.sh"
 sl_begin broker_stream
 sl_need_bins "$SLUICED"
-command -v nginx >/dev/null || sl_fail "nginx not found: run make deps (nginx-light)"
 fi_up
 
 # nginx in the fake internet on 4443: fast enough that the broker is what is measured.
-mkdir -p "$T/www" "$T/ngx"
+mkdir -p "$T/www"
 head -c $((50 * 1024 * 1024)) /dev/urandom >"$T/www/big"
 printf 'hello\n' >"$T/www/small"
 chmod -R a+rX "$T/www"
-cat >"$T/ngx/nginx.conf" <<EOF
-worker_processes 1; daemon off; pid $T/ngx/nginx.pid; error_log $T/ngx/error.log;
-events { worker_connections 256; }
-http {
-  access_log off; client_body_temp_path $T/ngx; proxy_temp_path $T/ngx; fastcgi_temp_path $T/ngx;
-  uwsgi_temp_path $T/ngx; scgi_temp_path $T/ngx;
-  keepalive_timeout 30s;
-  server { listen $FI_IP4:4443 ssl; ssl_certificate $FI_DIR/pki/srv.crt;
-           ssl_certificate_key $FI_DIR/pki/srv.key; root $T/www; }
-}
-EOF
-sl_bg nginx ip netns exec "$FI_NS" nginx -c "$T/ngx/nginx.conf"
-ngx_up() { ip netns exec "$FI_NS" "$PY" -c "import socket; socket.create_connection(('$FI_IP4', 4443), 1)"; }
-sl_wait_for ngx_up || sl_fail "nginx did not start: $(cat "$T/ngx/error.log" "$T/nginx.log")"
+fi_nginx 'keepalive_timeout 30s;'
 
 exec {rfd}>"$T/ready"
 sl_bg broker "$SLUICED" --listen 127.0.0.1:0 --ready-fd "$rfd" --ca-dir "$T/ca" --run-dir "$T/run" \

@@ -174,6 +174,12 @@ while True:
         t = ctx.wrap_socket(c, server_side=True); rq = t.recv(65536)
         # /eof: a body that runs until the connection closes (no length): only the
         # way the connection ends tells the client whether it got all of it.
+        if b" /chunkcut " in rq:
+            # A chunked body cut by a plain FIN (no reset, no terminating chunk).
+            t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 0, 0))
+            t.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000\r\n" + b"c" * 65536 + b"\r\n")
+            t.close()
+            continue
         head = b"Connection: close\r\n" if b" /eof " in rq else b"Content-Length: 1000000\r\n"
         t.sendall(b"HTTP/1.1 200 OK\r\n" + head + b"\r\n" + b"r" * 65536)
         t.close()   # RST, the TLS session never closed
@@ -184,6 +190,7 @@ sl_wait_for fi_probe 4445 || sl_fail "reset server did not start"
 cat >"$T/reset.sh" <<'EOF'
 curl -sS --max-time 10 -o /dev/null -w 'reset size=%{size_download} code=%{http_code}\n' https://api.test:4445/big; echo "reset rc=$?"
 curl -sS --max-time 10 -o /dev/null -w 'eof size=%{size_download} code=%{http_code}\n' https://api.test:4445/eof; echo "eof rc=$?"
+curl -sS --max-time 10 --http1.0 -o /dev/null -w 'cut10 size=%{size_download} code=%{http_code}\n' https://api.test:4445/chunkcut; echo "cut10 rc=$?"
 curl -sS --max-time 10 https://api.test/hello; echo "after rc=$?"
 EOF
 out=$("${RUN[@]}" --audit "$T/audit-reset.log" -- bash "$T/reset.sh" 2>"$T/reset.err")
@@ -197,6 +204,10 @@ case "$out" in *"reset rc=28"*) HOLES+=("upstream reset mid-body: the client hun
 # Without a length, a clean TLS close (close_notify) would make the cut body look whole.
 sl_assert_not_contains "$out" "eof rc=0" "a reset mid-body without Content-Length is not a complete transfer either"
 sl_assert_not_contains "$out" "eof rc=28" "the client of the length-less body learnt of the reset promptly"
+# An HTTP/1.0 client gets the de-chunked body framed by the close: the upstream's
+# FIN before the last chunk must reach it as a broken connection, not a clean end.
+sl_assert_contains "$out" "cut10 size=65536" "the HTTP/1.0 client got the bytes that came"
+sl_assert_not_contains "$out" "cut10 rc=0" "a chunked body cut by the upstream is not complete for an HTTP/1.0 client"
 sl_assert_contains "$out" "hello from api.test" "the broker served the next request"
 sl_assert_contains "$out" "after rc=0" "next request fine"
 sl_assert_not_contains "$(cat "$T/reset.err")" "killed by signal" "the broker did not crash"

@@ -22,28 +22,14 @@ OUT=${SL_PERF_OUT:-/tmp/sluice-perf}
 sl_begin perf_callgrind
 sl_need_bins "$SLUICED"
 command -v valgrind >/dev/null || sl_fail "valgrind not installed"
-command -v nginx >/dev/null || sl_fail "nginx not found: run make deps (nginx-light)"
 rm -rf "$OUT"; mkdir -p "$OUT"
 fi_up
 
-mkdir -p "$T/www" "$T/ngx"
+mkdir -p "$T/www"
 head -c 1024 /dev/urandom >"$T/www/1k"
 head -c $((10 * 1024 * 1024)) /dev/urandom >"$T/www/10m"
 chmod -R a+rX "$T/www"
-cat >"$T/ngx/nginx.conf" <<NGX
-worker_processes 1; daemon off; pid $T/ngx/nginx.pid; error_log $T/ngx/error.log;
-events { worker_connections 64; }
-http {
-  access_log off; client_body_temp_path $T/ngx; proxy_temp_path $T/ngx; fastcgi_temp_path $T/ngx;
-  uwsgi_temp_path $T/ngx; scgi_temp_path $T/ngx;
-  keepalive_timeout 300s; keepalive_requests 1000000;
-  server { listen $FI_IP4:4443 ssl; ssl_certificate $FI_DIR/pki/srv.crt;
-           ssl_certificate_key $FI_DIR/pki/srv.key; root $T/www; }
-}
-NGX
-sl_bg nginx ip netns exec "$FI_NS" nginx -c "$T/ngx/nginx.conf"
-ngx_up() { ip netns exec "$FI_NS" "$PY" -c "import socket; socket.create_connection(('$FI_IP4', 4443), 1)"; }
-sl_wait_for ngx_up || sl_fail "nginx did not start: $(cat "$T/ngx/error.log" "$T/nginx.log")"
+fi_nginx 'keepalive_timeout 300s; keepalive_requests 1000000;'
 
 exec {rfd}>"$T/ready"
 sl_bg broker valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.%p" \

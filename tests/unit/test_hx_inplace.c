@@ -82,6 +82,22 @@ static void start(struct hx *h, const char *req, const char *head, struct buf *u
 	assert_int_equal(hx_on_upstream(h, head, strlen(head), cl, &ev), 0);
 }
 
+/* After req and head on a fresh exchange toward sni: how many body bytes may
+ * go in place (0: none, the body goes through hx). */
+static size_t passthrough_after(const char *sni, const char *req, const char *head)
+{
+	struct buf up = { 0 }, cl = { 0 };
+	struct hx *h = mk(sni);
+	size_t n;
+
+	start(h, req, head, &up, &cl);
+	n = hx_upstream_passthrough(h);
+	hx_free(h);
+	buf_free(&up);
+	buf_free(&cl);
+	return n;
+}
+
 /* Reads n body bytes "from the socket" into cl's tail and hands them over in place. */
 static int read_inplace(struct hx *h, struct buf *cl, const char *bytes, size_t n, unsigned *ev)
 {
@@ -195,38 +211,19 @@ static void t_no_inplace_when_scrubbing(void **state)
 	buf_free(&cl);
 
 	/* Same policy, a host the secret may not go to: nothing to scrub, in place. */
-	h = mk("other.test");
-	start(h, "GET /x HTTP/1.1\r\nHost: other.test\r\n\r\n",
-	      "HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n", &up, &cl);
-	assert_int_equal(hx_upstream_passthrough(h), 14);
-	hx_free(h);
-	buf_free(&up);
-	buf_free(&cl);
+	assert_int_equal(passthrough_after("other.test", "GET /x HTTP/1.1\r\nHost: other.test\r\n\r\n",
+					   "HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n"), 14);
 }
 
 /* Chunked bodies are re-framed and HEAD has none: never in place. */
 static void t_no_inplace_chunked_head(void **state)
 {
-	struct buf up = { 0 }, cl = { 0 };
-	struct hx *h;
-
 	(void)state;
 	load(POLICY_PLAIN);
-	h = mk("api.test");
-	start(h, "GET /x HTTP/1.1\r\nHost: api.test\r\n\r\n",
-	      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", &up, &cl);
-	assert_int_equal(hx_upstream_passthrough(h), 0);
-	hx_free(h);
-	buf_free(&up);
-	buf_free(&cl);
-
-	h = mk("api.test");
-	start(h, "HEAD /x HTTP/1.1\r\nHost: api.test\r\n\r\n",
-	      "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", &up, &cl);
-	assert_int_equal(hx_upstream_passthrough(h), 0);
-	hx_free(h);
-	buf_free(&up);
-	buf_free(&cl);
+	assert_int_equal(passthrough_after("api.test", "GET /x HTTP/1.1\r\nHost: api.test\r\n\r\n",
+					   "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"), 0);
+	assert_int_equal(passthrough_after("api.test", "HEAD /x HTTP/1.1\r\nHost: api.test\r\n\r\n",
+					   "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"), 0);
 }
 
 static int teardown(void **state)
