@@ -100,6 +100,30 @@ sluiced_pids() { local ino p; ino=$(stat -L -c %i /run/netns/$NS_AG)
   for p in $(ps -e -o pid=,comm= | awk '$2=="sluiced"{print $1}'); do
     [ "$(stat -L -c %i /proc/$p/ns/net 2>/dev/null)" = "$ino" ] && echo $p; done; true; }
 
+# The sampler runs beside the measured load, so it must not compete with it: after the target's
+# pids are known it forks nothing (bash builtins only, a fifo read as its clock). An earlier one
+# ran ps/awk/cat about 25 times a second for sluice and 10 for the peers, which took CPU from the
+# two cores under test, unevenly. Writes "summed max CPU ticks per pid, peak summed RSS KiB" to
+# $W/samp.$2 every 0.2 s. $1: pids, or "sluiced" to look them up (only until they appear).
+sampler() {
+  local pids=$1 t=$2 m=0 sum r p k v x l; local -A mx=()
+  rm -f $W/tick.$t; mkfifo $W/tick.$t; exec 9<>$W/tick.$t
+  [ "$pids" = sluiced ] && pids=""
+  while :; do
+    if [ -z "$pids" ] && [ $t = sluice ]; then pids=$(sluiced_pids); fi
+    r=0; sum=0
+    for p in $pids; do
+      while read -r k v x; do [ "$k" = VmRSS: ] && { r=$((r + v)); break; }; done 2>/dev/null < /proc/$p/status || :
+      if read -r l 2>/dev/null < /proc/$p/stat; then l=${l##*) }; set -- $l; v=$((${12} + ${13}))
+        [ $v -gt ${mx[$p]:-0} ] && mx[$p]=$v; fi
+    done
+    for p in "${!mx[@]}"; do sum=$((sum + mx[$p])); done
+    [ $r -gt $m ] && m=$r
+    echo "$sum $m" > $W/samp.$t
+    read -t 0.2 -u 9 x || :
+  done
+}
+
 # ---------- targets ----------
 start_upstream() { ip netns exec $NS_UP nginx -c $W/up.conf; }
 start_nginx() { $AG nginx -c $W/px.conf; }
@@ -187,25 +211,21 @@ measure() { # run case target
   if [ $t = sluice ]; then
     sluice_cmd "$pre" "${wrk_args[@]}"
     # per-pid max CPU ticks (a pid's ticks only grow) and peak summed RSS of the sluiced processes
-    ( declare -A mx; m=0
-      while :; do sum=0; ps_=$(sluiced_pids); r=$(rss_kb $ps_); [ $r -gt $m ] && m=$r
-        for p in $ps_; do v=$(cpu_ticks $p); [ ${v:-0} -gt ${mx[$p]:-0} ] && mx[$p]=$v; done
-        for p in "${!mx[@]}"; do sum=$((sum + mx[$p])); done
-        echo "$sum $m" > $W/samp.$t; sleep 0.2; done ) & samp=$!
+    sampler sluiced $t & samp=$!
     local rc=0
     out=$("${SL_SANDBOX_RUN[@]}" 2>&1) || rc=$?
     kill $samp 2>/dev/null || true; wait $samp 2>/dev/null || true
-    read -r c1 rss < $W/samp.$t || { c1=0; rss=0; }
+    read -r c1 rss < $W/samp.$t || { c1=0; rss=0; }; rm -f $W/tick.$t
     [ $rc -eq 0 ] || echo "bench: sluice run exited $rc for case $cs (output in $W/wrk.$run.$cs.$t.txt)" >&2
     ppids=sluiced
   else
     ppids=""; [ $t != direct ] && { local rp; rp=$(pid_of $([ $t = nginx ] && echo px || echo $t)); [ -n "$rp" ] && ppids=$(tree_pids $rp); }
     c0=$(cpu_ticks $ppids)
-    ( m=0; while :; do r=$(rss_kb $ppids); [ $r -gt $m ] && m=$r; echo "0 $m" > $W/samp.$t; sleep 0.2; done ) & samp=$!
+    sampler "$ppids" $t & samp=$!
     out=$(if [ -n "$pre" ]; then $AG env LD_PRELOAD=$pre wrk "${wrk_args[@]}"; else $AG wrk "${wrk_args[@]}"; fi 2>&1) || true
     c1=$(cpu_ticks $ppids)
     kill $samp 2>/dev/null || true; wait $samp 2>/dev/null || true
-    rss=$(awk '{print $2}' $W/samp.$t 2>/dev/null || echo 0)
+    rss=$(awk '{print $2}' $W/samp.$t 2>/dev/null || echo 0); rm -f $W/tick.$t
   fi
   u1=$(cpu_ticks $upids); s1=$(sys_busy)
   echo "$out" > $W/wrk.$run.$cs.$t.txt
