@@ -23,9 +23,12 @@
 # Per case and target: req/s, p50/p99, MB/s, errors, proxy CPU % and CPU us/request (process tree
 # for the peers, every sluiced process in $NS_AG for sluice: measured from its start, so its startup
 # is included), proxy peak RSS (sampled every 0.2 s), upstream CPU, ratio to direct. Median of REPS.
-# results.tsv also has the whole machine's CPU % (system_cpu_pct) over the measurement: for sluice
-# that spans all of `sluice run` (sandbox set-up, broker start, the 0.6 s tail), not only wrk's D
-# seconds, so it reads lower than the peers' for the same load.
+# Also wrk's own CPU per request, the upstream's, their sum with the proxy's, and the machine's idle
+# time over exactly wrk's run (a wrapper, $W/wrkrun.sh): together they
+# tell a CPU-bound row (no idle: cores / summed CPU per request caps the rate) from one bound by
+# waiting. results.tsv also has the whole machine's CPU % (system_cpu_pct) over the measurement:
+# for sluice that spans all of `sluice run` (sandbox set-up, broker start, the 0.6 s tail), not only
+# wrk's D seconds, so it reads lower than the peers' for the same load.
 #
 # Usage (root): bench/bench.sh [all|setup|run|report|teardown]   (make bench = all)
 # Env: BENCH_D (secs per wrk run, 5)  BENCH_REPS (1)  C CB CC  TARGETS CASES  W (work dir)
@@ -137,9 +140,8 @@ start_mitmproxy() { # default settings (bodies buffered in full, certs minted fr
 SL_SANDBOX_RUN=()
 sluice_cmd() { # preload wrk-args... -> argv in SL_SANDBOX_RUN
   local pre=$1; shift
-  local q; q=$(printf '%q ' wrk "$@")
   SL_SANDBOX_RUN=(nsenter --net=/run/netns/$NS_AG -- "$SLUICE" run --upstream-ca "$W/ca.crt"
-    --resolve api.test:10.77.0.2 --allow api.test -- sh -c "${pre:+LD_PRELOAD=$pre }$q; rc=\$?; sleep 0.6; exit \$rc")
+    --resolve api.test:10.77.0.2 --allow api.test -- $W/wrkrun.sh 0.6 env ${pre:+LD_PRELOAD=$pre} wrk "$@")
 }
 # Checks once that build/sluice can carry a request; the reason goes into the report otherwise.
 probe_sluice() {
@@ -188,7 +190,27 @@ setup() {
   cat up.crt up.key > px.pem
   gcc -O2 -shared -fPIC -o $W/nosess.so $HERE/nosess.c -ldl -lssl
   chmod 755 $W/nosess.so
+  write_wrkrun
   start_all
+}
+
+# wrk's own CPU time and the machine's idle time over exactly wrk's run (inside `sluice run` too,
+# where the sandbox can still read /proc/stat): they show whether a row was bound by CPU (no idle
+# left, so client + proxy + upstream CPU per request sets the rate) or by waiting.
+# Usage: wrkrun.sh TAIL_SECS CMD... (TAIL_SECS: stay alive after CMD, for a last broker sample)
+write_wrkrun() {
+  cat > $W/wrkrun.sh <<'EOS'
+#!/bin/bash
+tail=$1; shift
+read -r c0 < /proc/stat
+"$@"; rc=$?
+read -r c1 < /proc/stat
+echo "SLB_STAT0 $c0"; echo "SLB_STAT1 $c1"
+echo SLB_TIMES; times  # in this shell, not a subshell: its second line is wrk's user and sys
+[ "$tail" = 0 ] || sleep "$tail"
+exit $rc
+EOS
+  chmod 755 $W/wrkrun.sh
 }
 
 # ---------- one measurement ----------
@@ -205,7 +227,7 @@ measure() { # run case target
               closefull) c=$CC; extra=(-H "Connection: close"); pre=$W/nosess.so;; esac
   url=${URL[$t]}/$path
   if [ $t = sluice ] && [ -f $W/unavailable.sluice ]; then
-    printf '%s\t%s\t%s\t%s\tNA\t-\t-\t-\t0\t0\t0\t-\t-\t-\t-\t-\n' $run $cs $t $c | tee -a $W/results.tsv; return 0; fi
+    printf '%s\t%s\t%s\t%s\tNA\t-\t-\t-\t0\t0\t0\t-\t-\t-\t-\t-\t-\t-\t-\n' $run $cs $t $c | tee -a $W/results.tsv; return 0; fi
   upids=$(tree_pids $(pid_of up)); u0=$(cpu_ticks $upids); s0=$(sys_busy)
   local wrk_args=(-t1 -c$c -d${D}s --latency "${extra[@]}" $url)
   if [ $t = sluice ]; then
@@ -222,7 +244,7 @@ measure() { # run case target
     ppids=""; [ $t != direct ] && { local rp; rp=$(pid_of $([ $t = nginx ] && echo px || echo $t)); [ -n "$rp" ] && ppids=$(tree_pids $rp); }
     c0=$(cpu_ticks $ppids)
     sampler "$ppids" $t & samp=$!
-    out=$(if [ -n "$pre" ]; then $AG env LD_PRELOAD=$pre wrk "${wrk_args[@]}"; else $AG wrk "${wrk_args[@]}"; fi 2>&1) || true
+    out=$($AG $W/wrkrun.sh 0 env ${pre:+LD_PRELOAD=$pre} wrk "${wrk_args[@]}" 2>&1) || true
     c1=$(cpu_ticks $ppids)
     kill $samp 2>/dev/null || true; wait $samp 2>/dev/null || true
     rss=$(awk '{print $2}' $W/samp.$t 2>/dev/null || echo 0); rm -f $W/tick.$t
@@ -236,12 +258,19 @@ measure() { # run case target
   up_pct=$(awk -v a=$u0 -v b=$u1 -v hz=$HZ -v d=$D 'BEGIN{printf "%.0f", (b-a)/hz/d*100}')
   [ -n "$ppids" ] || rss="-"
   sys_pct=$(echo "$s0 $s1" | awk -v n=$(nproc) '{printf "%.0f", ($3-$1)/($4-$2)*100*n}')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $run $cs $t $c ${rps:-0} ${p50:--} ${p99:--} ${tr:--} ${reqs:-0} ${errs:-0} ${non2xx:-0} $cpu_pct $cpu_us ${rss:-0} $up_pct $sys_pct | tee -a $W/results.tsv
+  local up_us cl_us idle_pct
+  up_us=$(awk -v a=$u0 -v b=$u1 -v hz=$HZ -v n=${reqs:-0} 'BEGIN{printf "%.0f", n? (b-a)/hz*1e6/n : 0}')
+  # wrk's user+sys ("XmY.YYYs XmY.YYYs" from bash's times) and idle+iowait share of the machine
+  cl_us=$(awk -v n=${reqs:-0} '/^SLB_TIMES$/{k=3} k&&!--k{split($1,u,/[ms]/); split($2,s,/[ms]/)
+          if (n) printf "%.0f", (u[1]*60+u[2]+s[1]*60+s[2])*1e6/n}' <<<"$out")
+  idle_pct=$(awk -v n=$(nproc) '/^SLB_STAT0/{for(i=3;i<=10;i++)a[i]=$i} /^SLB_STAT1/{for(i=3;i<=10;i++){d=$i-a[i];t+=d;if(i==6||i==7)id+=d}}
+             END{if (t) printf "%.0f", id/t*100*n}' <<<"$out")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $run $cs $t $c ${rps:-0} ${p50:--} ${p99:--} ${tr:--} ${reqs:-0} ${errs:-0} ${non2xx:-0} $cpu_pct $cpu_us ${rss:-0} $up_pct $sys_pct ${cl_us:--} ${up_us:--} ${idle_pct:--} | tee -a $W/results.tsv
 }
 
 run() {
   local run=${RUN:-r$(date +%H%M%S)} cs t
-  [ -f $W/results.tsv ] || printf 'run\tcase\ttarget\tconns\trps\tp50\tp99\ttransfer_s\treqs\tsock_err\tnon2xx\tproxy_cpu_pct\tproxy_cpu_us_per_req\tproxy_rss_peak_kb\tupstream_cpu_pct\tsystem_cpu_pct\n' > $W/results.tsv
+  [ -f $W/results.tsv ] || printf 'run\tcase\ttarget\tconns\trps\tp50\tp99\ttransfer_s\treqs\tsock_err\tnon2xx\tproxy_cpu_pct\tproxy_cpu_us_per_req\tproxy_rss_peak_kb\tupstream_cpu_pct\tsystem_cpu_pct\tclient_cpu_us_per_req\tupstream_cpu_us_per_req\tidle_pct\n' > $W/results.tsv
   for cs in $CASES; do for t in $TARGETS; do measure $run $cs $t; done; done
 }
 
@@ -277,28 +306,33 @@ for r in rows:
     if r['case'] not in cases: cases.append(r['case'])
     if r['target'] not in tg: tg.append(r['target'])
 print(f"runs: {len(runs)}; values are medians across runs; req/s shown as median (min).")
-print("CPU us/req = proxy CPU time / requests completed; for sluice: every sluiced process, counted from its start.\n")
+print("CPU us/req = proxy CPU time / requests completed; for sluice: every sluiced process, counted from its start.")
+print("wrk CPU us/req: wrk's own user+sys time; all three = wrk + proxy + upstream per request. Machine idle %: idle")
+print(f"time of all {os.cpu_count()} cores during wrk's run ({os.cpu_count()}00 = all idle). With no idle left, the rate")
+print("cannot exceed cores / (all three us/req); with idle left, the row was bound by waiting, not by CPU.\n")
 for c in cases:
     print(f"### case {c}\n")
-    print("| target | conns | req/s median (min) | p50 ms | p99 ms | MB/s | errors | proxy CPU % | proxy CPU us/req | proxy peak RSS MiB | upstream CPU % | ratio vs direct | issue-4 goal |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| target | conns | req/s median (min) | p50 ms | p99 ms | MB/s | errors | proxy CPU % | proxy CPU us/req | proxy peak RSS MiB | upstream CPU % | wrk CPU us/req | upstream CPU us/req | all three us/req | machine idle % | ratio vs direct | issue-4 goal |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     base = None
     for t in tg:
         rs = [r for r in rows if r['case'] == c and r['target'] == t]
         if not rs: continue
         if t == 'sluice' and (na or all(r['rps'] == 'NA' for r in rs)):
-            print(f"| sluice | {rs[0]['conns']} | not available: {na or 'no result'} |" + " |" * 10)
+            print(f"| sluice | {rs[0]['conns']} | not available: {na or 'no result'} |" + " |" * 14)
             continue
         rps = [num(r['rps']) for r in rs]; m = med(rps)
         if t == 'direct': base = m
-        f = lambda k, fn=num: med([fn(r[k]) for r in rs])
+        f = lambda k, fn=num: med([fn(r.get(k)) for r in rs])
         err = sum(int(num(r['sock_err']) or 0) + int(num(r['non2xx']) or 0) for r in rs)
         rss = f('proxy_rss_peak_kb') / 1024
         ratio = m / base if base else float('nan')
+        px = 0.0 if t == 'direct' else f('proxy_cpu_us_per_req')
+        all3 = f('client_cpu_us_per_req') + px + f('upstream_cpu_us_per_req')
         g = '-'
         if t == 'sluice' and c in goal and ratio == ratio:
             g = f"{goal[c]:.2f}: {'met' if ratio >= goal[c] else 'MISSED'}"
-        print(f"| {t} | {rs[0]['conns']} | {m:.0f} ({min(rps):.0f}) | {fmt(f('p50', ms), 2)} | {fmt(f('p99', ms), 2)} | {fmt(f('transfer_s', mbs))} | {err} | {fmt(f('proxy_cpu_pct'), 0)} | {fmt(f('proxy_cpu_us_per_req'), 0)} | {fmt(rss)} | {fmt(f('upstream_cpu_pct'), 0)} | {fmt(ratio, 3)} | {g} |")
+        print(f"| {t} | {rs[0]['conns']} | {m:.0f} ({min(rps):.0f}) | {fmt(f('p50', ms), 2)} | {fmt(f('p99', ms), 2)} | {fmt(f('transfer_s', mbs))} | {err} | {fmt(f('proxy_cpu_pct'), 0)} | {fmt(f('proxy_cpu_us_per_req'), 0)} | {fmt(rss)} | {fmt(f('upstream_cpu_pct'), 0)} | {fmt(f('client_cpu_us_per_req'), 0)} | {fmt(f('upstream_cpu_us_per_req'), 0)} | {fmt(all3, 0)} | {fmt(f('idle_pct'), 0)} | {fmt(ratio, 3)} | {g} |")
     print()
 print("Goals for sluice (issue 4, one worker): small >= 0.56 of direct at <= 25 us broker CPU/req, big >= 0.80,")
 print("close (resumed) >= 0.90, closefull >= 0.95, peak RSS <= 12 MiB.")
