@@ -220,6 +220,53 @@ static bool unreserved(unsigned char c)
 	return isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
 }
 
+/* Length of a separator at t[i] in the view some servers take: '/', '\\',
+ * %2F or %5C (any case); 0 when t[i] starts none. */
+static size_t alt_sep(const char *t, size_t len, size_t i)
+{
+	if (t[i] == '/' || t[i] == '\\')
+		return 1;
+	if (t[i] == '%' && i + 2 < len &&
+	    ((t[i + 1] == '2' && lc(t[i + 2]) == 'f') || (t[i + 1] == '5' && lc(t[i + 2]) == 'c')))
+		return 3;
+	return 0;
+}
+
+bool policy_target_ambiguous(const char *t, size_t len)
+{
+	size_t i, end = len, k, dots = 0;
+	bool seps = false, other = false;
+
+	for (i = 0; i < len; i++) {
+		if (t[i] == '#')
+			return true;
+		if (t[i] == '?' && end == len)
+			end = i;
+		if (i < end && t[i] != '/' && alt_sep(t, len, i))
+			seps = true;
+	}
+	if (!seps)
+		return false;
+	/* Segments split at every separator of that view, %2E read as '.'. */
+	for (i = 0; i <= end; i += k ? k : 1) {
+		k = i < end ? alt_sep(t, end, i) : 1;
+		if (k || i == end) {
+			if (!other && (dots == 1 || dots == 2))
+				return true;
+			dots = 0;
+			other = false;
+		} else if (t[i] == '.') {
+			dots++;
+		} else if (t[i] == '%' && i + 2 < end && t[i + 1] == '2' && lc(t[i + 2]) == 'e') {
+			dots++;
+			k = 3;
+		} else {
+			other = true;
+		}
+	}
+	return false;
+}
+
 int policy_path_normalise(const char *target, size_t len, char *out, size_t outlen)
 {
 	static const char hex[] = "0123456789ABCDEF";

@@ -377,6 +377,8 @@ static int normalise_target(const char *t, size_t tl, char *stack, size_t stackl
 
 	*heap = NULL;
 	*path = stack;
+	if (t && policy_target_ambiguous(t, tl))
+		return -EBADMSG;
 	if (tl + 2 > stacklen) {
 		*heap = malloc(tl + 2);
 		if (!*heap)
@@ -407,7 +409,10 @@ int policy_decide(const struct policy *p, const struct policy_req *r, struct pol
 	pl = normalise_target(r->target, r->target_len, stack, sizeof(stack), &path, &heap);
 	if (pl < 0) {
 		snprintf(v->why, sizeof(v->why), "request-target cannot be normalised: %s",
-			 pl == -ENOMEM ? "out of memory" : "bad percent-encoding or path above the root");
+			 pl == -ENOMEM ? "out of memory" :
+			 pl == -EBADMSG ? "a '#', or a dot-segment hidden behind '\\', %2F or %5C "
+					  "(an upstream could read it as another path)" :
+			 "bad percent-encoding or path above the root");
 		return pl == -ENOMEM ? -ENOMEM : -EINVAL;
 	}
 	for (size_t i = 0; i < p->n_rules; i++) {

@@ -96,6 +96,13 @@ bool policy_path_glob_match(const char *glob, const char *path, size_t path_len)
  * unreserved characters, resolves dot-segments, merges "//". Returns the
  * length written to out (NUL-terminated) or -EINVAL / -ENOSPC. */
 int policy_path_normalise(const char *target, size_t len, char *out, size_t outlen);
+/* True when an upstream may read the request-target as another path than the
+ * one normalised above: it has a '#' (no fragment is allowed in a
+ * request-target, RFC 9112 3.2: some servers drop it, others keep it), or a
+ * dot-segment appears once '\', %2F or %5C are read as '/' (servers that
+ * decode them before resolving dot-segments would serve a path the rules never
+ * saw). Requests with such targets are refused. */
+bool policy_target_ambiguous(const char *target, size_t len);
 
 /* ---- secrets ---- */
 

@@ -153,12 +153,37 @@ static void test_normalise(void **state)
 	assert_string_equal(out, "/abc");
 }
 
+/* Targets an upstream may read as another path than the normalised one. */
+static void test_ambiguous(void **state)
+{
+	static const char *const yes[] = {
+		"/repos/x#/../../admin", "/a#b", "/a?q=1#f",
+		"/repos/..%2F..%2Fadmin", "/repos/..%2f..%2fadmin", "/repos/x/..\\..\\admin",
+		"/repos/%2E%2E%2Fadmin", "/repos/x%5C..%5Cadmin", "/a\\.\\b", "/a/../b%2Fc",
+		"http://h/repos/..%2Fadmin",
+	};
+	static const char *const no[] = {
+		"/", "/a/b", "/a/../b", "/a/./b", "/api/v4/projects/group%2Fproject",
+		"/a%2Fb/c", "/a\\b", "/x/...%2Fy", "/x/.a%2Fb", "/a?x=..%2F..%2F", "/a?p=\\..\\",
+		"/v1/%2E%2E/x", "*", "http://h/a%2Fb",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+		if (!policy_target_ambiguous(yes[i], strlen(yes[i])))
+			fail_msg("'%s' should be ambiguous", yes[i]);
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		if (policy_target_ambiguous(no[i], strlen(no[i])))
+			fail_msg("'%s' should not be ambiguous", no[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_host_globs),
 		cmocka_unit_test(test_path_globs),
 		cmocka_unit_test(test_normalise),
+		cmocka_unit_test(test_ambiguous),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -97,6 +97,14 @@ static void test_sluice_fixture(void **state)
 	assert_false(v.allow);
 	struct policy_req esc = { "api.test", 8, "GET", 3, "/v1/../..", 9, 443 };
 	assert_int_equal(policy_decide(p, &esc, &v), -EINVAL);
+	/* allowed by the /v1 rule as checked, but /admin for an upstream that decodes %2F first */
+	struct policy_req hid = { "api.test", 8, "GET", 3, "/v1/..%2F..%2Fadmin", 19, 443 };
+	assert_int_equal(policy_decide(p, &hid, &v), -EINVAL);
+	assert_false(v.allow);
+	assert_non_null(strstr(v.why, "hidden behind"));
+	struct policy_req frag = { "api.test", 8, "GET", 3, "/v1/x#/../../admin", 18, 443 };
+	assert_int_equal(policy_decide(p, &frag, &v), -EINVAL);
+	assert_false(v.allow);
 
 	assert_true(policy_tcp_allowed(p, "db.test", 7, 5432, &v));
 	assert_int_equal(v.rule, 4);
@@ -267,6 +275,11 @@ static void test_secrets(void **state)
 	assert_false(policy_secret_allowed(key, "api.test", 8, "GET", 3, "/v1/x", 5));
 	assert_false(policy_secret_allowed(key, "api.test", 8, "POST", 4, "/v1/../v2", 9));
 	assert_false(policy_secret_allowed(key, "api.test", 8, "POST", 4, "/v1/%zz", 7));
+	/* paths an upstream could resolve outside /v1: the value is not sent */
+	assert_false(policy_secret_allowed(key, "api.test", 8, "POST", 4, "/v1/x#/../../v2", 15));
+	assert_false(policy_secret_allowed(key, "api.test", 8, "POST", 4, "/v1/..%2F..%2Fv2", 16));
+	assert_false(policy_secret_allowed(key, "api.test", 8, "POST", 4, "/v1/x/..\\..\\v2", 14));
+	assert_true(policy_secret_allowed(key, "api.test", 8, "POST", 4, "/v1/a%2Fb", 9));
 
 	/* env unset: a named error, nothing resolved for that secret */
 	unsetenv("REAL_GH_TOKEN");
