@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/inotify.h>
+#include <sys/prctl.h>
 #include <libgen.h>
 #include <malloc.h>
 #include <sys/socket.h>
@@ -425,6 +426,18 @@ int main(int argc, char **argv)
 	bool reuse, have6 = false;
 
 	log_set_prefix("sluiced");
+	/* This process holds the real secret values and the CA key: no core
+	 * file (it would land in the caller's directory, often the project the
+	 * sandbox sees) and no ptrace or /proc/<pid>/mem reads without
+	 * CAP_SYS_PTRACE. */
+	{
+		struct rlimit no_core = { 0, 0 };
+
+		if (setrlimit(RLIMIT_CORE, &no_core) || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)) {
+			fprintf(stderr, "sluiced: cannot turn off core dumps: %s\n", strerror(errno));
+			return 1;
+		}
+	}
 	/* Each new TLS connection allocates and frees some 400 blocks (OpenSSL):
 	 * with glibc's 128 KiB trim threshold the heap top shrinks and grows
 	 * again, a brk() and fresh page faults every other connection. Keeping

@@ -15,6 +15,8 @@ rules:
 YAML
 cp "$T/p1.yaml" "$T/policy.yaml"
 exec {rfd}>"$T/ready"
+# A caller's generous core limit must not reach sluiced (checked below).
+ulimit -S -c "$(ulimit -H -c)"
 sl_bg broker "$SLUICED" --listen 127.0.0.1:0 --ready-fd "$rfd" --ca-dir "$T/ca" --run-dir "$T/run" \
 	--origdst-fixed "$FI_IP4:443" --upstream-ca "$FI_CA" --resolve "api.test:$FI_IP4" \
 	--resolve "other.test:$FI_IP4" --resolve "meta.test:169.254.169.254" --policy "$T/policy.yaml" \
@@ -23,6 +25,9 @@ exec {rfd}>&-
 sl_wait_for grep -q READY "$T/ready" || sl_fail "broker did not get ready: $(cat "$T/broker.log")"
 read -r _ BPORT BDNS <"$T/ready"
 BPID=$(cat "$T/broker.pid")
+# It holds the secret values and the CA key: no core file, whatever the caller's limit was.
+grep -Eq '^Max core file size +0 +0 ' "/proc/$BPID/limits" ||
+	sl_fail "sluiced may dump core: $(grep 'core file' "/proc/$BPID/limits")"
 C=(curl -sS --max-time 10 --cacert "$T/run/ca.crt" --connect-to "::127.0.0.1:$BPORT")
 
 # ---- DNS ----
