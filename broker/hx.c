@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <openssl/evp.h>
 #include "llhttp.h"
 #include "ev.h"
 #include "hx.h"
@@ -132,6 +133,8 @@ struct hx {
 	bool ph_prefixed;               /* every placeholder starts with SLUICE_PLACEHOLDER_ */
 	struct subst *sc;               /* values -> placeholders (response scrubbing) */
 	struct subst_pat *sc_pats;
+	char *sc_b64;                   /* base64 "user:value" of basic-injected secrets, for sc */
+	size_t sc_b64_len;
 	uint64_t sc_mask;               /* secrets sc was compiled for */
 	uint64_t sent_mask;             /* secrets whose value went upstream on this connection */
 	uint64_t allow[LOC_N];          /* per location: secrets that may be substituted there */
@@ -681,10 +684,21 @@ static bool has_token(const char *v, size_t len, const char *tok)
 /* ------------------------------------------------------------------ */
 /* Secrets                                                            */
 
+static void sc_b64_drop(struct hx *h)
+{
+	if (h->sc_b64) {
+		OPENSSL_cleanse(h->sc_b64, h->sc_b64_len);
+		free(h->sc_b64);
+	}
+	h->sc_b64 = NULL;
+	h->sc_b64_len = 0;
+}
+
 static void sec_cache_drop(struct hx *h)
 {
 	subst_free(h->ph);
 	subst_free(h->sc);
+	sc_b64_drop(h);
 	free(h->ph_pats);
 	free(h->sc_pats);
 	h->ph = h->sc = NULL;
@@ -742,19 +756,59 @@ static int sec_cache_use(struct hx *h, struct policy *p)
 }
 
 /* The response scrubber for the secrets in mask (values -> placeholders). */
+/* What a basic-injected secret looks like on the wire: base64("user:value").
+ * An upstream that echoes the request's headers returns it in that form. */
+static size_t basic_b64_len(const struct policy_secret *s)
+{
+	size_t n = (s->inject_user ? strlen(s->inject_user) : 0) + 1 + s->value_len;
+
+	return (n + 2) / 3 * 4;
+}
+
+static int basic_b64(const struct policy_secret *s, char *out)
+{
+	const char *u = s->inject_user ? s->inject_user : "";
+	size_t ul = strlen(u), n = ul + 1 + s->value_len;
+	unsigned char *raw = malloc(n);
+
+	if (!raw)
+		return -ENOMEM;
+	memcpy(raw, u, ul);
+	raw[ul] = ':';
+	memcpy(raw + ul + 1, s->value, s->value_len);
+	EVP_EncodeBlock((unsigned char *)out, raw, (int)n);
+	OPENSSL_cleanse(raw, n);
+	free(raw);
+	return 0;
+}
+
 static int sec_scrub_for(struct hx *h, uint64_t mask)
 {
-	size_t k = 0;
+	size_t k = 0, b64 = 0, off = 0;
 
 	if (mask == h->sc_mask && (h->sc || !mask))
 		return 0;
 	subst_free(h->sc);
 	h->sc = NULL;
 	h->sc_mask = 0;
+	sc_b64_drop(h);
 	if (!h->sc_pats) {
-		h->sc_pats = calloc(h->n_sec ? h->n_sec : 1, sizeof(*h->sc_pats));
+		/* a value, and for basic injection its base64 form, per secret */
+		h->sc_pats = calloc(h->n_sec ? 2 * h->n_sec : 1, sizeof(*h->sc_pats));
 		if (!h->sc_pats)
 			return -ENOMEM;
+	}
+	for (size_t i = 0; i < h->n_sec && i < HX_MAX_SECRETS; i++) {
+		const struct policy_secret *s = policy_secret_at(h->pol, i);
+
+		if ((mask & (1ull << i)) && s->value && s->value_len && s->inject == SECRET_INJECT_BASIC)
+			b64 += basic_b64_len(s) + 1;
+	}
+	if (b64) {
+		h->sc_b64 = malloc(b64);
+		if (!h->sc_b64)
+			return -ENOMEM;
+		h->sc_b64_len = b64;
 	}
 	for (size_t i = 0; i < h->n_sec && i < HX_MAX_SECRETS; i++) {
 		const struct policy_secret *s = policy_secret_at(h->pol, i);
@@ -767,6 +821,15 @@ static int sec_scrub_for(struct hx *h, uint64_t mask)
 		h->sc_pats[k].repl_len = strlen(s->placeholder);
 		h->sc_pats[k].id = (int)i;
 		k++;
+		if (s->inject == SECRET_INJECT_BASIC) {
+			if (basic_b64(s, h->sc_b64 + off))
+				return -ENOMEM;
+			h->sc_pats[k] = h->sc_pats[k - 1];
+			h->sc_pats[k].needle = h->sc_b64 + off;
+			h->sc_pats[k].needle_len = basic_b64_len(s);
+			off += basic_b64_len(s) + 1;
+			k++;
+		}
 	}
 	h->sc_mask = mask;
 	if (!k)
@@ -1203,6 +1266,9 @@ static int rq_serialise(struct hx *h, const char *path, size_t path_len, const c
 
 		if (x->drop || x->kind == HK_HOST || (drop_expect && x->kind == HK_EXPECT))
 			continue;
+		/* A compressed response could not be scrubbed: ask for none. */
+		if (h->sc && x->name_len == 15 && lc_eq(hp(m, x->name), "accept-encoding", 15))
+			continue;
 		put(h, b, hp(m, x->name), x->name_len);
 		put(h, b, ": ", 2);
 		if (sec_put(h, b, LOC_HEADER, hp(m, x->val), x->val_len))
@@ -1243,6 +1309,8 @@ static int rq_serialise(struct hx *h, const char *path, size_t path_len, const c
 		puts_(h, b, "\r\n");
 		h->used_mask |= 1ull << i;
 	}
+	if (h->sc)
+		puts_(h, b, "Accept-Encoding: identity\r\n");
 	if (ws)
 		puts_(h, b, "Connection: Upgrade\r\nUpgrade: websocket\r\n");
 	switch (h->rq_fr) {
@@ -1345,7 +1413,7 @@ static int rq_on_headers_complete(llhttp_t *p)
 	struct policy *pol;
 	struct policy_req pr;
 	struct policy_verdict v;
-	uint64_t ok_mask = 0;
+	uint64_t ok_mask = 0, host_mask = 0;
 	int r, st;
 
 	h->bytes_in += m->bytes + 2;
@@ -1473,8 +1541,7 @@ static int rq_on_headers_complete(llhttp_t *p)
 	pr.port = h->env.port;
 	r = policy_decide(h->pol, &pr, &v);
 	if (r) {
-		answer_error(h, 400, "bad request",
-			     "the request path cannot be normalised (bad percent-encoding or dot-segments above the root)", true);
+		answer_error(h, 400, "bad request", v.why, true);
 		return -1;
 	}
 	if (!v.allow) {
@@ -1490,6 +1557,10 @@ static int rq_on_headers_complete(llhttp_t *p)
 		uint64_t bit = 1ull << i;
 		const char *iname;
 
+		/* Whatever this request sends, a host the value may go to can
+		 * give it back (an echo, or what another request stored there). */
+		if (s->value && policy_secret_host_allowed(s, pr.host, pr.host_len))
+			host_mask |= bit;
 		if (!h->env.client_tls || !s->value ||
 		    !policy_secret_allowed(s, pr.host, pr.host_len, pr.method, pr.method_len,
 					   pr.target, pr.target_len))
@@ -1549,7 +1620,7 @@ static int rq_on_headers_complete(llhttp_t *p)
 		h->expect_local = true;
 		drop_expect = true;
 	}
-	r = sec_scrub_for(h, h->sent_mask | ok_mask);
+	r = sec_scrub_for(h, h->sent_mask | ok_mask | host_mask);
 	if (r) {
 		h->err = r;
 		return -1;

@@ -516,20 +516,27 @@ const struct policy_secret *policy_secret_at(const struct policy *p, size_t i)
 	return (p && i < p->n_secrets) ? &p->secrets[i].pub : NULL;
 }
 
+bool policy_secret_host_allowed(const struct policy_secret *ps, const char *host, size_t host_len)
+{
+	const struct secret *s = (const struct secret *)ps;
+
+	if (!s || !host)
+		return false;
+	for (size_t i = 0; i < ps->n_hosts; i++)
+		if (host_match_mode(s->hmode, ps->hosts[i], host, host_len))
+			return true;
+	return false;
+}
+
 bool policy_secret_allowed(const struct policy_secret *ps, const char *host, size_t host_len,
 			   const char *method, size_t method_len,
 			   const char *target, size_t target_len)
 {
-	const struct secret *s = (const struct secret *)ps;
-	bool host_ok = false, ok;
 	char stack[2048], *path, *heap;
+	bool ok;
 	int pl;
 
-	if (!s || !host)
-		return false;
-	for (size_t i = 0; i < ps->n_hosts && !host_ok; i++)
-		host_ok = host_match_mode(s->hmode, ps->hosts[i], host, host_len);
-	if (!host_ok)
+	if (!policy_secret_host_allowed(ps, host, host_len))
 		return false;
 	if (ps->n_methods && !list_has_ci(ps->methods, ps->n_methods, method ? method : "",
 					  method ? method_len : 0))

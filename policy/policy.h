@@ -147,6 +147,10 @@ const struct policy_secret *policy_secret_at(const struct policy *p, size_t i);
  * Broker only. Errors name the secret and the source, never the value. */
 int policy_resolve_secrets(struct policy *p, char *err, size_t errlen);
 
+/* Is host one of this secret's hosts (methods and paths aside)? Responses from
+ * such a host are scrubbed of the value, whatever was sent. */
+bool policy_secret_host_allowed(const struct policy_secret *s, const char *host, size_t host_len);
+
 /* May this secret's value go to host (method, target) at all? */
 bool policy_secret_allowed(const struct policy_secret *s, const char *host, size_t host_len,
 			   const char *method, size_t method_len,
