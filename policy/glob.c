@@ -234,21 +234,26 @@ static size_t alt_sep(const char *t, size_t len, size_t i)
 
 bool policy_target_ambiguous(const char *t, size_t len)
 {
-	size_t i, end = len, k, dots = 0;
-	bool seps = false, other = false;
+	size_t i, end = len, ps = 0, k, dots = 0;
+	bool other = false;
 
 	for (i = 0; i < len; i++) {
 		if (t[i] == '#')
 			return true;
 		if (t[i] == '?' && end == len)
 			end = i;
-		if (i < end && t[i] != '/' && alt_sep(t, len, i))
-			seps = true;
 	}
-	if (!seps)
-		return false;
-	/* Segments split at every separator of that view, %2E read as '.'. */
-	for (i = 0; i <= end; i += k ? k : 1) {
+	if (len && t[0] != '/') { /* absolute-form: the path starts after the authority */
+		ps = (len >= 7 && !strncasecmp(t, "http://", 7)) ? 7 :
+		     (len >= 8 && !strncasecmp(t, "https://", 8)) ? 8 : 0;
+		while (ps && ps < end && t[ps] != '/')
+			ps++;
+	}
+	/* "//x" reads as an authority to URL parsers (new URL("//x/a", base)). */
+	if (end - ps >= 2 && t[ps] == '/' && t[ps + 1] == '/')
+		return true;
+	/* Segments split at every separator of the widest view, %2E read as '.'. */
+	for (i = ps; i <= end; i += k ? k : 1) {
 		k = i < end ? alt_sep(t, end, i) : 1;
 		if (k || i == end) {
 			if (!other && (dots == 1 || dots == 2))

@@ -410,8 +410,9 @@ int policy_decide(const struct policy *p, const struct policy_req *r, struct pol
 	if (pl < 0) {
 		snprintf(v->why, sizeof(v->why), "request-target cannot be normalised: %s",
 			 pl == -ENOMEM ? "out of memory" :
-			 pl == -EBADMSG ? "a '#', or a dot-segment hidden behind '\\', %2F or %5C "
-					  "(an upstream could read it as another path)" :
+			 pl == -EBADMSG ? "a '#', a '.' or '..' segment (also behind '\\', %2F or %5C) or a "
+					  "leading '//', which an upstream could read as another path; "
+					  "send the path without them" :
 			 "bad percent-encoding or path above the root");
 		return pl == -ENOMEM ? -ENOMEM : -EINVAL;
 	}

@@ -97,11 +97,13 @@ bool policy_path_glob_match(const char *glob, const char *path, size_t path_len)
  * length written to out (NUL-terminated) or -EINVAL / -ENOSPC. */
 int policy_path_normalise(const char *target, size_t len, char *out, size_t outlen);
 /* True when an upstream may read the request-target as another path than the
- * one normalised above: it has a '#' (no fragment is allowed in a
- * request-target, RFC 9112 3.2: some servers drop it, others keep it), or a
- * dot-segment appears once '\', %2F or %5C are read as '/' (servers that
- * decode them before resolving dot-segments would serve a path the rules never
- * saw). Requests with such targets are refused. */
+ * one normalised above, so a request with it is refused: it has a '#' (no
+ * fragment is allowed in a request-target, RFC 9112 3.2: some servers drop
+ * it, others keep it); a dot-segment ("." or "..", %2E spelled or not), which
+ * RFC 3986 clients remove before sending but some routers never resolve; one
+ * that appears once '\', %2F or %5C are read as '/'; or a path starting with
+ * "//", which URL parsers read as an authority. The rules, and the upstream,
+ * then see the same path. */
 bool policy_target_ambiguous(const char *target, size_t len);
 
 /* ---- secrets ---- */

@@ -115,6 +115,8 @@ req s17 https://www.api.test/pub/x/y?id=s17
 req s18 https://evil.test/v1/items?id=s18
 req s19 -H 'Host: api.test' http://other.test/v1/items?id=s19
 req s20 --path-as-is 'https://api.test/v1/../../v1/items?id=s20'
+req s21 --path-as-is 'https://api.test/v1/..%2F..%2Fadmin?id=s21'
+req s22 --path-as-is 'https://api.test//v1/items?id=s22'
 EOF
 e2e_expect s1 404 "sluice: GET api.test/v1/items allowed (the server's own 404)"
 e2e_expect s2 404 "sluice: POST api.test/v1/items allowed (the server's own 404)"
@@ -122,12 +124,15 @@ sl_assert_eq 1 "$(e2e_seen 443 s1)" "sluice: server saw the GET once"
 sl_assert_eq 1 "$(e2e_seen 443 s2)" "sluice: server saw the POST once"
 e2e_denied s3 "$DD" "sluice: PUT (method not in the rule) denied"
 e2e_denied s4 "$DD" "sluice: /admin (outside /v1/**) denied"
-e2e_denied s5 "$DD" "sluice: /v1/../admin normalised to /admin, denied"
-e2e_denied s6 "$DD" "sluice: /v1/%2e%2e/admin normalised to /admin, denied"
-e2e_denied s7 "$R1" "sluice: /v1/x/../admin/users caught by the no-admin rule"
+# Dot-segments are refused (400), not resolved: a router that never resolves them would serve
+# another path than the one the rules saw. So are ones hidden behind %2F, and a leading '//'.
+for id in s5 s6 s7 s10 s21 s22; do
+	e2e_expect $id 400 "sluice: request $id (a dot-segment or a leading //) refused"
+	sl_assert_contains "$(e2e_body $id)" "could read as another path" "sluice: the 400 of $id says why"
+	sl_assert_eq 0 "$(e2e_seen 443 $id)" "sluice: request $id never reached the server"
+done
 e2e_denied s8 "$R1" "sluice: /v1//admin/users caught by the no-admin rule"
 e2e_denied s9 "$R1" "sluice: /v1/%61dmin/users caught by the no-admin rule"
-e2e_denied s10 "$R1" "sluice: /v1/./admin/./users caught by the no-admin rule"
 e2e_denied s11 "$DD" "sluice: api.test on port 8443 (rule says 443) denied"
 sl_assert_eq "$c8443" "$(fi_conns 8443)" "sluice: no connection was opened to port 8443"
 e2e_expect s12 200 "sluice: GET http://other.test (port 80 rule) allowed"

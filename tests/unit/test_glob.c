@@ -161,11 +161,14 @@ static void test_ambiguous(void **state)
 		"/repos/..%2F..%2Fadmin", "/repos/..%2f..%2fadmin", "/repos/x/..\\..\\admin",
 		"/repos/%2E%2E%2Fadmin", "/repos/x%5C..%5Cadmin", "/a\\.\\b", "/a/../b%2Fc",
 		"http://h/repos/..%2Fadmin",
+		"/a/../b", "/a/./b", "/v1/%2E%2E/x", "/v1/%2e/x", "/a/..", "/a/.", "/..", "//v1/admin",
+		"//", "http://h//admin", "/a/..?q", "/admin/../v1/x",
 	};
 	static const char *const no[] = {
-		"/", "/a/b", "/a/../b", "/a/./b", "/api/v4/projects/group%2Fproject",
+		"/", "/a/b", "/api/v4/projects/group%2Fproject", "/a//b", "/a/b/",
 		"/a%2Fb/c", "/a\\b", "/x/...%2Fy", "/x/.a%2Fb", "/a?x=..%2F..%2F", "/a?p=\\..\\",
-		"/v1/%2E%2E/x", "*", "http://h/a%2Fb",
+		"/a/.well-known/x", "/a/..b", "/a?//x", "*", "http://h/a%2Fb", "http://h", "http://h/",
+		"/v1/a.b/c..d",
 	};
 
 	(void)state;

@@ -69,10 +69,7 @@ static void test_sluice_fixture(void **state)
 		{ "api.test", "PUT", "/v1/models", 443, false, -1 },
 		{ "api.test", "GET", "/v2/models", 443, false, -1 },
 		{ "api.test", "GET", "/v1/models", 80, false, -1 },
-		/* /v1/../admin cannot dodge a rule, nor can %2e%2e */
-		{ "api.test", "GET", "/v1/../admin", 443, false, -1 },
-		{ "api.test", "GET", "/v1/%2e%2e/admin", 443, false, -1 },
-		{ "api.test", "GET", "/admin/../v1/x", 443, true, 0 },
+		{ "api.test", "GET", "/v1//models", 443, true, 0 },
 		{ "x.evil.test", "GET", "/", 443, false, 1 },
 		{ "a.b.evil.test", "GET", "/", 443, false, 1 },
 		{ "evil.test", "GET", "/", 443, false, -1 },
@@ -97,11 +94,20 @@ static void test_sluice_fixture(void **state)
 	assert_false(v.allow);
 	struct policy_req esc = { "api.test", 8, "GET", 3, "/v1/../..", 9, 443 };
 	assert_int_equal(policy_decide(p, &esc, &v), -EINVAL);
+	/* Dot-segments are refused, not resolved: a router that never resolves
+	 * them would route /admin/../v1/x to /admin. Nor can %2e%2e dodge a rule. */
+	static const char *const dots[] = { "/v1/../admin", "/v1/%2e%2e/admin", "/admin/../v1/x", "//v1/x" };
+	for (size_t i = 0; i < sizeof(dots) / sizeof(dots[0]); i++) {
+		struct policy_req d = { "api.test", 8, "GET", 3, dots[i], strlen(dots[i]), 443 };
+
+		assert_int_equal(policy_decide(p, &d, &v), -EINVAL);
+		assert_false(v.allow);
+	}
 	/* allowed by the /v1 rule as checked, but /admin for an upstream that decodes %2F first */
 	struct policy_req hid = { "api.test", 8, "GET", 3, "/v1/..%2F..%2Fadmin", 19, 443 };
 	assert_int_equal(policy_decide(p, &hid, &v), -EINVAL);
 	assert_false(v.allow);
-	assert_non_null(strstr(v.why, "hidden behind"));
+	assert_non_null(strstr(v.why, "could read as another path"));
 	struct policy_req frag = { "api.test", 8, "GET", 3, "/v1/x#/../../admin", 18, 443 };
 	assert_int_equal(policy_decide(p, &frag, &v), -EINVAL);
 	assert_false(v.allow);
