@@ -93,6 +93,7 @@ struct hx {
 	bool hs_any;                    /* some text seen in this head (leading empty lines don't end it) */
 	char hs_prev;                   /* last byte scanned */
 	bool rq_ws;                     /* WebSocket upgrade forwarded, waiting for 101 */
+	char ws_accept[32];             /* the Sec-WebSocket-Accept a real 101 must carry, or "" */
 	bool rq_http10;
 	bool rq_close_on_refuse;        /* a refusal cannot drain the body (Expect): close */
 	bool expect_local;              /* 100 Continue was answered by hx itself */
@@ -1240,6 +1241,40 @@ static bool split_authority(const char *v, size_t n, const char **host, size_t *
 
 /* Writes the request head (without the framing headers and final CRLF when
  * the body framing is deferred) into the upstream sink. */
+/* RFC 6455 4.2.2: base64(SHA-1(key + GUID)). No key (or an absurd one): ""
+ * and no 101 will be taken. */
+static void ws_expect_accept(struct hx *h, const char *key, size_t key_len)
+{
+	static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+	unsigned char in[64 + sizeof(guid)], md[EVP_MAX_MD_SIZE];
+	unsigned int mdl = 0;
+
+	h->ws_accept[0] = '\0';
+	if (!key || !key_len || key_len > 64)
+		return;
+	memcpy(in, key, key_len);
+	memcpy(in + key_len, guid, sizeof(guid) - 1);
+	if (EVP_Digest(in, key_len + sizeof(guid) - 1, md, &mdl, EVP_sha1(), NULL) != 1 || mdl != 20)
+		return;
+	EVP_EncodeBlock((unsigned char *)h->ws_accept, md, 20); /* 28 chars + NUL */
+}
+
+static bool ws_accepted(struct hx *h, const struct hx_head *m)
+{
+	bool up = false, acc = false;
+
+	for (size_t i = 0; i < m->n; i++) {
+		const struct hx_hdr *x = &m->hdr[i];
+
+		if (x->kind == HK_UPGRADE && has_token(hp(m, x->val), x->val_len, "websocket"))
+			up = true;
+		else if (x->name_len == 20 && lc_eq(hp(m, x->name), "sec-websocket-accept", 20))
+			acc = h->ws_accept[0] && x->val_len == strlen(h->ws_accept) &&
+			      !memcmp(hp(m, x->val), h->ws_accept, x->val_len);
+	}
+	return up && acc;
+}
+
 static int rq_serialise(struct hx *h, const char *path, size_t path_len, const char *query,
 			size_t query_len, bool ws, bool drop_expect)
 {
@@ -1407,8 +1442,8 @@ static int rq_on_headers_complete(llhttp_t *p)
 {
 	struct hx *h = hx_of(p);
 	struct hx_head *m = &h->rq;
-	const char *bad, *t, *auth = NULL, *path, *query = NULL, *reason = NULL;
-	size_t tl, auth_len = 0, path_len, query_len = 0, n_host = 0;
+	const char *bad, *t, *auth = NULL, *path, *query = NULL, *reason = NULL, *ws_key = NULL;
+	size_t tl, auth_len = 0, path_len, query_len = 0, n_host = 0, ws_key_len = 0;
 	bool conn_upgrade = false, ws = false, expect = false, drop_expect = false;
 	struct policy *pol;
 	struct policy_req pr;
@@ -1485,6 +1520,9 @@ static int rq_on_headers_complete(llhttp_t *p)
 		} else if (x->kind == HK_UPGRADE) {
 			if (has_token(hp(m, x->val), x->val_len, "websocket"))
 				ws = true;
+		} else if (x->name_len == 17 && lc_eq(hp(m, x->name), "sec-websocket-key", 17)) {
+			ws_key = hp(m, x->val);
+			ws_key_len = x->val_len;
 		} else if (x->kind == HK_EXPECT) {
 			if (!ieq(hp(m, x->val), x->val_len, "100-continue")) {
 				answer_error(h, 400, "bad request", "unsupported Expect value (only 100-continue)", true);
@@ -1628,7 +1666,10 @@ static int rq_on_headers_complete(llhttp_t *p)
 	if (!h->holding)
 		open_upstream(h);
 	h->rq_ws = ws;
-	r = rq_serialise(h, path, path_len, query, query_len, ws, drop_expect);
+	if (ws)
+		ws_expect_accept(h, ws_key, ws_key_len);
+	/* "http://h?q" has an empty path: origin-form needs its "/". */
+	r = rq_serialise(h, path_len ? path : "/", path_len ? path_len : 1, query, query_len, ws, drop_expect);
 	if (r == -EACCES) {
 		/* sec_scan saw every slice first; kept as a fail-closed guard. */
 		rq_abort_leak(h);
@@ -1855,6 +1896,14 @@ static int rs_on_headers_complete(llhttp_t *p)
 	if (status == 101) {
 		if (!h->rq_ws) {
 			rs_fail(h, "the upstream switched protocols without an upgrade request");
+			return -1;
+		}
+		/* Only a real WebSocket handshake opens the tunnel, whose bytes are
+		 * no longer checked: an endpoint that merely answers 101 (a status
+		 * echo) would otherwise open the whole host to unchecked requests. */
+		if (!ws_accepted(h, m)) {
+			rs_fail(h, "the upstream's 101 is not a WebSocket handshake (Upgrade: websocket and "
+				   "the Sec-WebSocket-Accept for the client's key)");
 			return -1;
 		}
 		rs_head_out(h, status, false);

@@ -258,6 +258,12 @@ static const struct fwd_case FWD[] = {
 	  "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
 	  "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
 	  HX_EV_OPEN_UPSTREAM, HX_EV_RESUME_CLIENT, "" },
+	{ "absolute-form without a path: origin-form \"/\" goes upstream", NULL, NULL, 80, false,
+	  "GET http://plain.test HTTP/1.1\r\nHost: plain.test\r\n\r\n",
+	  "GET / HTTP/1.1\r\nHost: plain.test\r\n\r\n",
+	  "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+	  "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+	  HX_EV_OPEN_UPSTREAM, HX_EV_RESUME_CLIENT, "" },
 	{ "HTTP/1.0 client: chunked response becomes close-delimited", NULL, "api.test", 443, true,
 	  "GET /v1/old HTTP/1.0\r\nHost: api.test\r\n\r\n",
 	  "GET /v1/old HTTP/1.1\r\nHost: api.test\r\n\r\n",
@@ -778,6 +784,41 @@ static void test_websocket(void **state)
 	assert_out(&up, "\x81\x01X");
 	assert_int_equal(T.n_audit, 1);
 	assert_int_equal(T.a[0].status, 101);
+	hx_free(h);
+
+	/* Only a real handshake opens the tunnel: a bare 101 (a status echo), a
+	 * wrong accept or an upgrade to something else gets 502 and no tunnel,
+	 * and nothing after it reaches the upstream unchecked. */
+	static const char *const fake101[] = {
+		"HTTP/1.1 101 X\r\n\r\n",
+		"HTTP/1.1 101 X\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+		"HTTP/1.1 101 X\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+		"Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n",
+		"HTTP/1.1 101 X\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n"
+		"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+	};
+	for (size_t i = 0; i < sizeof(fake101) / sizeof(fake101[0]); i++) {
+		h = mk("api.test", 443, true);
+		reset(&up);
+		reset(&cl);
+		ev = 0;
+		assert_int_equal(hx_on_client(h, req, hl, &consumed, &up, &cl, &ev), 0);
+		upstream(h, fake101[i], &cl, &ev);
+		if (strstr(S(&cl), "HTTP/1.1 502 Bad Gateway\r\n") != S(&cl) || !(ev & HX_EV_CLOSE) ||
+		    (ev & HX_EV_TUNNEL))
+			fail_msg("101 #%zu opened a tunnel or was not refused: %s", i, S(&cl));
+		hx_free(h);
+	}
+	/* And a request without Sec-WebSocket-Key can never get one. */
+	h = mk("api.test", 443, true);
+	reset(&up);
+	reset(&cl);
+	ev = 0;
+	feed(h, "GET /v1/ws HTTP/1.1\r\nHost: api.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+	     &up, &cl, &ev);
+	upstream(h, "HTTP/1.1 101 X\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+		 "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n", &cl, &ev);
+	assert_false(ev & HX_EV_TUNNEL);
 	hx_free(h);
 
 	/* A 101 nobody asked for is a malformed response. */
