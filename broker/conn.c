@@ -414,10 +414,20 @@ static void up_open(struct conn *c)
 		return;
 	}
 	if (c->ust != US_NONE) {
-		if (!strcmp(host, c->up_host))
+		/* Not one hx gave up on: bytes it could not place (a response
+		 * nobody asked for) would be read as this request's answer. */
+		if (!strcmp(host, c->up_host) && !c->up_no_reuse)
 			return;
-		/* Plain HTTP keep-alive to another Host: a new upstream. */
-		up_close(c);
+		/* Plain HTTP keep-alive to another Host: a new upstream. The
+		 * request hx just wrote goes to it, not away with the old one. */
+		{
+			struct buf req = c->uout;
+
+			memset(&c->uout, 0, sizeof(c->uout));
+			up_close(c);
+			buf_free(&c->uout);
+			c->uout = req;
+		}
 	}
 	snprintf(c->up_host, sizeof(c->up_host), "%s", host);
 	c->ust = US_RESOLVING;

@@ -212,6 +212,40 @@ sl_assert_contains "$out" "hello from api.test" "the broker served the next requ
 sl_assert_contains "$out" "after rc=0" "next request fine"
 sl_assert_not_contains "$(cat "$T/reset.err")" "killed by signal" "the broker did not crash"
 
+# ---------------------------------------------------------------- bytes nobody asked for
+# After each connection's first response the upstream sends the start of another one, and the
+# rest once the next request comes. That connection can no longer be trusted to frame anything:
+# the next request must go on a fresh one, not get the leftover as its answer.
+sl_bg straysrv ip netns exec "$FI_NS" "$PY" -c '
+import socket, ssl, sys, threading
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+s = socket.socket(socket.AF_INET6); s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("::", 4446)); s.listen(16)
+def serve(c):
+    try:
+        t = ctx.wrap_socket(c, server_side=True); rq = t.recv(65536)
+        name = rq.split(b" ")[1].lstrip(b"/")
+        t.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(name), name))
+        t.sendall(b"HTTP/1.1 200 OK\r\nContent-Le")
+        if t.recv(65536):
+            t.sendall(b"ngth: 5\r\n\r\nSTRAY")
+        t.recv(65536)
+    except OSError:
+        pass
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+' "$FI_DIR/pki/srv.crt" "$FI_DIR/pki/srv.key"
+sl_wait_for fi_probe 4446 || sl_fail "stray-bytes server did not start"
+cat >"$T/stray.sh" <<'EOF'
+curl -sS --max-time 10 -w ' code=%{http_code}\n' https://api.test:4446/first https://api.test:4446/second
+EOF
+out=$("${RUN[@]}" --audit "$T/audit-stray.log" -- bash "$T/stray.sh" 2>"$T/stray.err")
+sl_log "stray: $out"
+sl_assert_contains "$out" "first code=200" "the first request got its own answer"
+sl_assert_contains "$out" "second code=200" "the second request got an answer"
+sl_assert_not_contains "$out" "STRAY" "the leftover bytes were not taken as the second request's answer"
+
 # ---------------------------------------------------------------- audit log disk full
 mkdir "$T/afs"
 mount -t tmpfs -o size=64k,mode=755 tmpfs "$T/afs" || sl_fail "cannot mount a tmpfs for the audit log"
