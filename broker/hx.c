@@ -1471,6 +1471,11 @@ static int rq_on_headers_complete(llhttp_t *p)
 	}
 	if ((p->flags & F_TRANSFER_ENCODING) && !(p->flags & F_CHUNKED))
 		bad = "Transfer-Encoding must end in chunked in a request";
+	/* Only chunked itself: the body is re-chunked toward the upstream, and
+	 * a coding before it (gzip, chunked) would reach it unannounced. */
+	for (size_t i = 0; !bad && i < m->n; i++)
+		if (m->hdr[i].kind == HK_TE && !ieq(hp(m, m->hdr[i].val), m->hdr[i].val_len, "chunked"))
+			bad = "only Transfer-Encoding: chunked is supported in a request";
 	if (bad) {
 		answer_error(h, 400, "bad request", bad, true);
 		return -1;
@@ -1915,12 +1920,14 @@ static int rs_on_headers_complete(llhttp_t *p)
 		return 2;
 	}
 	if (status < 200) {
+		/* 1 tells llhttp there is no body: a 1xx has none, whatever
+		 * Content-Length or Transfer-Encoding it claims (RFC 9110 15.2). */
 		if (status == 100 && h->expect_local)
-			return 0; /* already answered to the client */
+			return 1; /* already answered to the client */
 		rs_head_out(h, status, false);
 		put(h, h->to_client, "\r\n", 2);
 		h->bytes_out += h->to_client->len - before;
-		return 0;
+		return 1;
 	}
 	h->rq_ws = false; /* the upstream refused the upgrade: plain response */
 	h->status = status;

@@ -495,6 +495,9 @@ static const struct refuse_case REFUSE[] = {
 	{ "Transfer-Encoding not ending in chunked", NULL, "api.test", 443, true,
 	  "POST /v1/x HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: gzip\r\n\r\n",
 	  "HTTP/1.1 400 Bad Request\r\n", true, true, "" },
+	{ "Transfer-Encoding with a coding before chunked", NULL, "api.test", 443, true,
+	  "POST /v1/x HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+	  "HTTP/1.1 400 Bad Request\r\n", true, true, "" },
 	{ "too many headers: 431", NULL, "api.test", 443, true,
 	  "GET /v1/x HTTP/1.1\r\nHost: api.test\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\nF: 1\r\n"
 	  "G: 1\r\nH: 1\r\nI: 1\r\nJ: 1\r\nK: 1\r\nL: 1\r\n\r\n",
@@ -707,6 +710,29 @@ static void test_connection_close(void **state)
 	upstream(h, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", &cl, &ev);
 	assert_out(&cl, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
 	assert_true(ev & HX_EV_CLOSE);
+	hx_free(h);
+	buf_free(&up);
+	buf_free(&cl);
+}
+
+/* A 1xx never has a body (RFC 9110 15.2), whatever length it claims: the
+ * final response after it must not be eaten as one. */
+static void test_1xx_no_body(void **state)
+{
+	struct buf up = {0}, cl = {0};
+	unsigned ev = 0;
+	struct hx *h;
+
+	(void)state;
+	load_policy(POLICY_PLAIN);
+	h = mk("api.test", 443, true);
+	feed(h, "GET /v1/x HTTP/1.1\r\nHost: api.test\r\n\r\n", &up, &cl, &ev);
+	ev = 0;
+	upstream(h, "HTTP/1.1 102 Processing\r\nContent-Length: 5\r\n\r\n"
+		 "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", &cl, &ev);
+	assert_non_null(strstr(S(&cl), "HTTP/1.1 200 OK\r\n"));
+	assert_non_null(strstr(S(&cl), "\r\n\r\nok"));
+	assert_true(ev & HX_EV_RESUME_CLIENT);
 	hx_free(h);
 	buf_free(&up);
 	buf_free(&cl);
@@ -1249,6 +1275,7 @@ int main(void)
 		cmocka_unit_test(test_large_body_streams),
 		cmocka_unit_test(test_late_leak_closes),
 		cmocka_unit_test(test_scrub_split),
+		cmocka_unit_test(test_1xx_no_body),
 		cmocka_unit_test(test_client_eof),
 		cmocka_unit_test(test_injection),
 		cmocka_unit_test(test_no_policy),
