@@ -685,6 +685,13 @@ static bool has_token(const char *v, size_t len, const char *tok)
 /* ------------------------------------------------------------------ */
 /* Secrets                                                            */
 
+/* A stream may hold a heap carry (long needles) from its last use. */
+static void ss_reset(struct subst_stream *st, const struct subst *s)
+{
+	subst_stream_fini(st);
+	subst_stream_init(st, s);
+}
+
 static void sc_b64_drop(struct hx *h)
 {
 	if (h->sc_b64) {
@@ -931,7 +938,7 @@ static int sec_scan(struct hx *h, enum hx_loc loc, const char *s, size_t n)
 		return 0;
 	h->cur_loc = loc;
 	if (maybe_placeholder(h, s, n)) {
-		subst_stream_init(&h->rq_ss, h->ph);
+		ss_reset(&h->rq_ss, h->ph);
 		r = subst_stream_feed(&h->rq_ss, s, n, emit_discard, sec_on_match_scan, h);
 		if (!r)
 			r = subst_stream_finish(&h->rq_ss, emit_discard, h);
@@ -941,7 +948,7 @@ static int sec_scan(struct hx *h, enum hx_loc loc, const char *s, size_t n)
 	if (pct_decode(h, s, n) && maybe_placeholder(h, h->tmp.data, h->tmp.len)) {
 		/* Encoded placeholders are never substituted: anywhere they are
 		 * not allowed plain, they are a leak attempt. */
-		subst_stream_init(&h->rq_ss, h->ph);
+		ss_reset(&h->rq_ss, h->ph);
 		r = subst_stream_feed(&h->rq_ss, h->tmp.data, h->tmp.len, emit_discard,
 				      sec_on_match_scan, h);
 		if (!r)
@@ -961,7 +968,7 @@ static int sec_put(struct hx *h, struct buf *b, enum hx_loc loc, const char *s, 
 		return put(h, b, s, n);
 	h->cur_loc = loc;
 	h->emit_to = b;
-	subst_stream_init(&h->rq_ss, h->ph);
+	ss_reset(&h->rq_ss, h->ph);
 	r = subst_stream_feed(&h->rq_ss, s, n, emit_to_buf, sec_on_match, h);
 	if (!r)
 		r = subst_stream_finish(&h->rq_ss, emit_to_buf, h);
@@ -978,7 +985,7 @@ static int scrub_put(struct hx *h, struct buf *b, const char *s, size_t n)
 	if (!h->sc)
 		return put(h, b, s, n);
 	h->emit_to = b;
-	subst_stream_init(&h->rs_ss, h->sc);
+	ss_reset(&h->rs_ss, h->sc);
 	r = subst_stream_feed(&h->rs_ss, s, n, emit_to_buf, NULL, h);
 	if (!r)
 		r = subst_stream_finish(&h->rs_ss, emit_to_buf, h);
@@ -1688,8 +1695,8 @@ static int rq_on_headers_complete(llhttp_t *p)
 	h->rq_fwd = true;
 	h->cur_loc = LOC_BODY;
 	if (h->scan_body) {
-		subst_stream_init(&h->rq_ss, h->ph);
-		subst_stream_init(&h->rq_pss, h->ph);
+		ss_reset(&h->rq_ss, h->ph);
+		ss_reset(&h->rq_pss, h->ph);
 		h->pd_n = 0;
 	}
 	return 0;
@@ -1955,7 +1962,7 @@ static int rs_on_headers_complete(llhttp_t *p)
 	put(h, h->to_client, "\r\n", 2);
 	h->bytes_out += h->to_client->len - before;
 	if (h->rs_scrub)
-		subst_stream_init(&h->rs_ss, h->sc);
+		ss_reset(&h->rs_ss, h->sc);
 	if (h->err)
 		return -1;
 	return nobody ? 1 : 0;
@@ -2083,6 +2090,9 @@ void hx_free(struct hx *h)
 	if (!h)
 		return;
 	sec_cache_drop(h);
+	subst_stream_fini(&h->rq_ss);
+	subst_stream_fini(&h->rs_ss);
+	subst_stream_fini(&h->rq_pss);
 	buf_free(&h->rq.b);
 	buf_free(&h->rs.b);
 	free(h->rq.hdr);

@@ -46,7 +46,7 @@ struct subst *subst_compile(const struct subst_pat *pats, size_t n)
 	if (n && !pats)
 		return NULL;
 	for (size_t i = 0; i < n; i++)
-		if (!pats[i].needle || !pats[i].needle_len || pats[i].needle_len > SUBST_CARRY_MAX ||
+		if (!pats[i].needle || !pats[i].needle_len || pats[i].needle_len > SUBST_NEEDLE_MAX ||
 		    (pats[i].repl_len && !pats[i].repl))
 			return NULL;
 	s = calloc(1, sizeof(*s));
@@ -106,6 +106,24 @@ void subst_stream_init(struct subst_stream *st, const struct subst *s)
 {
 	memset(st, 0, sizeof(*st));
 	st->s = s;
+}
+
+void subst_stream_fini(struct subst_stream *st)
+{
+	if (st->xbuf) {
+		/* it may hold part of a secret value */
+		explicit_bzero(st->xbuf, st->xcap);
+		free(st->xbuf);
+	}
+	st->xbuf = NULL;
+	st->xcap = 0;
+	st->carry_len = 0;
+}
+
+/* Where the carry lives: in the stream, or for long needles on the heap. */
+static char *carry_of(struct subst_stream *st)
+{
+	return st->xbuf ? st->xbuf : st->carry;
 }
 
 enum { EVAL_NONE, EVAL_MATCH, EVAL_PENDING };
@@ -209,11 +227,13 @@ int subst_stream_feed(struct subst_stream *st, const char *in, size_t n,
 		return emit(ctx, in, n);
 	if (st->carry_len) {
 		/* Candidates that start in the carry: look at them through a small
-		 * window of carry + the first max_needle-1 new bytes. */
-		char w[2 * SUBST_CARRY_MAX];
+		 * window of carry + the first max_needle-1 new bytes. A heap carry
+		 * is its own window (it has room for both). */
+		char ws[2 * SUBST_CARRY_MAX], *w = st->xbuf ? st->xbuf : ws;
 		size_t take = n < s->max_needle - 1 ? n : s->max_needle - 1, cl = st->carry_len;
 
-		memcpy(w, st->carry, cl);
+		if (!st->xbuf)
+			memcpy(w, st->carry, cl);
 		memcpy(w + cl, in, take);
 		r = scan(s, w, cl + take, 0, cl, false, emit, on_match, ctx, &stop);
 		if (r < 0)
@@ -221,7 +241,7 @@ int subst_stream_feed(struct subst_stream *st, const char *in, size_t n,
 		if (r == 1) {
 			/* only possible when all of in fit in the window */
 			st->carry_len = cl + take - stop;
-			memmove(st->carry, w + stop, st->carry_len);
+			memmove(carry_of(st), w + stop, st->carry_len);
 			return 0;
 		}
 		st->carry_len = 0;
@@ -231,8 +251,14 @@ int subst_stream_feed(struct subst_stream *st, const char *in, size_t n,
 	if (r < 0)
 		return r;
 	if (r == 1) {
+		if (s->max_needle > SUBST_CARRY_MAX && !st->xbuf) {
+			st->xbuf = malloc(2 * s->max_needle);
+			if (!st->xbuf)
+				return -ENOMEM;
+			st->xcap = 2 * s->max_needle;
+		}
 		st->carry_len = n - stop;
-		memcpy(st->carry, in + stop, st->carry_len);
+		memcpy(carry_of(st), in + stop, st->carry_len);
 	}
 	return 0;
 }
@@ -246,7 +272,7 @@ int subst_stream_finish(struct subst_stream *st, subst_emit_fn emit, void *ctx)
 		return 0;
 	st->carry_len = 0;
 	if (!st->s || !st->s->n)
-		return emit(ctx, st->carry, cl);
-	r = scan(st->s, st->carry, cl, 0, cl, true, emit, st->last_on_match, ctx, &stop);
+		return emit(ctx, carry_of(st), cl);
+	r = scan(st->s, carry_of(st), cl, 0, cl, true, emit, st->last_on_match, ctx, &stop);
 	return r < 0 ? r : 0;
 }

@@ -20,7 +20,7 @@ struct subst_pat {
 
 struct subst;  /* compiled, immutable; pats (and their bytes) must outlive it */
 
-/* NULL on ENOMEM/EINVAL (an empty needle, or one longer than SUBST_CARRY_MAX).
+/* NULL on ENOMEM/EINVAL (an empty needle, or one longer than SUBST_NEEDLE_MAX).
  * n == 0 gives a matcher that passes everything through. Overlapping needles:
  * the leftmost match wins, and the longest needle at that position. */
 struct subst *subst_compile(const struct subst_pat *pats, size_t n);
@@ -34,11 +34,17 @@ typedef int (*subst_emit_fn)(void *ctx, const char *data, size_t len);
  * the feed with that error (e.g. -EACCES: leak). */
 typedef int (*subst_match_fn)(void *ctx, int id);
 
+/* Needles up to SUBST_CARRY_MAX bytes carry in the stream itself; longer ones
+ * (a PEM key, a JWT as a value to scrub) in a heap buffer of twice the
+ * longest needle, taken at the first carry and dropped by subst_stream_fini. */
 #define SUBST_CARRY_MAX 512
+#define SUBST_NEEDLE_MAX 65536
 struct subst_stream {
 	const struct subst *s;
 	size_t carry_len;
 	char carry[SUBST_CARRY_MAX];
+	char *xbuf;
+	size_t xcap;
 	/* engine-private matcher state may follow */
 	size_t state;
 	/* on_match of the last feed, used by finish: when one needle is a prefix
@@ -47,7 +53,10 @@ struct subst_stream {
 	subst_match_fn last_on_match;
 };
 
+/* st: zeroed, or last used with subst_stream_fini (init does not free). */
 void subst_stream_init(struct subst_stream *st, const struct subst *s);
+/* Wipes and frees what a long needle's carry took; st may be initialised again. */
+void subst_stream_fini(struct subst_stream *st);
 /* Feeds n bytes. Returns 0, or the first -errno from emit/on_match. */
 int subst_stream_feed(struct subst_stream *st, const char *in, size_t n,
 		      subst_emit_fn emit, subst_match_fn on_match, void *ctx);

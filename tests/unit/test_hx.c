@@ -715,6 +715,45 @@ static void test_connection_close(void **state)
 	buf_free(&cl);
 }
 
+/* A value longer than the in-stream carry (a PEM key, a JWT): requests to its
+ * host still go (they failed with ENOMEM), and an echo split across upstream
+ * reads is scrubbed. */
+static void test_long_secret(void **state)
+{
+	enum { L = 1500 };
+	char val[L + 1], *pol, *resp;
+	struct buf up = {0}, cl = {0};
+	unsigned ev = 0;
+	struct hx *h;
+	size_t hl;
+
+	(void)state;
+	for (size_t i = 0; i < L; i++)
+		val[i] = (char)('a' + (i * 11) % 26);
+	val[L] = 0;
+	pol = xmalloc(L + 512);
+	snprintf(pol, L + 512, "rules:\n  - {action: allow, host: \"api.test\", port: 443}\n"
+		 "secrets:\n  PEM: {value: \"%s\", hosts: [\"api.test\"]}\n", val);
+	load_policy(pol);
+	free(pol);
+	h = mk("api.test", 443, true);
+	feed(h, "GET /k HTTP/1.1\r\nHost: api.test\r\nX-K: SLUICE_PLACEHOLDER_PEM\r\n\r\n", &up, &cl, &ev);
+	assert_true(ev & HX_EV_OPEN_UPSTREAM);
+	assert_non_null(strstr(S(&up), val));
+	resp = xmalloc(L + 128);
+	hl = (size_t)snprintf(resp, L + 128, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n<%s>", L + 2, val);
+	/* three reads, cutting the value twice */
+	assert_int_equal(hx_on_upstream(h, resp, hl - 1000, &cl, &ev), 0);
+	assert_int_equal(hx_on_upstream(h, resp + hl - 1000, 500, &cl, &ev), 0);
+	assert_int_equal(hx_on_upstream(h, resp + hl - 500, 500, &cl, &ev), 0);
+	assert_null(strstr(S(&cl), val));
+	assert_non_null(strstr(S(&cl), "SLUICE_PLACEHOLDER_PEM"));
+	free(resp);
+	hx_free(h);
+	buf_free(&up);
+	buf_free(&cl);
+}
+
 /* A 1xx never has a body (RFC 9110 15.2), whatever length it claims: the
  * final response after it must not be eaten as one. */
 static void test_1xx_no_body(void **state)
@@ -1276,6 +1315,7 @@ int main(void)
 		cmocka_unit_test(test_late_leak_closes),
 		cmocka_unit_test(test_scrub_split),
 		cmocka_unit_test(test_1xx_no_body),
+		cmocka_unit_test(test_long_secret),
 		cmocka_unit_test(test_client_eof),
 		cmocka_unit_test(test_injection),
 		cmocka_unit_test(test_no_policy),

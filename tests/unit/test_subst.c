@@ -274,9 +274,55 @@ static void test_many_patterns(void **state)
 	subst_free(s);
 }
 
+/* Values longer than the in-stream carry (a PEM key, a JWT): found across
+ * every kind of split, the carry on the heap, wiped and freed by fini. */
+static void test_long_needles(void **state)
+{
+	enum { L = 3000, N = 3 * L + 300 };
+	static char val[L], in[N], want[N];
+	struct subst_pat p[] = { { val, L, "SLUICE_PLACEHOLDER_PEM", 22, 0 },
+				 { "short-one", 9, "S", 1, 1 } };
+	struct subst *s;
+	size_t wl;
+
+	(void)state;
+	for (size_t i = 0; i < L; i++)
+		val[i] = (char)('A' + (i * 7) % 26);
+	memset(in, '.', sizeof(in));
+	memcpy(in + 100, val, L);
+	memcpy(in + 100 + L + 5, "short-one", 9);
+	memcpy(in + 2 * L + 200, val, L - 1); /* a near miss at the end */
+	s = subst_compile(p, 2);
+	assert_non_null(s);
+	wl = naive(p, 2, in, N, want, -1);
+	for (size_t step = 1; step <= N; step = step < 64 ? step + 1 : step * 3) {
+		struct subst_stream st;
+		struct sink *sk = calloc(1, sizeof(*sk));
+		size_t off = 0;
+
+		assert_non_null(sk);
+		sk->keep_id = sk->abort_id = -1;
+		memset(&st, 0, sizeof(st));
+		subst_stream_init(&st, s);
+		while (off < N) {
+			size_t k = N - off < step ? N - off : step;
+
+			assert_int_equal(subst_stream_feed(&st, in + off, k, emit, on_match, sk), 0);
+			off += k;
+		}
+		assert_int_equal(subst_stream_finish(&st, emit, sk), 0);
+		subst_stream_fini(&st);
+		assert_null(st.xbuf);
+		if (sk->len != wl || memcmp(sk->out, want, wl))
+			fail_msg("step %zu: output differs from the reference (%zu vs %zu bytes)", step, sk->len, wl);
+		free(sk);
+	}
+	subst_free(s);
+}
+
 static void test_compile_edge_cases(void **state)
 {
-	static char huge[SUBST_CARRY_MAX + 1];
+	static char huge[SUBST_NEEDLE_MAX + 1];
 	struct subst_pat empty = { "", 0, "x", 1, 0 };
 	struct subst_pat too_long = { huge, sizeof(huge), "x", 1, 0 };
 	struct subst *s;
@@ -304,6 +350,7 @@ int main(void)
 		cmocka_unit_test(test_prefix_needle_at_end),
 		cmocka_unit_test(test_no_match_fast_path),
 		cmocka_unit_test(test_many_patterns),
+		cmocka_unit_test(test_long_needles),
 		cmocka_unit_test(test_compile_edge_cases),
 	};
 
