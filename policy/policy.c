@@ -97,16 +97,24 @@ static struct policy *policy_alloc(void)
 	return p;
 }
 
-static void policy_free(struct policy *p)
+void policy_forget_secret_values(struct policy *p)
 {
-	for (size_t i = 0; i < p->n_secrets; i++) {
+	for (size_t i = 0; p && i < p->n_secrets; i++) {
 		struct secret *s = &p->secrets[i];
 
 		if (s->value_mem) {
 			explicit_bzero(s->value_mem, s->pub.value_len);
 			free(s->value_mem);
 		}
+		s->value_mem = NULL;
+		s->pub.value = NULL;
+		s->pub.value_len = 0;
 	}
+}
+
+static void policy_free(struct policy *p)
+{
+	policy_forget_secret_values(p);
 	arena_free(&p->arena);
 	free(p);
 }

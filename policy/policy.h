@@ -146,8 +146,12 @@ size_t policy_secret_count(const struct policy *p);
 const struct policy_secret *policy_secret_at(const struct policy *p, size_t i);
 
 /* Reads every secret's value (env var of this process, file, or literal).
- * Broker only. Errors name the secret and the source, never the value. */
+ * The broker; sluice run too, briefly (policy_forget_secret_values). Errors name the secret and the source, never the value. */
 int policy_resolve_secrets(struct policy *p, char *err, size_t errlen);
+
+/* Wipes and drops every resolved value (the CLI reads them only to keep copies
+ * out of the sandbox's environment). */
+void policy_forget_secret_values(struct policy *p);
 
 /* Is host one of this secret's hosts (methods and paths aside)? Responses from
  * such a host are scrubbed of the value, whatever was sent. */

@@ -17,8 +17,9 @@ static int var_is(const char *kv, const char *name)
 	return !strncmp(kv, name, n) && kv[n] == '=';
 }
 
-/* Does kv's value contain the value of some secret's source var? A copy of a
- * token under another name must not reach the sandbox either. */
+/* Does kv's value contain some secret's value (its source var's, or the one
+ * read from its file or policy)? A copy of a token under another name must not
+ * reach the sandbox either. */
 static int holds_secret(const char *kv, char *const *env, const struct env_secret *s, size_t n)
 {
 	const char *val = strchr(kv, '=');
@@ -27,6 +28,8 @@ static int holds_secret(const char *kv, char *const *env, const struct env_secre
 		return 1; /* malformed: drop it */
 	val++;
 	for (size_t i = 0; i < n; i++) {
+		if (s[i].value && s[i].value_len && memmem(val, strlen(val), s[i].value, s[i].value_len))
+			return 1;
 		if (!s[i].env_source)
 			continue;
 		for (char *const *e = env; *e; e++) {

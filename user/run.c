@@ -196,6 +196,13 @@ static int build_env(struct sandbox *s)
 {
 	struct env_secret sec[256];
 	size_t n = 0, i;
+	char err[512];
+
+	/* The values themselves, read here (as root, before the sandbox exists)
+	 * only to drop any variable that holds one under another name, then
+	 * wiped. What cannot be read now, the broker will report. */
+	if (s->policy)
+		policy_resolve_secrets(s->policy, err, sizeof(err));
 	if (s->policy) {
 		n = policy_secret_count(s->policy);
 		if (n > sizeof(sec) / sizeof(sec[0])) {
@@ -206,11 +213,13 @@ static int build_env(struct sandbox *s)
 		for (i = 0; i < n; i++) {
 			const struct policy_secret *ps = policy_secret_at(s->policy, i);
 
-			sec[i] = (struct env_secret){ ps->name, ps->placeholder, ps->env_source };
+			sec[i] = (struct env_secret){ ps->name, ps->placeholder, ps->env_source,
+						      ps->value, ps->value_len };
 		}
 	}
 	snprintf(s->bundle, sizeof(s->bundle), "%s/ca-bundle.pem", s->o->run_dir ? s->o->run_dir : SLUICE_RUN_DIR);
 	s->envp = env_build(environ, sec, n, s->bundle);
+	policy_forget_secret_values(s->policy);
 	return s->envp ? 0 : -ENOMEM;
 }
 

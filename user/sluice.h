@@ -111,6 +111,8 @@ struct env_secret {
 	const char *name;         /* env var the sandbox sees */
 	const char *placeholder;  /* its value there */
 	const char *env_source;   /* var holding the real value (removed), or NULL */
+	const char *value;        /* the real value (file: or value:), or NULL: any var holding it is removed */
+	size_t value_len;
 };
 /* Builds the sandbox's environment from env (NULL-terminated): every secret's
  * source var and every var whose value contains a secret's value is dropped,

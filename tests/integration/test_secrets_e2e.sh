@@ -153,5 +153,15 @@ for v in "${VALUES[@]}"; do
 		"value ${v:0:7}... is in nothing the sandbox received, nor in the audit log or the broker's messages"
 done
 sl_assert_contains "$(cat "$T/audit.log")" '"secrets":"HDR_TOKEN"' "audit names the secret used (not its value)"
+
+# A value: (or file:) secret's value under another variable name stays out of the sandbox too:
+# sluice run reads the values before the sandbox starts only to find such copies.
+LITV=lit-v4lue-$RANDOM$RANDOM
+printf 'rules:\n  - {action: allow, host: api.test}\nsecrets:\n  LIT: {value: "%s", hosts: [api.test]}\n' "$LITV" >"$T/lit.yaml"
+chmod 600 "$T/lit.yaml"
+litenv=$(COPY_OF_LIT="key=$LITV" UNRELATED=keep e2e_run --policy "$T/lit.yaml" --audit "$T/lit.audit" -- env 2>"$T/lit.err")
+sl_assert_contains "$litenv" "LIT=SLUICE_PLACEHOLDER_LIT" "env: a value: secret gets its placeholder"
+sl_assert_contains "$litenv" "UNRELATED=keep" "env: other variables pass"
+sl_assert_not_contains "$litenv" "$LITV" "env: a variable holding a value: secret's value is not in the sandbox"
 sl_assert_not_contains "$(cat "$T/run.err")" "killed by signal" "the broker did not crash"
 e2e_finish

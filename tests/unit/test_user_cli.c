@@ -108,12 +108,13 @@ static void test_env_build(void **st)
 	char *in[] = {
 		"PATH=/usr/bin", "HOME=/root", "REAL_TOKEN=s3cr3t-value",
 		"COPY=prefix-s3cr3t-value-suffix", "GH=ghp_abc", "SSL_CERT_FILE=/etc/old.pem",
-		"API_TOKEN=stale", NULL,
+		"API_TOKEN=stale", "CLAUDE_KEY=sk-f1le-v4lue", "OTHER=v4l", NULL,
 	};
 	struct env_secret s[] = {
-		{ "API_TOKEN", "SLUICE_PLACEHOLDER_API_TOKEN", "REAL_TOKEN" },
-		{ "GH_TOKEN", "SLUICE_PLACEHOLDER_GH_TOKEN", "GH" },
-		{ "LITERAL", "SLUICE_PLACEHOLDER_LITERAL", NULL },
+		{ "API_TOKEN", "SLUICE_PLACEHOLDER_API_TOKEN", "REAL_TOKEN", NULL, 0 },
+		{ "GH_TOKEN", "SLUICE_PLACEHOLDER_GH_TOKEN", "GH", NULL, 0 },
+		/* value: or file: secrets: the CLI read the value to find copies of it */
+		{ "LITERAL", "SLUICE_PLACEHOLDER_LITERAL", NULL, "f1le-v4lue", 10 },
 	};
 	char **out = env_build(in, s, 3, "/run/sluice/ca-bundle.pem");
 	size_t n = 0;
@@ -124,6 +125,8 @@ static void test_env_build(void **st)
 	assert_null(env_get(out, "REAL_TOKEN"));    /* the source var */
 	assert_null(env_get(out, "GH"));
 	assert_null(env_get(out, "COPY"));          /* holds the secret value */
+	assert_null(env_get(out, "CLAUDE_KEY"));    /* holds a file: secret's value */
+	assert_string_equal(env_get(out, "OTHER"), "v4l");
 	assert_string_equal(env_get(out, "API_TOKEN"), "SLUICE_PLACEHOLDER_API_TOKEN");
 	assert_string_equal(env_get(out, "GH_TOKEN"), "SLUICE_PLACEHOLDER_GH_TOKEN");
 	assert_string_equal(env_get(out, "LITERAL"), "SLUICE_PLACEHOLDER_LITERAL");
@@ -137,8 +140,8 @@ static void test_env_build(void **st)
 		assert_null(strstr(*e, "ghp_abc"));
 		n++;
 	}
-	/* PATH, HOME, 3 placeholders, 5 CA vars; no duplicates of API_TOKEN/SSL_CERT_FILE */
-	assert_int_equal(n, 10);
+	/* PATH, HOME, OTHER, 3 placeholders, 5 CA vars; no duplicates of API_TOKEN/SSL_CERT_FILE */
+	assert_int_equal(n, 11);
 	free(out);
 }
 
