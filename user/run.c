@@ -225,11 +225,37 @@ static int build_env(struct sandbox *s)
 
 /* Keys, the policy (it may hold literal secrets), secret files, the audit and
  * broker logs: a uid 0 sandbox would pass owner permission checks on them. */
+/* A directory named sluice is sluice's own (/etc/sluice, ~/.config/sluice):
+ * all of it is hidden, so a file in it replaced by rename stays hidden too.
+ * Elsewhere only the file is covered, and Linux drops a mount over a file
+ * that the host renames another over (an editor's save, mv, sed -i): the new
+ * one is then visible inside. sensitive: the file holds secret values. */
+static int hide_file(struct sandbox *s, const char *path, bool sensitive, const char **what)
+{
+	char dir[4096], *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash && slash > dir && slash - dir >= 6 && !strncmp(slash - 6, "sluice", 6) &&
+	    (slash - dir == 6 || slash[-7] == '/')) {
+		*slash = 0;
+		*what = path;
+		return sb_hide_add(&s->hide, dir);
+	}
+	if (sensitive)
+		pr_warn("%s holds secret values and is hidden from the sandbox file by file: if it is "
+			"replaced by a rename while the sandbox runs (an editor's save, mv, sed -i), the new "
+			"file is visible inside. Keep it in a directory named sluice (hidden whole), e.g. "
+			"~/.config/sluice/", path);
+	*what = path;
+	return sb_hide_add(&s->hide, path);
+}
+
 static int hide_list(struct sandbox *s)
 {
 	const char *run_dir = s->o->run_dir ? s->o->run_dir : SLUICE_RUN_DIR;
 	const char *what = run_dir;
-	char dir[4096], *slash;
+	bool literal = false;
 	int err;
 
 	err = sb_hide_set_run_dir(&s->hide, run_dir);
@@ -239,25 +265,18 @@ static int hide_list(struct sandbox *s)
 	}
 	if (!err && s->o->audit && strcmp(s->o->audit, "-"))
 		err = sb_hide_add(&s->hide, what = s->o->audit);
-	if (!err && s->o->policy) {
-		/* A directory named sluice is sluice's own (/etc/sluice): all of it,
-		 * so a policy replaced by rename stays hidden too. */
-		snprintf(dir, sizeof(dir), "%s", s->o->policy);
-		slash = strrchr(dir, '/');
-		if (slash && slash > dir && slash - dir >= 6 && !strncmp(slash - 6, "sluice", 6) &&
-		    (slash - dir == 6 || slash[-7] == '/')) {
-			*slash = 0;
-			what = dir;
-		} else {
-			what = s->o->policy;
-		}
-		err = sb_hide_add(&s->hide, what);
+	for (size_t i = 0; s->policy && i < policy_secret_count(s->policy); i++) {
+		const struct policy_secret *ps = policy_secret_at(s->policy, i);
+
+		literal |= !ps->env_source && !ps->file_source;
 	}
+	if (!err && s->o->policy)
+		err = hide_file(s, s->o->policy, literal, &what);
 	for (size_t i = 0; !err && s->policy && i < policy_secret_count(s->policy); i++) {
 		const struct policy_secret *ps = policy_secret_at(s->policy, i);
 
 		if (ps->file_source)
-			err = sb_hide_add(&s->hide, what = ps->file_source);
+			err = hide_file(s, ps->file_source, true, &what);
 	}
 	if (err)
 		pr_err("Couldn't resolve %s to hide it from the sandbox: %s; refusing to run", what,

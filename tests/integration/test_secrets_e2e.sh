@@ -163,5 +163,8 @@ litenv=$(COPY_OF_LIT="key=$LITV" UNRELATED=keep e2e_run --policy "$T/lit.yaml" -
 sl_assert_contains "$litenv" "LIT=SLUICE_PLACEHOLDER_LIT" "env: a value: secret gets its placeholder"
 sl_assert_contains "$litenv" "UNRELATED=keep" "env: other variables pass"
 sl_assert_not_contains "$litenv" "$LITV" "env: a variable holding a value: secret's value is not in the sandbox"
+# That policy is covered file by file (not in a directory named sluice): sluice run says what a
+# rename over it would do.
+sl_assert_contains "$(cat "$T/lit.err")" "replaced by a rename" "a policy holding values outside a sluice directory gets a warning"
 sl_assert_not_contains "$(cat "$T/run.err")" "killed by signal" "the broker did not crash"
 e2e_finish
