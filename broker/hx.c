@@ -270,6 +270,7 @@ static const char *reason_phrase(int status)
 	case 500: return "Internal Server Error";
 	case 502: return "Bad Gateway";
 	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
 	default:  return "Error";
 	}
 }
@@ -1466,6 +1467,13 @@ static int rq_on_headers_complete(llhttp_t *p)
 	h->rq_close = !llhttp_should_keep_alive(p) || h->client_eof || h->rq_http10;
 	h->rq_head = p->method == HTTP_HEAD;
 
+	/* llhttp 8 takes any digit pair (HTTP/2.0, HTTP/0.9); the request is
+	 * sent upstream as HTTP/1.1, so only 1.0 and 1.1 are understood. */
+	if (p->http_major != 1 || p->http_minor > 1) {
+		answer_error(h, 505, "HTTP version not supported",
+			     "only HTTP/1.0 and HTTP/1.1 requests are understood here", true);
+		return -1;
+	}
 	bad = head_finish(m);
 	t = hp(m, m->t);
 	tl = m->t_len;
@@ -2122,7 +2130,8 @@ static void feed_begin(struct hx *h, const char *data, size_t len, struct buf *t
  * empty line that ends the head, even when built in strict mode. A proxy
  * that forwards what its upstream may frame differently is a smuggling
  * vector (RFC 9112 section 2.2 lets a recipient reject bare LF: we do).
- * Scans only head bytes, across reads. Returns 0, or -EINVAL on a bare LF.
+ * Scans only head bytes, across reads. Returns 0, or -EINVAL on a bare LF
+ * or a bare CR.
  */
 static int head_scan(struct hx *h, const char *d, size_t n)
 {
@@ -2134,6 +2143,10 @@ static int head_scan(struct hx *h, const char *d, size_t n)
 		size_t end = nl ? (size_t)(nl - d) : n;
 
 		if (end > i) {
+			/* A CR not followed by LF (RFC 9112 2.2), even across reads:
+			 * llhttp 8 ends the head at CR LF CR and any byte after it. */
+			if (h->hs_prev == '\r' || memchr(d + i, '\r', end - i - 1))
+				return -EINVAL;
 			/* Text other than CR on this stretch: the line is not empty. */
 			for (size_t j = i; j < end; j++)
 				if (d[j] != '\r') {
@@ -2211,7 +2224,7 @@ int hx_on_client(struct hx *h, const char *data, size_t len, size_t *consumed,
 			if (!h->rq_active)
 				h->rq_active = true; /* audit the broken request too */
 			answer_error(h, 400, "bad request",
-				     "bare LF in the request head: lines must end with CRLF (RFC 9112)", true);
+				     "bare LF or CR in the request head: lines must end with CRLF (RFC 9112)", true);
 			off = len;
 			break;
 		}
