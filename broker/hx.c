@@ -2221,8 +2221,11 @@ int hx_on_client(struct hx *h, const char *data, size_t len, size_t *consumed,
 		if (h->rq_done && h->rq_fwd)
 			break; /* one request in flight */
 		if (!h->hs_body && head_scan(h, data + off, len - off)) {
+			/* Audit the broken request too, as a new one: llhttp has
+			 * not begun it, so nothing of the last request (its method,
+			 * path, HEAD-ness) may stand for it. */
 			if (!h->rq_active)
-				h->rq_active = true; /* audit the broken request too */
+				rq_on_message_begin(&h->rq_p);
 			answer_error(h, 400, "bad request",
 				     "bare LF or CR in the request head: lines must end with CRLF (RFC 9112)", true);
 			off = len;
