@@ -2179,15 +2179,12 @@ static void rq_parse_error(struct hx *h, llhttp_errno_t e)
 {
 	const char *why = llhttp_get_error_reason(&h->rq_p);
 
-	if (h->rq.too_big) {
-		answer_error(h, 431, "request header fields too large",
-			     "the request head exceeds the broker's limit on header size or count", true);
-		return;
-	}
 	if (!h->rq_active)
 		h->rq_active = true; /* audit the broken request too */
 	if (h->rq_fwd && !h->rq_local) {
-		/* Broken mid-body after the head went upstream: nothing sane can follow. */
+		/* Broken mid-body after the head went upstream (too large
+		 * trailers count here too): nothing sane can follow, and no
+		 * answer of ours may land inside a response already started. */
 		*h->ev |= HX_EV_UPSTREAM_DONE;
 		h->up_open = false;
 		if (h->rs_sent) {
@@ -2195,6 +2192,11 @@ static void rq_parse_error(struct hx *h, llhttp_errno_t e)
 			*h->ev |= HX_EV_CLOSE | HX_EV_ABORT;
 			return;
 		}
+	}
+	if (h->rq.too_big) {
+		answer_error(h, 431, "request header fields too large",
+			     "the request head exceeds the broker's limit on header size or count", true);
+		return;
 	}
 	answer_error(h, 400, "bad request", why && *why ? why : llhttp_errno_name(e), true);
 }

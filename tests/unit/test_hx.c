@@ -763,6 +763,36 @@ static void test_long_secret(void **state)
 	buf_free(&cl);
 }
 
+/* Trailers over the header limit after the response began: the connection
+ * breaks, no 431 is written into the middle of the response. */
+static void test_big_trailers_mid_response(void **state)
+{
+	struct buf up = {0}, cl = {0};
+	unsigned ev = 0;
+	struct hx *h;
+	char *tr = xmalloc(17100);
+
+	(void)state;
+	load_policy(POLICY_PLAIN);
+	h = mk("api.test", 443, true);
+	feed(h, "POST /v1/c HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+	     &up, &cl, &ev);
+	assert_true(ev & HX_EV_OPEN_UPSTREAM);
+	upstream(h, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello", &cl, &ev);
+	reset(&cl);
+	ev = 0;
+	memcpy(tr, "0\r\nX-T: ", 8);
+	memset(tr + 8, 'a', 17000);
+	memcpy(tr + 8 + 17000, "\r\n\r\n", 5);
+	feed(h, tr, &up, &cl, &ev);
+	assert_null(strstr(S(&cl), "431"));
+	assert_true(ev & HX_EV_ABORT);
+	free(tr);
+	hx_free(h);
+	buf_free(&up);
+	buf_free(&cl);
+}
+
 /* A bare LF in the request after a HEAD: the 400 is a whole response with its
  * body, and the audit does not name the HEAD's path for it. */
 static void test_bare_lf_after_head(void **state)
@@ -1356,6 +1386,7 @@ int main(void)
 		cmocka_unit_test(test_1xx_no_body),
 		cmocka_unit_test(test_long_secret),
 		cmocka_unit_test(test_bare_lf_after_head),
+		cmocka_unit_test(test_big_trailers_mid_response),
 		cmocka_unit_test(test_client_eof),
 		cmocka_unit_test(test_injection),
 		cmocka_unit_test(test_no_policy),
