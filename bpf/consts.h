@@ -16,6 +16,10 @@
 
 #define SL_DNS_PORT 53
 
+/* skb->protocol (network byte order once bpf_htons is applied) */
+#define SL_ETH_P_IP   0x0800
+#define SL_ETH_P_IPV6 0x86DD
+
 /* getsockopt(SOL_IP / SOL_IPV6, SO_ORIGINAL_DST): <linux/netfilter_ipv4.h>, ip6_tables.h */
 #define SL_SOL_IP           0
 #define SL_SOL_IPV6         41

@@ -320,7 +320,7 @@ refuse:
 /* Records what the sandbox bound so its own loopback traffic passes. */
 static __always_inline int post_bind(struct bpf_sock *sk, int v6)
 {
-	struct sluice_bound_key k = {};
+	struct sluice_bound_key k = {}, *old;
 	__u64 cgid = 0, cookie;
 	__u32 a[4];
 
@@ -347,6 +347,17 @@ static __always_inline int post_bind(struct bpf_sock *sk, int v6)
 		}
 	}
 	cookie = bpf_get_socket_cookie(sk);
+	/* The same socket bound again (after connect(AF_UNSPEC) freed its port):
+	 * its old record goes first, or it would outlive the port and let
+	 * loopback reach whoever binds that port next. */
+	old = bpf_map_lookup_elem(&sluice_bound_ck, &cookie);
+	if (old) {
+		struct sluice_bound_key ok = *old;
+		__u64 *owner = bpf_map_lookup_elem(&sluice_bound, &ok);
+
+		if (owner && *owner == cookie)
+			bpf_map_delete_elem(&sluice_bound, &ok);
+	}
 	/* A failed update only means loopback to this port goes to the broker. */
 	if (!bpf_map_update_elem(&sluice_bound, &k, &cookie, BPF_ANY))
 		bpf_map_update_elem(&sluice_bound_ck, &cookie, &k, BPF_ANY);
@@ -363,6 +374,32 @@ SEC("cgroup/post_bind6")
 int sluice_post_bind6(struct bpf_sock *sk)
 {
 	return post_bind(sk, 1);
+}
+
+/*
+ * Nothing reaches the sandbox's sockets from off the host: all it may talk to
+ * is on loopback (the broker, its resolver, its own servers). Without this a
+ * socket bound to 0.0.0.0 or :: (or autobound by listen()) accepts connections
+ * and datagrams from the network, a two-way channel no connect hook sees.
+ */
+SEC("cgroup_skb/ingress")
+int sluice_ingress(struct __sk_buff *skb)
+{
+	__u32 w[4];
+
+	if (skb->protocol == bpf_htons(SL_ETH_P_IP)) {
+		if (bpf_skb_load_bytes(skb, 12, w, 4)) /* iphdr.saddr */
+			return 0;
+		return (bpf_ntohl(w[0]) >> 24) == 127;
+	}
+	if (skb->protocol == bpf_htons(SL_ETH_P_IPV6)) {
+		if (bpf_skb_load_bytes(skb, 8, w, 16)) /* ipv6hdr.saddr */
+			return 0;
+		if (ip6_is_v4mapped(w))
+			return (bpf_ntohl(w[3]) >> 24) == 127;
+		return w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == bpf_htonl(1);
+	}
+	return 0;
 }
 
 /* A released socket's port may next belong to someone else: forget it. */

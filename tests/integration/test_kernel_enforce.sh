@@ -95,6 +95,21 @@ if mode == "main":
     l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(4)
     c = socket.create_connection(l.getsockname(), 3); a, _ = l.accept(); a.sendall(b"SELF\n")
     out("self", "connected", c.recv(64).decode().strip()); c.close(); a.close(); l.close()
+    if os.environ.get("SL_INBOUND"):
+        # A wildcard listener and UDP socket: the fake internet tries to reach
+        # both (the test does, from outside); nothing may arrive.
+        L = socket.socket(); L.bind(("0.0.0.0", 0)); L.listen(4); L.settimeout(4)
+        U = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); U.bind(("0.0.0.0", 0)); U.settimeout(0.5)
+        open(os.environ["SL_INBOUND"] + ".tmp", "w").write("%d %d\n" % (L.getsockname()[1], U.getsockname()[1]))
+        os.rename(os.environ["SL_INBOUND"] + ".tmp", os.environ["SL_INBOUND"])
+        try:
+            a, peer = L.accept(); out("inbound", "accepted", peer[0]); a.close()
+        except socket.timeout:
+            out("inbound", "none")
+        try:
+            d, peer = U.recvfrom(64); out("inboundudp", "received", peer[0])
+        except socket.timeout:
+            out("inboundudp", "none")
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(3)
     try:
         u.sendto(b"ping", (FI4, 9001)); out("udp9001", "sent")
@@ -163,9 +178,24 @@ sl_assert_eq $((before + 3)) "$(fi_conns 9000)" "outside: the three connections 
 
 # ---- inside, uid 0 without capabilities ----
 conns0=$(fi_conns 9000); udp0=$(fi_udp_count 9001); dns0=$(fi_udp_count 53); hs0=$(wc -l <"$T/hostsvc.log" 2>/dev/null || echo 0)
-out=$(timeout 60 "$SLUICE" run --broker "$T/fakebroker.py" --name "$NAME" --user root --writable "$T" -- \
+# From the fake internet, toward the sandbox's wildcard sockets (the host's veth address).
+( for i in $(seq 200); do [ -s "$T/inbound.ports" ] && break; sleep 0.05; done
+  read -r tp up <"$T/inbound.ports" || exit 0
+  ip netns exec "$FI_NS" "$PY" -c '
+import socket, sys
+h, tp, up = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(5): u.sendto(b"IN", (h, up))
+try:
+    socket.create_connection((h, tp), 3).sendall(b"IN"); print("inbound connect OK")
+except OSError as e:
+    print("inbound connect failed", e)
+' "$FI_HOST4" "$tp" "$up" >"$T/inbound.client" 2>&1 ) &
+INB=$!
+out=$(SL_INBOUND="$T/inbound.ports" timeout 60 "$SLUICE" run --broker "$T/fakebroker.py" --name "$NAME" --user root --writable "$T" -- \
 	"$PY" "$T/probe.py" main "$CG2/cgroup.procs" "$CG2/sluice/cgroup.procs" /sys/fs/cgroup/unified/../unified/cgroup.procs 2>"$T/run.err")
 rc=$?
+wait $INB
 echo "$out" >"$T/inside.out"
 [ $rc = 0 ] || sl_fail "sluice run failed rc=$rc: $(cat "$T/run.err") $out"
 sl_assert_contains "$out" "v4 connected BROKER peer=$FI_IP4:9000" "IPv4 connect went to the broker; getpeername shows the original"
@@ -173,6 +203,9 @@ sl_assert_contains "$out" "v6 connected BROKER peer=$FI_IP6:9000" "IPv6 connect 
 sl_assert_contains "$out" "mapped connected BROKER peer=::ffff:$FI_IP4:9000" "v4-mapped connect went to the broker"
 sl_assert_contains "$out" "hostsvc connected BROKER" "loopback to a host service goes to the broker"
 sl_assert_contains "$out" "self connected SELF" "loopback to the sandbox's own listener passes"
+sl_assert_contains "$out" "inbound none" "no TCP connection from the network reached a wildcard listener in the sandbox"
+sl_assert_contains "$out" "inboundudp none" "no datagram from the network reached a wildcard UDP socket in the sandbox"
+sl_assert_contains "$(cat "$T/inbound.client")" "inbound connect failed" "the outside peer could not connect"
 sl_assert_contains "$out" "udp9001 error EPERM" "non-DNS UDP datagram refused"
 sl_assert_contains "$out" "udpconnect9001 error EPERM" "non-DNS UDP connect refused"
 sl_assert_contains "$out" "dns DNSquery src=$FI_IP4:53" "DNS went to the broker; the reply's source is the server asked"
