@@ -9,7 +9,7 @@
  *   escape_probe iouring ADDR PORT        io_uring_setup, then IORING_OP_CONNECT + SEND
  *   escape_probe bpf MAPID PROGID LINKID  bpf(): get fds of sluice's objects by id, load a
  *                                         cgroup connect program, create a map
- *   escape_probe x32                      socket(AF_PACKET) through the x32 syscall ABI
+ *   escape_probe x32                      socket(AF_VSOCK) through the x32 syscall ABI
  *
  * ADDR may be IPv4 or IPv6. "connected" lines carry what the peer sent first.
  */
@@ -277,9 +277,10 @@ static int do_bpf(unsigned map_id, unsigned prog_id, unsigned link_id)
 static int do_x32(void)
 {
 	/* x32 syscall numbers carry bit 30; a seccomp filter matching only
-	 * __NR_socket would miss them (kernels with CONFIG_X86_X32_ABI). */
+	 * __NR_socket would miss them (kernels with CONFIG_X86_X32_ABI).
+	 * AF_VSOCK needs no capability, so only the filter can stop it. */
 #if defined(__x86_64__)
-	long r = syscall(0x40000000L | 41, AF_PACKET, SOCK_RAW, 0);
+	long r = syscall(0x40000000L | 41, 40 /* AF_VSOCK */, SOCK_STREAM, 0);
 
 	printf("x32 %s\n", r < 0 ? en(errno) : "CREATED");
 #else
