@@ -101,6 +101,7 @@ struct conn {
 	bool want_close;               /* flush cout, then close */
 	bool abort;                    /* the response was cut short: close without close_notify, with a reset */
 	bool up_no_reuse;              /* hx said UPSTREAM_DONE */
+	bool up_internal;              /* dialled an internal address (a rule named the host) */
 	bool closing;
 	bool queued;                   /* on the run list */
 	bool up_used;                  /* the upstream connection already carried an exchange (pool, keep-alive) */

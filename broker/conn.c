@@ -255,6 +255,7 @@ static void up_close(struct conn *c)
 	c->ust = US_NONE;
 	c->up_eof_fed = false;
 	c->up_no_reuse = false;
+	c->up_internal = false;
 	buf_consume(&c->uout, buf_len(&c->uout));
 }
 
@@ -380,16 +381,21 @@ static void up_resolved(void *ctx, const struct rs_result *r)
 		return;
 	}
 	c->addrs = *r;
-	/* A name the operator did not pin, and no allow rule names exactly, may
-	 * not lead inside this host or to link-local services (cloud metadata):
-	 * DNS would be a way around the rules. */
-	struct policy *pol = broker_policy_get(c);
-	bool named = policy_host_named(pol, c->up_host, strlen(c->up_host));
+	/* A name the operator did not pin may lead inside this host or to
+	 * link-local services (cloud metadata) only when the rule that allowed
+	 * this request names it exactly: else DNS, or a broad rule, would be a
+	 * way around the rules. */
+	bool named = c->hx && hx_rule_names_host(c->hx);
 
-	policy_unref(pol);
-	for (i = 0; i < r->n; i++)
-		if (r->pinned || named || !resolver_addr_internal(b->res, &r->a[i]))
-			c->addrs.a[n++] = r->a[i];
+	c->up_internal = false;
+	for (i = 0; i < r->n; i++) {
+		bool internal = !r->pinned && resolver_addr_internal(b->res, &r->a[i]);
+
+		if (internal && !named)
+			continue;
+		c->up_internal |= internal;
+		c->addrs.a[n++] = r->a[i];
+	}
 	c->addrs.n = n;
 	c->addr_i = 0;
 	if (!n) {
@@ -416,8 +422,16 @@ static void up_open(struct conn *c)
 	if (c->ust != US_NONE) {
 		/* Not one hx gave up on: bytes it could not place (a response
 		 * nobody asked for) would be read as this request's answer. */
-		if (!strcmp(host, c->up_host) && !c->up_no_reuse)
+		if (!strcmp(host, c->up_host) && !c->up_no_reuse) {
+			/* Kept alive to an internal address for a request whose rule
+			 * named the host: the next request needs such a rule too. */
+			if (c->up_internal && !hx_rule_names_host(c->hx)) {
+				up_fail(c, 502, "this upstream is an internal address (loopback, link-local or "
+					"this host), which only a rule naming the host exactly may reach; refused");
+				return;
+			}
 			return;
+		}
 		/* Plain HTTP keep-alive to another Host: a new upstream. The
 		 * request hx just wrote goes to it, not away with the old one. */
 		{
@@ -700,7 +714,7 @@ static bool raw_prepare(struct conn *c, char *why, size_t whylen)
 
 		if (!policy_tcp_allowed(p, names[i], len, c->port, &v))
 			continue;
-		if (internal && !policy_host_named(p, names[i], len)) {
+		if (internal && !policy_rule_names_host(p, v.rule, names[i], len)) {
 			blocked = true;
 			continue;
 		}

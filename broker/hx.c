@@ -94,6 +94,7 @@ struct hx {
 	char hs_prev;                   /* last byte scanned */
 	bool rq_ws;                     /* WebSocket upgrade forwarded, waiting for 101 */
 	char ws_accept[32];             /* the Sec-WebSocket-Accept a real 101 must carry, or "" */
+	bool rule_names_host;           /* this request's allow rule names its host exactly */
 	bool rq_http10;
 	bool rq_close_on_refuse;        /* a refusal cannot drain the body (Expect): close */
 	bool expect_local;              /* 100 Continue was answered by hx itself */
@@ -1388,6 +1389,7 @@ static int rq_on_message_begin(llhttp_t *p)
 	h->host_len = h->host_port_len = 0;
 	h->status = 0;
 	h->used_mask = h->inject_mask = 0;
+	h->rule_names_host = false;
 	memset(h->allow, 0, sizeof(h->allow));
 	h->leak = -1;
 	h->start_us = ev_now_us();
@@ -1608,6 +1610,7 @@ static int rq_on_headers_complete(llhttp_t *p)
 		return h->closed ? -1 : 0;
 	}
 	set_why(h, v.why);
+	h->rule_names_host = policy_rule_names_host(h->pol, v.rule, pr.host, pr.host_len);
 
 	/* Secrets: where each may be substituted for this request. */
 	for (size_t i = 0; i < h->n_sec && i < HX_MAX_SECRETS; i++) {
@@ -2427,6 +2430,11 @@ int hx_on_upstream_inplace(struct hx *h, struct buf *to_client, size_t n, unsign
 const char *hx_upstream_host(const struct hx *h)
 {
 	return h->up_host_set ? h->up_host : NULL;
+}
+
+bool hx_rule_names_host(const struct hx *h)
+{
+	return h->rule_names_host;
 }
 
 bool hx_idle(const struct hx *h)

@@ -107,6 +107,9 @@ int hx_on_upstream_inplace(struct hx *h, struct buf *to_client, size_t n, unsign
 
 /* Host to dial (lower-case, no port): the SNI on TLS, the Host header on plain HTTP. */
 const char *hx_upstream_host(const struct hx *h);
+/* True when the rule that allowed the current request names its host exactly:
+ * only then may its upstream be inside this host (policy_rule_names_host). */
+bool hx_rule_names_host(const struct hx *h);
 /* True between requests (for idle vs. header timeouts). */
 bool hx_idle(const struct hx *h);
 

@@ -4,6 +4,7 @@
 #include <ifaddrs.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <resolv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,6 +183,14 @@ static void do_getaddrinfo(const char *name, struct rs_result *res)
 	int rc;
 
 	memset(res, 0, sizeof(*res));
+	/* The name looked up must be the name the rules checked: no search list
+	 * or default domain from resolv.conf ("db" must not become db.corp.example,
+	 * a name a deny rule may cover). A trailing dot would do it too, but glibc
+	 * then skips /etc/hosts. _res is this thread's; glibc may reload it when
+	 * resolv.conf changes, so it is set before every lookup. */
+	if (!(_res.options & RES_INIT))
+		res_init();
+	_res.options &= ~(unsigned long)(RES_DEFNAMES | RES_DNSRCH);
 	rc = getaddrinfo(name, NULL, &hints, &ai);
 	if (rc) {
 		res->err = (rc == EAI_NONAME || rc == EAI_NODATA) ? -ENOENT : -EAGAIN;
@@ -521,10 +530,16 @@ void resolver_dispatch(struct resolver *r)
 bool resolver_addr_internal(const struct resolver *r, const struct rs_addr *a)
 {
 	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	/* NAT64 (RFC 6052 well-known prefix): the IPv4 address it carries counts */
+	static const uint8_t nat64[12] = { 0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0 };
+	/* cloud metadata services outside link-local: AWS's IPv6 IMDS, Alibaba's */
+	static const uint8_t imds6[16] = { 0xfd, 0, 0x0e, 0xc2, [15] = 0x54, [14] = 0x02 };
 	struct rs_addr v4;
 	size_t i;
 
-	if (a->family == AF_INET6 && !memcmp(a->addr, v4mapped, 12)) {
+	if (a->family == AF_INET6 && !memcmp(a->addr, imds6, 16))
+		return true;
+	if (a->family == AF_INET6 && (!memcmp(a->addr, v4mapped, 12) || !memcmp(a->addr, nat64, 12))) {
 		memset(&v4, 0, sizeof(v4));
 		v4.family = AF_INET;
 		memcpy(v4.addr, a->addr + 12, 4);
@@ -533,7 +548,8 @@ bool resolver_addr_internal(const struct resolver *r, const struct rs_addr *a)
 	if (a->family == AF_INET) {
 		const uint8_t *b = a->addr;
 
-		if (b[0] == 127 || b[0] == 0 || (b[0] == 169 && b[1] == 254) || b[0] >= 224)
+		if (b[0] == 127 || b[0] == 0 || (b[0] == 169 && b[1] == 254) || b[0] >= 224 ||
+		    (b[0] == 100 && b[1] == 100 && b[2] == 100 && b[3] == 200))
 			return true;
 	} else {
 		static const uint8_t zero[16], one[16] = { [15] = 1 };

@@ -478,6 +478,21 @@ bool policy_host_named(const struct policy *p, const char *host, size_t host_len
 	return false;
 }
 
+bool policy_rule_names_host(const struct policy *p, int rule, const char *host, size_t host_len)
+{
+	const struct rule *r;
+
+	if (!p || !host || rule < 0 || (size_t)rule >= p->n_rules)
+		return false;
+	r = &p->rules[rule];
+	if (!r->allow)
+		return false;
+	for (size_t j = 0; j < r->n_hosts; j++)
+		if (!strpbrk(r->hosts[j], "*?[") && host_match_mode(r->hmode, r->hosts[j], host, host_len))
+			return true;
+	return false;
+}
+
 bool policy_tcp_allowed(const struct policy *p, const char *host, size_t host_len,
 			uint16_t port, struct policy_verdict *v)
 {

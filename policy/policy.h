@@ -81,6 +81,13 @@ bool policy_host_may_allow(const struct policy *p, const char *host, size_t host
  * addresses only then: a glob like "*" must not open the way to 169.254.169.254. */
 bool policy_host_named(const struct policy *p, const char *host, size_t host_len);
 
+/* True when rule (an index from a verdict) is an allow rule that names this
+ * host exactly. What the dial of an allowed request may reach inside this host
+ * (loopback, link-local, its own addresses) depends on the rule that allowed
+ * that request, not on some other rule naming the host for another port,
+ * method or path. */
+bool policy_rule_names_host(const struct policy *p, int rule, const char *host, size_t host_len);
+
 /* For non-HTTP TCP (no TLS, or TLS that is not HTTP): true only when a rule
  * with `proto: tcp` allows host:port. host may be a name or an address literal. */
 bool policy_tcp_allowed(const struct policy *p, const char *host, size_t host_len,

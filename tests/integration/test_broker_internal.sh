@@ -44,4 +44,89 @@ sl_assert_eq 502 "$code" "upstream is not TLS"
 sl_assert_not_contains "$(cat "$T/out")" "internal address" "not refused as internal"
 [ "$(conns)" -gt "$base" ] || sl_fail "the named host was not dialled"
 sl_ok "an allow rule naming the host exactly lets the broker dial it"
+
+# The rule that allowed the request decides, not another rule naming the host for some other
+# port, method or path: here "*" allows it, and localhost is named only for GET /health on 3000.
+printf 'rules:\n  - {action: allow, host: localhost, port: 3000, method: GET, path: /health}\n  - {action: allow, host: "*"}\n' >"$T/other.yaml"
+start other "$T/other.yaml"
+before=$(conns)
+code=$(get z other)
+sl_assert_eq 502 "$code" "a rule naming the host for another port does not open it to a glob-allowed request"
+sl_assert_contains "$(cat "$T/out")" "internal address" "502 says why"
+sl_assert_eq "$before" "$(conns)" "nothing reached the loopback service"
+
+# Cloud metadata outside link-local (AWS's IPv6 IMDS), as a plain HTTP Host under a "*" rule.
+printf 'rules:\n  - {action: allow, host: "*"}\n' >"$T/imds.yaml"
+exec {rfd}>"$T/imds.ready"
+sl_bg imds "$SLUICED" --listen 127.0.0.1:0 --ready-fd "$rfd" --ca-dir "$T/ca" --run-dir "$T/imds.run" \
+	--origdst-fixed "127.0.0.1:80" --policy "$T/imds.yaml" --audit "$T/imds.audit"
+exec {rfd}>&-
+sl_wait_for grep -q READY "$T/imds.ready" || sl_fail "imds broker did not get ready: $(cat "$T/imds.log")"
+read -r _ IPORT _ <"$T/imds.ready"
+out=$("$PY" - "$IPORT" <<'EOPY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 5)
+s.sendall(b"GET /latest/meta-data/ HTTP/1.1\r\nHost: [fd00:ec2::254]\r\nConnection: close\r\n\r\n")
+d = b""
+while True:
+    x = s.recv(4096)
+    if not x: break
+    d += x
+print(d.decode(errors="replace"))
+EOPY
+)
+sl_assert_contains "$out" "HTTP/1.1 502" "fd00:ec2::254 is refused"
+sl_assert_contains "$out" "internal address" "as an internal address"
+
+# The name resolved is the name the rules checked: no search list from resolv.conf ("db" must not
+# become db.corp.test, which a deny rule covers). In a network namespace of its own, with a fake
+# DNS server on its loopback that answers db.corp.test and logs every question.
+cat >"$T/fakedns.py" <<'EOPY'
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 53))
+log = open(sys.argv[1], "a", buffering=1)
+while True:
+    m, peer = s.recvfrom(4096)
+    qid = struct.unpack(">H", m[:2])[0]; off = 12; labels = []
+    while m[off]:
+        labels.append(m[off + 1:off + 1 + m[off]].decode()); off += 1 + m[off]
+    off += 5; name = ".".join(labels).lower(); qt = struct.unpack(">H", m[off - 4:off - 2])[0]
+    log.write("Q %s\n" % name)
+    if name == "db.corp.test" and qt == 1:
+        r = struct.pack(">HHHHHH", qid, 0x8180, 1, 1, 0, 0) + m[12:off] + \
+            struct.pack(">HHHIH", 0xc00c, 1, 1, 5, 4) + socket.inet_aton("127.0.0.9")
+    else:
+        r = struct.pack(">HHHHHH", qid, 0x8183, 1, 0, 0, 0) + m[12:off]
+    s.sendto(r, peer)
+EOPY
+printf 'nameserver 127.0.0.1\nsearch corp.test\noptions attempts:1 timeout:1\n' >"$T/search.conf"
+printf 'rules:\n  - {action: deny, host: "*.corp.test"}\n  - {action: allow, host: "*", method: GET}\n' >"$T/search.yaml"
+cat >"$T/search.sh" <<EOSH
+ip link set lo up
+mount --bind "$T/search.conf" /etc/resolv.conf || exit 125
+"$PY" "$T/fakedns.py" "$T/dns.log" & D=\$!
+exec {rfd}>"$T/search.ready"
+"$SLUICED" --listen 127.0.0.1:0 --ready-fd \$rfd --ca-dir "$T/ca" --run-dir "$T/search.run" \
+	--origdst-fixed 127.0.0.1:80 --policy "$T/search.yaml" --audit "$T/search.audit" >"$T/search.log" 2>&1 & B=\$!
+exec {rfd}>&-
+for i in \$(seq 100); do grep -q READY "$T/search.ready" && break; sleep 0.05; done
+read -r _ P _ <"$T/search.ready"
+"$PY" -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 5)
+s.sendall(b"GET / HTTP/1.1\r\nHost: db\r\nConnection: close\r\n\r\n")
+d = b""
+while True:
+    x = s.recv(4096)
+    if not x: break
+    d += x
+print(d.decode(errors="replace"))
+' "\$P"
+kill \$B \$D; wait \$B \$D 2>/dev/null
+EOSH
+out=$(timeout 30 unshare -n -m bash "$T/search.sh" 2>&1)
+sl_assert_contains "$out" "HTTP/1.1 502" "Host: db is not served from db.corp.test"
+sl_assert_contains "$out" "no such name" "the broker looked up db itself, which does not exist"
+sl_assert_contains "$(cat "$T/dns.log")" "Q db" "the DNS server was asked for db"
+sl_assert_not_contains "$(cat "$T/dns.log")" "corp.test" "and never for a name from the search list"
 sl_pass
