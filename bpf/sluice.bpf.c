@@ -95,6 +95,10 @@ static __always_inline int redirect(struct bpf_sock_addr *ctx, int v6)
 
 	if ((sb->flags & SLUICE_SB_ALLOW_LOOPBACK_BOUND) && is_local(family, a) &&
 	    bound_by_sandbox(cgid, family, proto, a, port)) {
+		/* An earlier connect of this socket (then connect(AF_UNSPEC)) may
+		 * have left a record: sockops would take it for this connection. */
+		cookie = bpf_get_socket_cookie(ctx);
+		bpf_map_delete_elem(&sluice_cookie, &cookie);
 		stat_inc(cgid, SLUICE_STAT_LOOPBACK_PASSED);
 		return 0;
 	}
