@@ -61,4 +61,19 @@ n4=$(burst 127.0.0.1); n6=$(burst ::1)
 [ "$n6" -ge 290 ] || sl_fail "IPv6 burst: only $n6 of 300 answered"
 sl_ok "bursts answered: $n4/300 (IPv4), $n6/300 (IPv6)"
 sl_assert_eq "$udp53" "$(fi_udp_count 53)" "nothing forwarded to an outside resolver"
+
+# 200 CHAOS-class questions for an allowed name: no lookup, no answer, and no log line each
+# (a sandbox must not be able to fill the broker's log with them).
+lines0=$(wc -l <"$T/broker.log")
+"$PY" - "$BDNS" <<'PY'
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(200):
+    s.sendto(struct.pack('!HHHHHH', i, 0x0100, 1, 0, 0, 0) + b'\x03api\x04test\x00' + struct.pack('!HH', 1, 3),
+             ("127.0.0.1", int(sys.argv[1])))
+PY
+sleep 0.5
+sl_assert_eq "127.0.0.1" "$(q 127.0.0.1 localhost)" "the resolver still answers afterwards"
+[ $(( $(wc -l <"$T/broker.log") - lines0 )) -lt 20 ] || sl_fail "CHAOS questions wrote $(( $(wc -l <"$T/broker.log") - lines0 )) log lines"
+sl_ok "CHAOS questions were dropped quietly"
 sl_pass
