@@ -527,6 +527,34 @@ void resolver_dispatch(struct resolver *r)
 	free(spare);
 }
 
+static bool addr_bindable(const struct rs_addr *a)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int fd, rc;
+
+	memset(&ss, 0, sizeof(ss));
+	if (a->family == AF_INET) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+		s4->sin_family = AF_INET;
+		memcpy(&s4->sin_addr, a->addr, 4);
+		sl = sizeof(*s4);
+	} else {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+		s6->sin6_family = AF_INET6;
+		memcpy(&s6->sin6_addr, a->addr, 16);
+		sl = sizeof(*s6);
+	}
+	fd = socket(a->family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return true;
+	rc = bind(fd, (struct sockaddr *)&ss, sl);
+	close(fd);
+	return rc == 0;
+}
+
 bool resolver_addr_internal(const struct resolver *r, const struct rs_addr *a)
 {
 	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
@@ -562,5 +590,8 @@ bool resolver_addr_internal(const struct resolver *r, const struct rs_addr *a)
 		if (r->c->own[i].family == a->family &&
 		    !memcmp(r->c->own[i].addr, a->addr, a->family == AF_INET ? 4 : 16))
 			return true;
-	return false;
+	/* The list above is from startup: an address added since (a docker
+	 * bridge, a VPN, a new lease) is this host's if it can be bound here.
+	 * Fails closed when no socket can be made. */
+	return r && addr_bindable(a);
 }

@@ -111,20 +111,28 @@ exec {rfd}>"$T/search.ready"
 exec {rfd}>&-
 for i in \$(seq 100); do grep -q READY "$T/search.ready" && break; sleep 0.05; done
 read -r _ P _ <"$T/search.ready"
+get() {
 "$PY" -c '
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 5)
-s.sendall(b"GET / HTTP/1.1\r\nHost: db\r\nConnection: close\r\n\r\n")
+s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % sys.argv[2].encode())
 d = b""
 while True:
     x = s.recv(4096)
     if not x: break
     d += x
 print(d.decode(errors="replace"))
-' "\$P"
+' "\$P" "\$1"
+}
+get db
+# An address this host gained after the broker started is still its own.
+ip addr add 203.0.113.7/32 dev lo
+echo "== late"; get 203.0.113.7
 kill \$B \$D; wait \$B \$D 2>/dev/null
 EOSH
 out=$(timeout 30 unshare -n -m bash "$T/search.sh" 2>&1)
+late=${out#*== late}; out=${out%%== late*}
+sl_assert_contains "$late" "internal address" "an address added to this host after the broker started counts as its own"
 sl_assert_contains "$out" "HTTP/1.1 502" "Host: db is not served from db.corp.test"
 sl_assert_contains "$out" "no such name" "the broker looked up db itself, which does not exist"
 sl_assert_contains "$(cat "$T/dns.log")" "Q db" "the DNS server was asked for db"
