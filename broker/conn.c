@@ -397,6 +397,8 @@ static void up_resolved(void *ctx, const struct rs_result *r)
 		c->addrs.a[n++] = r->a[i];
 	}
 	c->addrs.n = n;
+	if (c->hx)
+		hx_set_upstream_internal(c->hx, c->up_internal);
 	c->addr_i = 0;
 	if (!n) {
 		snprintf(reason, sizeof(reason), "%s resolves to an internal address (loopback, link-local "

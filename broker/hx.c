@@ -95,6 +95,7 @@ struct hx {
 	bool rq_ws;                     /* WebSocket upgrade forwarded, waiting for 101 */
 	char ws_accept[32];             /* the Sec-WebSocket-Accept a real 101 must carry, or "" */
 	bool rule_names_host;           /* this request's allow rule names its host exactly */
+	bool up_internal;               /* the open upstream is an internal address (conn says) */
 	bool rq_http10;
 	bool rq_close_on_refuse;        /* a refusal cannot drain the body (Expect): close */
 	bool expect_local;              /* 100 Continue was answered by hx itself */
@@ -1611,6 +1612,12 @@ static int rq_on_headers_complete(llhttp_t *p)
 	}
 	set_why(h, v.why);
 	h->rule_names_host = policy_rule_names_host(h->pol, v.rule, pr.host, pr.host_len);
+	if (h->up_open && h->up_internal && !h->rule_names_host) {
+		answer_error(h, 502, "upstream unreachable",
+			     "this connection's upstream is an internal address (loopback, link-local or this "
+			     "host), which only a rule naming the host exactly may reach; refused", true);
+		return -1;
+	}
 
 	/* Secrets: where each may be substituted for this request. */
 	for (size_t i = 0; i < h->n_sec && i < HX_MAX_SECRETS; i++) {
@@ -2435,6 +2442,11 @@ const char *hx_upstream_host(const struct hx *h)
 bool hx_rule_names_host(const struct hx *h)
 {
 	return h->rule_names_host;
+}
+
+void hx_set_upstream_internal(struct hx *h, bool internal)
+{
+	h->up_internal = internal;
 }
 
 bool hx_idle(const struct hx *h)

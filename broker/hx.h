@@ -110,6 +110,9 @@ const char *hx_upstream_host(const struct hx *h);
 /* True when the rule that allowed the current request names its host exactly:
  * only then may its upstream be inside this host (policy_rule_names_host). */
 bool hx_rule_names_host(const struct hx *h);
+/* conn tells hx that the upstream it dialled is an internal address: later
+ * requests on that connection need a rule naming the host too, else 502. */
+void hx_set_upstream_internal(struct hx *h, bool internal);
 /* True between requests (for idle vs. header timeouts). */
 bool hx_idle(const struct hx *h);
 

@@ -55,6 +55,43 @@ sl_assert_eq 502 "$code" "a rule naming the host for another port does not open 
 sl_assert_contains "$(cat "$T/out")" "internal address" "502 says why"
 sl_assert_eq "$before" "$(conns)" "nothing reached the loopback service"
 
+# On a kept-alive connection each request needs such a rule: the first (GET /ok, a rule names
+# localhost) reaches the loopback server; the next one ("*" allows it) may not ride that connection.
+HPORT=$(( 20000 + ($$ + 7) % 20000 ))
+sl_bg hsrv "$PY" -c '
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        b = ("internal " + self.path).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(b))); self.end_headers()
+        self.wfile.write(b)
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+' "$HPORT"
+sl_wait_for "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $HPORT), 1)" || sl_fail "http server"
+printf 'rules:\n  - {action: allow, host: localhost, path: /ok}\n  - {action: allow, host: "*"}\n' >"$T/ka.yaml"
+exec {rfd}>"$T/ka.ready"
+sl_bg ka "$SLUICED" --listen 127.0.0.1:0 --ready-fd "$rfd" --ca-dir "$T/ca" --run-dir "$T/ka.run" \
+	--origdst-fixed "127.0.0.1:$HPORT" --policy "$T/ka.yaml" --audit "$T/ka.audit"
+exec {rfd}>&-
+sl_wait_for grep -q READY "$T/ka.ready" || sl_fail "ka broker did not get ready: $(cat "$T/ka.log")"
+read -r _ KPORT _ <"$T/ka.ready"
+out=$("$PY" - "$KPORT" "$HPORT" <<'EOPY'
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=5)
+for path in ("/ok", "/admin"):
+    c.request("GET", path, headers={"Host": "localhost:" + sys.argv[2]})
+    r = c.getresponse(); body = r.read().decode(errors="replace")
+    print(path, r.status, body)
+    if r.getheader("Connection", "").lower() == "close":
+        break
+EOPY
+)
+sl_assert_contains "$out" "/ok 200 internal /ok" "the request whose rule names localhost reached the loopback server"
+sl_assert_not_contains "$out" "internal /admin" "the next request on that connection, allowed only by '*', did not"
+sl_assert_contains "$out" "/admin 502" "it got 502"
+
 # Cloud metadata outside link-local (AWS's IPv6 IMDS), as a plain HTTP Host under a "*" rule.
 printf 'rules:\n  - {action: allow, host: "*"}\n' >"$T/imds.yaml"
 exec {rfd}>"$T/imds.ready"
