@@ -776,21 +776,24 @@ static size_t basic_b64_len(const struct policy_secret *s)
 	return (n + 2) / 3 * 4;
 }
 
-static int basic_b64(const struct policy_secret *s, char *out)
+/* Writes basic_b64_len(s) characters and a NUL to out. Both the injected
+ * header and the scrubber's pattern come from here. */
+static int basic_b64(struct hx *h, const struct policy_secret *s, char *out)
 {
 	const char *u = s->inject_user ? s->inject_user : "";
-	size_t ul = strlen(u), n = ul + 1 + s->value_len;
-	unsigned char *raw = malloc(n);
+	int r;
 
-	if (!raw)
-		return -ENOMEM;
-	memcpy(raw, u, ul);
-	raw[ul] = ':';
-	memcpy(raw + ul + 1, s->value, s->value_len);
-	EVP_EncodeBlock((unsigned char *)out, raw, (int)n);
-	OPENSSL_cleanse(raw, n);
-	free(raw);
-	return 0;
+	h->tmp.off = h->tmp.len = 0;
+	r = buf_append(&h->tmp, u, strlen(u));
+	if (!r)
+		r = buf_append(&h->tmp, ":", 1);
+	if (!r)
+		r = buf_append(&h->tmp, s->value, s->value_len);
+	if (!r)
+		EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)h->tmp.data, (int)h->tmp.len);
+	OPENSSL_cleanse(h->tmp.data, h->tmp.len); /* no value lingers in scratch */
+	h->tmp.len = 0;
+	return r ? -ENOMEM : 0;
 }
 
 static int sec_scrub_for(struct hx *h, uint64_t mask)
@@ -833,7 +836,7 @@ static int sec_scrub_for(struct hx *h, uint64_t mask)
 		h->sc_pats[k].id = (int)i;
 		k++;
 		if (s->inject == SECRET_INJECT_BASIC) {
-			if (basic_b64(s, h->sc_b64 + off))
+			if (basic_b64(h, s, h->sc_b64 + off))
 				return -ENOMEM;
 			h->sc_pats[k] = h->sc_pats[k - 1];
 			h->sc_pats[k].needle = h->sc_b64 + off;
@@ -995,35 +998,6 @@ static int scrub_put(struct hx *h, struct buf *b, const char *s, size_t n)
 	if (r)
 		h->err = r;
 	return r;
-}
-
-static const char b64tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int put_b64(struct hx *h, struct buf *b, const unsigned char *s, size_t n)
-{
-	char *d = buf_reserve(b, (n + 2) / 3 * 4);
-	size_t k = 0, i = 0;
-
-	if (!d) {
-		h->err = -ENOMEM;
-		return -ENOMEM;
-	}
-	for (; i + 2 < n; i += 3) {
-		uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
-		d[k++] = b64tab[v >> 18];
-		d[k++] = b64tab[(v >> 12) & 63];
-		d[k++] = b64tab[(v >> 6) & 63];
-		d[k++] = b64tab[v & 63];
-	}
-	if (i < n) {
-		uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
-		d[k++] = b64tab[v >> 18];
-		d[k++] = b64tab[(v >> 12) & 63];
-		d[k++] = i + 1 < n ? b64tab[(v >> 6) & 63] : '=';
-		d[k++] = '=';
-	}
-	buf_commit(b, k);
-	return 0;
 }
 
 static const char *inject_name(const struct policy_secret *s)
@@ -1335,17 +1309,14 @@ static int rq_serialise(struct hx *h, const char *path, size_t path_len, const c
 			puts_(h, b, "Authorization: Bearer ");
 			put(h, b, s->value, s->value_len);
 		} else if (s->inject == SECRET_INJECT_BASIC) {
-			const char *u = s->inject_user ? s->inject_user : "";
-			size_t ul = strlen(u);
+			size_t bl = basic_b64_len(s);
+			char *d;
 
-			h->tmp.off = h->tmp.len = 0;
-			buf_append(&h->tmp, u, ul);
-			buf_append(&h->tmp, ":", 1);
-			buf_append(&h->tmp, s->value, s->value_len);
 			puts_(h, b, "Authorization: Basic ");
-			put_b64(h, b, (const unsigned char *)h->tmp.data, h->tmp.len);
-			memset(h->tmp.data, 0, h->tmp.len); /* no value lingers in scratch */
-			h->tmp.len = 0;
+			d = buf_reserve(b, bl + 1);
+			if (!d || basic_b64(h, s, d))
+				return -ENOMEM;
+			buf_commit(b, bl);
 		} else {
 			puts_(h, b, s->inject_header);
 			puts_(h, b, ": ");

@@ -17,10 +17,10 @@ sl_wait_for "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $LPO
 conns() { wc -l <"$T/lo/conn.$LPORT.log" | tr -d ' '; }
 base=$(conns)
 
-start() { # name policy-file
+start() { # name policy-file [original destination] -> BPORT
 	exec {rfd}>"$T/$1.ready"
 	sl_bg "$1" "$SLUICED" --listen 127.0.0.1:0 --ready-fd "$rfd" --ca-dir "$T/ca" --run-dir "$T/$1.run" \
-		--origdst-fixed "127.0.0.1:$LPORT" --policy "$2" --audit "$T/$1.audit"
+		--origdst-fixed "${3:-127.0.0.1:$LPORT}" --policy "$2" --audit "$T/$1.audit"
 	exec {rfd}>&-
 	sl_wait_for grep -q READY "$T/$1.ready" || sl_fail "$1 did not get ready: $(cat "$T/$1.log")"
 	read -r _ BPORT _ <"$T/$1.ready"
@@ -71,12 +71,8 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 ' "$HPORT"
 sl_wait_for "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $HPORT), 1)" || sl_fail "http server"
 printf 'rules:\n  - {action: allow, host: localhost, path: /ok}\n  - {action: allow, host: "*"}\n' >"$T/ka.yaml"
-exec {rfd}>"$T/ka.ready"
-sl_bg ka "$SLUICED" --listen 127.0.0.1:0 --ready-fd "$rfd" --ca-dir "$T/ca" --run-dir "$T/ka.run" \
-	--origdst-fixed "127.0.0.1:$HPORT" --policy "$T/ka.yaml" --audit "$T/ka.audit"
-exec {rfd}>&-
-sl_wait_for grep -q READY "$T/ka.ready" || sl_fail "ka broker did not get ready: $(cat "$T/ka.log")"
-read -r _ KPORT _ <"$T/ka.ready"
+start ka "$T/ka.yaml" "127.0.0.1:$HPORT"
+KPORT=$BPORT
 out=$("$PY" - "$KPORT" "$HPORT" <<'EOPY'
 import http.client, sys
 c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=5)
@@ -94,12 +90,8 @@ sl_assert_contains "$out" "/admin 502" "it got 502"
 
 # Cloud metadata outside link-local (AWS's IPv6 IMDS), as a plain HTTP Host under a "*" rule.
 printf 'rules:\n  - {action: allow, host: "*"}\n' >"$T/imds.yaml"
-exec {rfd}>"$T/imds.ready"
-sl_bg imds "$SLUICED" --listen 127.0.0.1:0 --ready-fd "$rfd" --ca-dir "$T/ca" --run-dir "$T/imds.run" \
-	--origdst-fixed "127.0.0.1:80" --policy "$T/imds.yaml" --audit "$T/imds.audit"
-exec {rfd}>&-
-sl_wait_for grep -q READY "$T/imds.ready" || sl_fail "imds broker did not get ready: $(cat "$T/imds.log")"
-read -r _ IPORT _ <"$T/imds.ready"
+start imds "$T/imds.yaml" "127.0.0.1:80"
+IPORT=$BPORT
 out=$("$PY" - "$IPORT" <<'EOPY'
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 5)
