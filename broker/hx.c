@@ -79,6 +79,10 @@ struct hx {
 	unsigned *ev;
 	const char *feed, *feed_end;
 	int err;                        /* -errno from inside a callback */
+	/* Bytes of the CRLF after a chunk's data still to be checked (see
+	 * chunk_crlf), and why a body was refused when a callback refused it. */
+	uint8_t rq_crlf, rs_crlf;
+	const char *rq_bad, *rs_bad;
 
 	/* Request state. */
 	bool rq_active;                 /* between message begin and complete */
@@ -1351,6 +1355,7 @@ static int rq_on_message_begin(llhttp_t *p)
 	struct hx *h = hx_of(p);
 
 	head_reset(&h->rq);
+	h->rq_bad = NULL;
 	h->rq_active = true;
 	h->rq_local = h->rq_fwd = h->rq_done = h->rq_close = h->rq_head = false;
 	h->rq_ws = h->holding = h->scan_body = h->rq_http10 = false;
@@ -1691,11 +1696,45 @@ static int rq_on_headers_complete(llhttp_t *p)
 	return 0;
 }
 
+/*
+ * llhttp 8 skips the two bytes after a chunk's data without looking at them:
+ * "5\r\nhelloXX0\r\n\r\n" parses as "hello". Bodies are re-chunked, so the
+ * upstream is not desynchronised by it, but malformed framing is refused
+ * (RFC 9112 section 7.1), never repaired. crlf_feed checks the bytes of d..end
+ * that *want says are still due; chunk_crlf starts the check at the end of a
+ * body span that completes a chunk (what the span cannot see is checked at
+ * the start of the next read). Both return 0 or -EINVAL.
+ */
+static const char CRLF_ERR[] = "a chunk's data must be followed by CRLF (RFC 9112 section 7.1)";
+
+static int crlf_feed(uint8_t *want, const char *d, const char *end)
+{
+	for (; *want && d < end; d++, (*want)--) {
+		if (*d != "\r\n"[2 - *want]) {
+			*want = 0;
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int chunk_crlf(llhttp_t *p, uint8_t *want, const char *after, const char *end)
+{
+	if (!(p->flags & F_CHUNKED) || p->content_length)
+		return 0;
+	*want = 2;
+	return crlf_feed(want, after, end);
+}
+
 static int rq_on_body(llhttp_t *p, const char *at, size_t n)
 {
 	struct hx *h = hx_of(p);
 	int r;
 
+	if (chunk_crlf(p, &h->rq_crlf, at + n, h->feed_end)) {
+		h->rq_bad = CRLF_ERR;
+		return -1;
+	}
 	h->bytes_in += n;
 	if (h->rq_local || !h->rq_fwd)
 		return 0; /* refused: drained, never forwarded */
@@ -1813,6 +1852,7 @@ static void rs_fail(struct hx *h, const char *reason)
 static int rs_on_message_begin(llhttp_t *p)
 {
 	head_reset(&hx_of(p)->rs);
+	hx_of(p)->rs_bad = NULL;
 	return 0;
 }
 
@@ -1962,6 +2002,10 @@ static int rs_on_body(llhttp_t *p, const char *at, size_t n)
 	struct hx *h = hx_of(p);
 	int r;
 
+	if (chunk_crlf(p, &h->rs_crlf, at + n, h->feed_end)) {
+		h->rs_bad = CRLF_ERR;
+		return -1;
+	}
 	if (!h->rs_active)
 		return 0;
 	if (h->rs_scrub)
@@ -2158,7 +2202,7 @@ static void head_scan_reset(struct hx *h)
 
 static void rq_parse_error(struct hx *h, llhttp_errno_t e)
 {
-	const char *why = llhttp_get_error_reason(&h->rq_p);
+	const char *why = h->rq_bad ? h->rq_bad : llhttp_get_error_reason(&h->rq_p);
 
 	if (!h->rq_active)
 		h->rq_active = true; /* audit the broken request too */
@@ -2197,6 +2241,11 @@ int hx_on_client(struct hx *h, const char *data, size_t len, size_t *consumed,
 		return 0;
 	}
 	feed_begin(h, data, len, to_up, to_client, ev);
+	if (h->rq_crlf && crlf_feed(&h->rq_crlf, data, data + len)) {
+		h->rq_bad = CRLF_ERR;
+		rq_parse_error(h, HPE_USER);
+		off = len;
+	}
 	while (off < len && !h->closed && !h->err) {
 		llhttp_errno_t e;
 		size_t pos;
@@ -2266,6 +2315,10 @@ int hx_on_upstream(struct hx *h, const char *data, size_t len, struct buf *to_cl
 	if (h->closed)
 		return 0;
 	feed_begin(h, data, len, NULL, to_client, ev);
+	if (h->rs_crlf && crlf_feed(&h->rs_crlf, data, data + len)) {
+		rs_fail(h, "malformed response from the upstream: a chunk's data is not followed by CRLF");
+		return h->err;
+	}
 	while (off < len && !h->err && !h->closed) {
 		llhttp_errno_t e;
 		size_t pos;
@@ -2296,7 +2349,7 @@ int hx_on_upstream(struct hx *h, const char *data, size_t len, struct buf *to_cl
 			break;
 		}
 		if (!h->err && !h->closed) {
-			const char *why = llhttp_get_error_reason(&h->rs_p);
+			const char *why = h->rs_bad ? h->rs_bad : llhttp_get_error_reason(&h->rs_p);
 			char reason[200];
 
 			snprintf(reason, sizeof(reason), "malformed response from the upstream: %s",

@@ -416,6 +416,64 @@ static void test_chunked_split(void **state)
 	}
 }
 
+/* llhttp skips the two bytes after a chunk's data unseen: anything but CRLF
+ * there is refused (400 toward the client, 502 from the upstream), wherever
+ * the reads split the body. */
+static void test_chunk_crlf(void **state)
+{
+	static const char *const bad[] = { "5\r\nhelloXX0\r\n\r\n", "5\r\nhello\rX0\r\n\r\n",
+					   "5\r\nhelloX\n0\r\n\r\n" };
+	const char *head = "POST /v1/c HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: chunked\r\n\r\n";
+	char req[256], rs[256];
+
+	load_policy(POLICY_PLAIN);
+	for (size_t b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
+		size_t len = (size_t)snprintf(req, sizeof(req), "%s%s", head, bad[b]);
+
+		for (size_t split = 0; split <= len; split++) {
+			struct buf up = {0}, cl = {0};
+			unsigned ev = 0;
+			struct hx *h = mk("api.test", 443, true);
+
+			feed_split(h, req, len, split, &up, &cl, &ev);
+			if (strstr(S(&cl), "HTTP/1.1 400 Bad Request\r\n") != S(&cl) || !(ev & HX_EV_CLOSE) ||
+			    !strstr(S(&cl), "CRLF"))
+				fail_msg("body #%zu split at %zu: not refused: %s", b, split, S(&cl));
+			hx_free(h);
+			buf_free(&up);
+			buf_free(&cl);
+		}
+	}
+	/* The same framing from the upstream, split the same ways. */
+	for (size_t b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
+		size_t len = (size_t)snprintf(rs, sizeof(rs), "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%s",
+					      bad[b]);
+
+		for (size_t split = 0; split <= len; split++) {
+			struct buf up = {0}, cl = {0};
+			unsigned ev = 0;
+			struct hx *h = mk("api.test", 443, true);
+			char *a = malloc(split ? split : 1), *c = malloc(len - split ? len - split : 1);
+
+			feed(h, "GET /v1/x HTTP/1.1\r\nHost: api.test\r\n\r\n", &up, &cl, &ev);
+			memcpy(a, rs, split);
+			memcpy(c, rs + split, len - split);
+			assert_int_equal(hx_on_upstream(h, a, split, &cl, &ev), 0);
+			if (!(ev & HX_EV_CLOSE))
+				assert_int_equal(hx_on_upstream(h, c, len - split, &cl, &ev), 0);
+			/* Before the head went out: a 502. After: the connection breaks. */
+			if (!(ev & HX_EV_CLOSE) || (strstr(S(&cl), "HTTP/1.1 502 Bad Gateway\r\n") != S(&cl) &&
+						    !(ev & HX_EV_ABORT)))
+				fail_msg("response #%zu split at %zu: not refused: %s", b, split, S(&cl));
+			free(a);
+			free(c);
+			hx_free(h);
+			buf_free(&up);
+			buf_free(&cl);
+		}
+	}
+}
+
 /* ------------------------------------------------------------------ */
 /* Local refusals                                                     */
 
@@ -1370,6 +1428,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_forward_table),
 		cmocka_unit_test(test_chunked_split),
+		cmocka_unit_test(test_chunk_crlf),
 		cmocka_unit_test(test_refuse_table),
 		cmocka_unit_test(test_refused_then_next),
 		cmocka_unit_test(test_421_every_request),
