@@ -94,4 +94,16 @@ struct {
 	__type(value, struct sluice_orig_dst);
 } sluice_sk_orig SEC(".maps");
 
+/* The sandbox (cgroup id) a socket was bound in, stored on the socket itself
+ * by post_bind: a loopback connect passes to a port the sandbox bound only
+ * while the socket that would receive it is still that one (not a host
+ * service that took the port over after the sandbox's socket let it go). */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sluice_sk_owner SEC(".maps");
+
 #endif /* SLUICE_BPF_MAPS_H */

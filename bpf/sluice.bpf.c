@@ -66,6 +66,43 @@ static __always_inline int is_local(__u8 family, const __u32 a[4])
 }
 
 /*
+ * Whether the socket that would receive a loopback connect or datagram to
+ * a/port is one this sandbox bound. A record in sluice_bound can outlive the
+ * port (connect(AF_UNSPEC) frees an automatically chosen one while the socket
+ * stays open): the receiver itself is asked, through the owner its post_bind
+ * left on it.
+ */
+static __always_inline int receiver_ours(struct bpf_sock_addr *ctx, __u8 family, __u8 proto,
+					 const __u32 a[4], __u16 port, __u64 cgid)
+{
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+	__u64 *owner;
+	__u32 len;
+	int ours = 0;
+
+	if (family == SLUICE_AF_INET) {
+		t.ipv4.daddr = a[0];
+		t.ipv4.dport = bpf_htons(port);
+		len = sizeof(t.ipv4);
+	} else {
+		__builtin_memcpy(t.ipv6.daddr, a, 16);
+		t.ipv6.dport = bpf_htons(port);
+		len = sizeof(t.ipv6);
+	}
+	if (proto == SL_IPPROTO_TCP)
+		sk = bpf_sk_lookup_tcp(ctx, &t, len, BPF_F_CURRENT_NETNS, 0);
+	else
+		sk = bpf_sk_lookup_udp(ctx, &t, len, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	owner = bpf_sk_storage_get(&sluice_sk_owner, sk, 0, 0);
+	ours = owner && *owner == cgid;
+	bpf_sk_release(sk);
+	return ours;
+}
+
+/*
  * connect() and sendmsg() share this: loopback to a port the sandbox bound
  * passes; TCP goes to the broker; UDP only to port 53, which goes to the
  * broker's resolver; anything else is refused. The original destination is
@@ -94,7 +131,8 @@ static __always_inline int redirect(struct bpf_sock_addr *ctx, int v6)
 	family = ctx_dst(ctx, v6, a, &mapped);
 
 	if ((sb->flags & SLUICE_SB_ALLOW_LOOPBACK_BOUND) && is_local(family, a) &&
-	    bound_by_sandbox(cgid, family, proto, a, port)) {
+	    bound_by_sandbox(cgid, family, proto, a, port) &&
+	    receiver_ours(ctx, family, proto, a, port, cgid)) {
 		/* An earlier connect of this socket (then connect(AF_UNSPEC)) may
 		 * have left a record: sockops would take it for this connection. */
 		cookie = bpf_get_socket_cookie(ctx);
@@ -325,7 +363,7 @@ refuse:
 static __always_inline int post_bind(struct bpf_sock *sk, int v6)
 {
 	struct sluice_bound_key k = {}, *old;
-	__u64 cgid = 0, cookie;
+	__u64 cgid = 0, cookie, *owner;
 	__u32 a[4];
 
 	if (!sandbox_find(&cgid))
@@ -365,6 +403,9 @@ static __always_inline int post_bind(struct bpf_sock *sk, int v6)
 	/* A failed update only means loopback to this port goes to the broker. */
 	if (!bpf_map_update_elem(&sluice_bound, &k, &cookie, BPF_ANY))
 		bpf_map_update_elem(&sluice_bound_ck, &cookie, &k, BPF_ANY);
+	owner = bpf_sk_storage_get(&sluice_sk_owner, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (owner)
+		*owner = cgid;
 	return SL_PASS;
 }
 

@@ -110,6 +110,26 @@ if mode == "main":
             d, peer = U.recvfrom(64); out("inboundudp", "received", peer[0])
         except socket.timeout:
             out("inboundudp", "none")
+    if os.environ.get("SL_STALE"):
+        # A UDP socket binds an automatic port and gives it up with
+        # connect(AF_UNSPEC) but stays open; a host service takes the port
+        # (the test does, outside). Its old record must not let loopback in.
+        import ctypes
+        base = os.environ["SL_STALE"]
+        g = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); g.bind(("127.0.0.1", 0))
+        gp = g.getsockname()[1]
+        unspec = ctypes.create_string_buffer(16)  # sa_family 0: AF_UNSPEC
+        ctypes.CDLL(None, use_errno=True).connect(g.fileno(), unspec, 16)
+        open(base + ".tmp", "w").write(str(gp)); os.rename(base + ".tmp", base)
+        for _ in range(200):
+            if os.path.exists(base + ".taken"): break
+            time.sleep(0.05)
+        s2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s2.sendto(b"STALE", ("127.0.0.1", gp)); out("stale", "sent")
+        except OSError as e:
+            out("stale", "error", errno.errorcode.get(e.errno, e.errno))
+        s2.close(); g.close()
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(3)
     try:
         u.sendto(b"ping", (FI4, 9001)); out("udp9001", "sent")
@@ -192,10 +212,23 @@ except OSError as e:
     print("inbound connect failed", e)
 ' "$FI_HOST4" "$tp" "$up" >"$T/inbound.client" 2>&1 ) &
 INB=$!
-out=$(SL_INBOUND="$T/inbound.ports" timeout 60 "$SLUICE" run --broker "$T/fakebroker.py" --name "$NAME" --user root --writable "$T" -- \
+# The host service that takes over the port the sandbox gave up (SL_STALE above).
+( for i in $(seq 300); do [ -s "$T/stale.port" ] && break; sleep 0.05; done
+  [ -s "$T/stale.port" ] || exit 0
+  exec "$PY" -c '
+import socket, sys
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", int(open(sys.argv[1]).read())))
+open(sys.argv[1] + ".taken", "w").write("1"); u.settimeout(2)
+try:
+    d, _ = u.recvfrom(64); print("received", d.decode())
+except socket.timeout:
+    print("none")
+' "$T/stale.port" >"$T/stale.host" 2>&1 ) &
+STALE=$!
+out=$(SL_INBOUND="$T/inbound.ports" SL_STALE="$T/stale.port" timeout 60 "$SLUICE" run --broker "$T/fakebroker.py" --name "$NAME" --user root --writable "$T" -- \
 	"$PY" "$T/probe.py" main "$CG2/cgroup.procs" "$CG2/sluice/cgroup.procs" /sys/fs/cgroup/unified/../unified/cgroup.procs 2>"$T/run.err")
 rc=$?
-wait $INB
+wait $INB $STALE
 echo "$out" >"$T/inside.out"
 [ $rc = 0 ] || sl_fail "sluice run failed rc=$rc: $(cat "$T/run.err") $out"
 sl_assert_contains "$out" "v4 connected BROKER peer=$FI_IP4:9000" "IPv4 connect went to the broker; getpeername shows the original"
@@ -206,6 +239,8 @@ sl_assert_contains "$out" "self connected SELF" "loopback to the sandbox's own l
 sl_assert_contains "$out" "inbound none" "no TCP connection from the network reached a wildcard listener in the sandbox"
 sl_assert_contains "$out" "inboundudp none" "no datagram from the network reached a wildcard UDP socket in the sandbox"
 sl_assert_contains "$(cat "$T/inbound.client")" "inbound connect failed" "the outside peer could not connect"
+sl_assert_contains "$out" "stale error EPERM" "loopback to a port the sandbox gave up and a host service took: refused"
+sl_assert_eq none "$(cat "$T/stale.host")" "the host service on the given-up port received nothing"
 sl_assert_contains "$out" "udp9001 error EPERM" "non-DNS UDP datagram refused"
 sl_assert_contains "$out" "udpconnect9001 error EPERM" "non-DNS UDP connect refused"
 sl_assert_contains "$out" "dns DNSquery src=$FI_IP4:53" "DNS went to the broker; the reply's source is the server asked"
