@@ -146,6 +146,14 @@ start_broker glob "127.0.0.1:$LP" "rules:
 out=$(client "$BPORT" silent)
 sl_assert_not_contains "$out" "local" "a glob tcp rule does not reach loopback"
 sl_assert_eq 0 "$(wc -l <"$T/local.log")" "loopback server saw nothing"
+# Another rule naming 127.0.0.1 (here for HTTP) does not lend its exemption
+# to the glob rule that allows this connection.
+start_broker glob2 "127.0.0.1:$LP" "rules:
+  - {action: allow, host: \"127.0.0.1\"}
+  - {action: allow, proto: tcp, host: \"*\", port: $LP}"
+out=$(client "$BPORT" silent)
+sl_assert_not_contains "$out" "local" "a glob tcp rule beside an HTTP rule naming 127.0.0.1 does not reach loopback"
+sl_assert_eq 0 "$(wc -l <"$T/local.log")" "loopback server saw nothing (glob beside a named HTTP rule)"
 start_broker exact "127.0.0.1:$LP" "rules:
   - {action: allow, proto: tcp, host: \"127.0.0.1\", port: $LP}"
 out=$(client "$BPORT" silent)
