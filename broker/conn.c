@@ -1126,6 +1126,7 @@ static bool up_read_once(struct conn *c)
 	const char *why = "";
 	unsigned ev = 0;
 	size_t want = READ_CHUNK, pass = 0;
+	bool ws = c->tunnel && c->hx && hx_ws_scrubbing(c->hx);
 	ssize_t r;
 	char *p;
 
@@ -1135,7 +1136,7 @@ static bool up_read_once(struct conn *c)
 	 * never past its end: what follows must go through hx_on_upstream. */
 	if (!c->tunnel && (pass = hx_upstream_passthrough(c->hx)) && pass < want)
 		want = pass;
-	if (c->tunnel || pass) {
+	if ((c->tunnel && !ws) || pass) {
 		p = buf_reserve(&c->cout, want);
 		if (!p) {
 			conn_close(c, "out of memory");
@@ -1177,6 +1178,18 @@ static bool up_read_once(struct conn *c)
 			/* This connection is finished whatever hx says. */
 			up_close(c);
 			handle_events(c, ev & ~HX_EV_UPSTREAM_DONE);
+		}
+		return true;
+	}
+	if (ws) {
+		/* Frames from a host with secrets: rebuilt with scrubbed payloads. */
+		int e = hx_on_ws_upstream(c->hx, p, (size_t)r, &c->cout);
+
+		if (e) {
+			c->abort = true;
+			conn_close(c, e == -EPROTO ? "the upstream sent a WebSocket frame RFC 6455 forbids here"
+						   : "out of memory scrubbing a WebSocket tunnel");
+			return false;
 		}
 		return true;
 	}

@@ -148,7 +148,20 @@ struct hx {
 	uint64_t used_mask;             /* this request: substituted or injected */
 	int leak;                       /* this request: secret index refused, or -1 */
 	enum hx_loc cur_loc;
-	struct subst_stream rq_ss, rs_ss;
+	struct subst_stream rq_ss, rs_ss, ws_ctl_ss;
+	/* A WebSocket tunnel from a host that has secrets: its frames toward the
+	 * client are parsed and their payloads scrubbed (hx_on_ws_upstream). */
+	struct ws_rx {
+		uint8_t hdr[14];
+		uint8_t hdr_have, hdr_need;
+		bool in_frame;          /* header read, payload bytes pending */
+		bool fin, in_msg, out_first;
+		uint8_t op, msg_op;
+		uint64_t left;          /* payload bytes of this frame still to come */
+		struct buf ctl, ctl_out; /* a control frame's payload (<= 125 bytes), scrubbed */
+		struct buf out;         /* scrubbed payload of the fragment being built */
+	} ws;
+	bool ws_scrub;
 	/* The request body percent-decoded (one layer), scanned for leaks only:
 	 * a form body can carry SLUICE%5FPLACEHOLDER%5F... to a host the secret
 	 * may not go to. pd_* is the decoder's carry across reads. */
@@ -1247,6 +1260,16 @@ static void ws_expect_accept(struct hx *h, const char *key, size_t key_len)
 	EVP_EncodeBlock((unsigned char *)h->ws_accept, md, 20); /* 28 chars + NUL */
 }
 
+static bool head_has(const struct hx_head *m, const char *lc_name)
+{
+	size_t nl = strlen(lc_name);
+
+	for (size_t i = 0; i < m->n; i++)
+		if (m->hdr[i].name_len == nl && lc_eq(hp(m, m->hdr[i].name), lc_name, nl))
+			return true;
+	return false;
+}
+
 static bool ws_accepted(struct hx *h, const struct hx_head *m)
 {
 	bool up = false, acc = false;
@@ -1289,8 +1312,11 @@ static int rq_serialise(struct hx *h, const char *path, size_t path_len, const c
 
 		if (x->drop || x->kind == HK_HOST || (drop_expect && x->kind == HK_EXPECT))
 			continue;
-		/* A compressed response could not be scrubbed: ask for none. */
+		/* A compressed response could not be scrubbed: ask for none. The
+		 * same for WebSocket messages (permessage-deflate). */
 		if (h->sc && x->name_len == 15 && lc_eq(hp(m, x->name), "accept-encoding", 15))
+			continue;
+		if (h->sc && x->name_len == 24 && lc_eq(hp(m, x->name), "sec-websocket-extensions", 24))
 			continue;
 		put(h, b, hp(m, x->name), x->name_len);
 		put(h, b, ": ", 2);
@@ -1356,6 +1382,7 @@ static int rq_on_message_begin(llhttp_t *p)
 
 	head_reset(&h->rq);
 	h->rq_bad = NULL;
+	h->rq_crlf = 0;
 	h->rq_active = true;
 	h->rq_local = h->rq_fwd = h->rq_done = h->rq_close = h->rq_head = false;
 	h->rq_ws = h->holding = h->scan_body = h->rq_http10 = false;
@@ -1853,6 +1880,7 @@ static int rs_on_message_begin(llhttp_t *p)
 {
 	head_reset(&hx_of(p)->rs);
 	hx_of(p)->rs_bad = NULL;
+	hx_of(p)->rs_crlf = 0;
 	return 0;
 }
 
@@ -1947,11 +1975,21 @@ static int rs_on_headers_complete(llhttp_t *p)
 				   "the Sec-WebSocket-Accept for the client's key)");
 			return -1;
 		}
+		if (h->sc && head_has(m, "sec-websocket-extensions")) {
+			rs_fail(h, "the upstream's 101 names a WebSocket extension that was not offered "
+				   "(the broker offers none where it scrubs secrets)");
+			return -1;
+		}
 		rs_head_out(h, status, false);
 		puts_(h, h->to_client, "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
 		h->status = 101;
 		h->rs_sent = true;
 		h->tunnel = true;
+		if (h->sc) {
+			h->ws_scrub = true;
+			memset(&h->ws, 0, offsetof(struct ws_rx, ctl));
+			ss_reset(&h->rs_ss, h->sc);
+		}
 		h->bytes_out += h->to_client->len - before;
 		return 2;
 	}
@@ -2126,6 +2164,10 @@ void hx_free(struct hx *h)
 	subst_stream_fini(&h->rq_ss);
 	subst_stream_fini(&h->rs_ss);
 	subst_stream_fini(&h->rq_pss);
+	subst_stream_fini(&h->ws_ctl_ss);
+	buf_free(&h->ws.ctl);
+	buf_free(&h->ws.ctl_out);
+	buf_free(&h->ws.out);
 	buf_free(&h->rq.b);
 	buf_free(&h->rs.b);
 	free(h->rq.hdr);
@@ -2305,12 +2347,178 @@ int hx_on_client_eof(struct hx *h, struct buf *to_up, unsigned *ev)
 	return 0;
 }
 
+/*
+ * WebSocket frames from an upstream that has secrets bound (RFC 6455 5.2).
+ * Its payloads go through the same scrubber as its HTTP responses, so a
+ * secret's value that the upstream echoes reaches the sandbox as its
+ * placeholder. Lengths change, so frames are rebuilt: each read's share of a
+ * data message leaves as a fragment of its own (intermediaries may
+ * re-fragment a message without extensions, 5.4), and the scrubber's carry
+ * joins fragments, so a value split across frames is still found. Control
+ * frames (<= 125 bytes) are scrubbed whole. Extensions were not offered, so
+ * RSV bits, masked or oversized control frames and a continuation without a
+ * message are protocol errors: -EPROTO (the caller breaks the connection).
+ */
+static int ws_frame_out(struct buf *b, bool fin, uint8_t op, const char *d, size_t n)
+{
+	uint8_t hd[10];
+	size_t k = 2;
+
+	hd[0] = (uint8_t)((fin ? 0x80 : 0) | op);
+	if (n < 126) {
+		hd[1] = (uint8_t)n;
+	} else if (n <= 0xffff) {
+		hd[1] = 126;
+		hd[2] = (uint8_t)(n >> 8);
+		hd[3] = (uint8_t)n;
+		k = 4;
+	} else {
+		hd[1] = 127;
+		for (int i = 0; i < 8; i++)
+			hd[2 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
+		k = 10;
+	}
+	if (buf_append(b, hd, k))
+		return -ENOMEM;
+	return n ? buf_append(b, d, n) : 0;
+}
+
+static int ws_emit(void *ctx, const char *d, size_t n)
+{
+	return buf_append(ctx, d, n);
+}
+
+static int ws_header_done(struct ws_rx *w)
+{
+	uint64_t len = w->hdr[1] & 0x7f;
+
+	if (w->hdr[1] & 0x80 || w->hdr[0] & 0x70)
+		return -EPROTO; /* masked (servers must not) or an extension's bits */
+	if (len == 126) {
+		len = (uint64_t)w->hdr[2] << 8 | w->hdr[3];
+	} else if (len == 127) {
+		len = 0;
+		for (int i = 0; i < 8; i++)
+			len = len << 8 | w->hdr[2 + i];
+	}
+	w->fin = w->hdr[0] & 0x80;
+	w->op = w->hdr[0] & 0x0f;
+	w->left = len;
+	w->in_frame = true;
+	if (w->op & 0x8)
+		return w->fin && len <= 125 ? 0 : -EPROTO;
+	if (w->op == 0)
+		return w->in_msg ? 0 : -EPROTO;
+	if ((w->op != 1 && w->op != 2) || w->in_msg)
+		return -EPROTO;
+	w->in_msg = true;
+	w->out_first = true;
+	w->msg_op = w->op;
+	return 0;
+}
+
+int hx_on_ws_upstream(struct hx *h, const char *d, size_t n, struct buf *to_client)
+{
+	struct ws_rx *w = &h->ws;
+	int r = 0;
+
+	while (n && !r) {
+		if (!w->in_frame) {
+			size_t k;
+
+			if (!w->hdr_have)
+				w->hdr_need = 2;
+			k = w->hdr_need - w->hdr_have;
+			k = k < n ? k : n;
+			memcpy(w->hdr + w->hdr_have, d, k);
+			w->hdr_have += k;
+			d += k;
+			n -= k;
+			if (w->hdr_have < w->hdr_need)
+				break;
+			if (w->hdr_need == 2) {
+				uint8_t l7 = w->hdr[1] & 0x7f;
+
+				w->hdr_need = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) + (w->hdr[1] & 0x80 ? 4 : 0);
+				if (w->hdr_have < w->hdr_need)
+					continue;
+			}
+			w->hdr_have = 0;
+			r = ws_header_done(w);
+			if (r)
+				break;
+			if (w->left)
+				continue;
+		}
+		size_t k = w->left < n ? (size_t)w->left : n;
+
+		if (w->op & 0x8) {
+			r = buf_append(&w->ctl, d, k);
+		} else {
+			r = subst_stream_feed(&h->rs_ss, d, k, ws_emit, NULL, &w->out);
+		}
+		d += k;
+		n -= k;
+		w->left -= k;
+		if (r)
+			break;
+		if (w->left || (!(w->op & 0x8) && !w->fin)) {
+			/* This read's share of the message leaves now, as a fragment. */
+			if (!(w->op & 0x8) && buf_len(&w->out)) {
+				r = ws_frame_out(to_client, false, w->out_first ? w->msg_op : 0,
+						 buf_head(&w->out), buf_len(&w->out));
+				w->out_first = false;
+				buf_consume(&w->out, buf_len(&w->out));
+			}
+			if (w->left)
+				continue;
+		}
+		w->in_frame = false;
+		if (w->op & 0x8) {
+			struct buf *o = &w->ctl_out;
+
+			buf_consume(o, buf_len(o));
+			ss_reset(&h->ws_ctl_ss, h->sc);
+			r = subst_stream_feed(&h->ws_ctl_ss, buf_head(&w->ctl), buf_len(&w->ctl), ws_emit, NULL, o);
+			if (!r)
+				r = subst_stream_finish(&h->ws_ctl_ss, ws_emit, o);
+			/* A placeholder may be longer than its value: a control frame
+			 * keeps its 125-byte limit, cut (never the value, which is gone). */
+			if (!r)
+				r = ws_frame_out(to_client, true, w->op, buf_head(o), buf_len(o) < 125 ? buf_len(o) : 125);
+			buf_consume(o, buf_len(o));
+			buf_consume(&w->ctl, buf_len(&w->ctl));
+			continue;
+		}
+		if (!w->fin)
+			continue; /* the message goes on in a continuation frame */
+
+		r = subst_stream_finish(&h->rs_ss, ws_emit, &w->out);
+		if (r)
+			break;
+		r = ws_frame_out(to_client, true, w->out_first ? w->msg_op : 0, buf_head(&w->out),
+				 buf_len(&w->out));
+		buf_consume(&w->out, buf_len(&w->out));
+		w->in_msg = false;
+		ss_reset(&h->rs_ss, h->sc);
+	}
+	return r;
+}
+
 int hx_on_upstream(struct hx *h, const char *data, size_t len, struct buf *to_client, unsigned *ev)
 {
 	size_t off = 0;
 
 	if (h->tunnel) {
-		return buf_append(to_client, data, len);
+		int r = h->ws_scrub ? hx_on_ws_upstream(h, data, len, to_client)
+				    : buf_append(to_client, data, len);
+
+		if (r == -EPROTO) {
+			h->closed = true;
+			*ev |= HX_EV_CLOSE | HX_EV_ABORT;
+			return 0;
+		}
+		return r;
 	}
 	if (h->closed)
 		return 0;
@@ -2344,8 +2552,18 @@ int hx_on_upstream(struct hx *h, const char *data, size_t len, struct buf *to_cl
 			h->rq_active = false;
 			h->rq_fwd = false;
 			*ev |= HX_EV_TUNNEL | HX_EV_RESUME_CLIENT;
-			if (buf_append(to_client, data + off, len - off))
+			if (h->ws_scrub) {
+				int r = hx_on_ws_upstream(h, data + off, len - off, to_client);
+
+				if (r == -EPROTO) {
+					h->closed = true;
+					*ev |= HX_EV_CLOSE | HX_EV_ABORT;
+				} else if (r) {
+					h->err = r;
+				}
+			} else if (buf_append(to_client, data + off, len - off)) {
 				h->err = -ENOMEM;
+			}
 			break;
 		}
 		if (!h->err && !h->closed) {
@@ -2461,6 +2679,11 @@ int hx_on_upstream_inplace(struct hx *h, struct buf *to_client, size_t n, unsign
 const char *hx_upstream_host(const struct hx *h)
 {
 	return h->up_host_set ? h->up_host : NULL;
+}
+
+bool hx_ws_scrubbing(const struct hx *h)
+{
+	return h->tunnel && h->ws_scrub;
 }
 
 bool hx_rule_names_host(const struct hx *h)

@@ -105,6 +105,14 @@ size_t hx_upstream_passthrough(const struct hx *h);
  * n is more than hx_upstream_passthrough() allowed (the caller then closes). */
 int hx_on_upstream_inplace(struct hx *h, struct buf *to_client, size_t n, unsigned *ev);
 
+/* A WebSocket tunnel whose upstream has secrets bound: its bytes toward the
+ * client go through hx_on_ws_upstream (frames rebuilt with scrubbed payloads),
+ * never straight to the client. */
+bool hx_ws_scrubbing(const struct hx *h);
+/* Tunnel bytes from such an upstream. 0, -ENOMEM, or -EPROTO for a frame
+ * RFC 6455 forbids here (the caller breaks the connection). */
+int hx_on_ws_upstream(struct hx *h, const char *data, size_t len, struct buf *to_client);
+
 /* Host to dial (lower-case, no port): the SNI on TLS, the Host header on plain HTTP. */
 const char *hx_upstream_host(const struct hx *h);
 /* True when the rule that allowed the current request names its host exactly:

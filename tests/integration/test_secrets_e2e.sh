@@ -56,6 +56,36 @@ def post(id, host, parts):
 split = ["a=SLUICE_PLA", "CEHOLDER_BODY", "_TOKEN&b=SLUICE_PLACEHOLDER_BODY_TOKE", "N&c=S", "LUICE_PLACEHOLDER_BODY_TOKEN"]
 post("c1", "api.test", split)
 post("c2", "other.test", ["pre-SLUICE_PLACEHOLDER_BO", "DY_TOKEN-post"])
+# WebSocket: the upstream greets with the header's (substituted) value, then echoes
+import os, socket
+def ws():
+    s = ssl.create_default_context().wrap_socket(socket.create_connection(("api.test", 443), 15),
+                                                 server_hostname="api.test")
+    s.sendall(("GET /ws?id=ws1 HTTP/1.1\r\nHost: api.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+               "X-Ws-Greet: %s\r\n\r\n" % os.environ["HDR_TOKEN"]).encode())
+    f = s.makefile("rb")
+    status = f.readline()
+    while f.readline() not in (b"\r\n", b""):
+        pass
+    s.sendall(bytes([0x81, 0x82]) + b"\0\0\0\0" + b"hi")
+    msgs, cur = [], b""
+    while len(msgs) < 2:
+        h = f.read(2)
+        if len(h) < 2:
+            break
+        n = h[1] & 0x7f
+        if n == 126:
+            n = int.from_bytes(f.read(2), "big")
+        cur += f.read(n)
+        if h[0] & 0x80:
+            msgs.append(cur.decode()); cur = b""
+    open(out + "/ws1.body", "w").write("\n".join(msgs))
+    open(out + "/codes", "a").write("ws1 %s\n" % status.split()[1].decode())
+try:
+    ws()
+except Exception as e:
+    open(out + "/ws1.body", "w").write("error %r" % e)
 PYEOF
 # refused: wrong host, wrong place, disguised
 before=$(wc -l <"$FI_DIR/conn.443.log")
@@ -106,6 +136,10 @@ e2e_expect r1 200 "reflect: request accepted"
 sl_assert_contains "$(line r1)" "v=$SLT_QRY" "reflect: the upstream got (and echoed) the real value"
 sl_assert_eq "SLUICE_PLACEHOLDER_QRY_TOKEN" "$(e2e_body r1)" "reflect: the sandbox got the placeholder back in the body"
 sl_assert_contains "$(tr -d '\r' <"$T/out/r1.hdr")" "X-Reflect: SLUICE_PLACEHOLDER_QRY_TOKEN" "reflect: and in the X-Reflect header"
+# WebSocket from a host with secrets: frames rebuilt with the value scrubbed
+e2e_expect ws1 101 "websocket: upgrade to api.test"
+sl_assert_eq "SLUICE_PLACEHOLDER_HDR_TOKEN
+hi" "$(cat "$T/out/ws1.body")" "websocket: the echoed value came back as the placeholder, then the echo"
 # injection
 e2e_expect i1 200 "inject: request to the injection host"
 sl_assert_contains "$(line i1)" "[\"Authorization\", \"Bearer $SLT_INJ\"]" "inject: Authorization: Bearer added without a placeholder"

@@ -12,7 +12,7 @@ line to LOGDIR/req.PORT.log; every datagram a line to LOGDIR/udp.PORT.log. Tests
 
 Endpoints: /hello, /echo (JSON: method, path, headers, body), /bytes?n=N (Content-Length),
 /chunked?n=N&size=S, /status/NNN, /redirect, /reflect?v=TEXT (TEXT back in body and X-Reflect),
-/ws (WebSocket echo), /slow?ms=N, /sink (JSON: len and sha256 of the body, which is not logged).
+/ws (WebSocket echo; X-Ws-Greet: V makes V its first message, in two fragments), /slow?ms=N, /sink (JSON: len and sha256 of the body, which is not logged).
 """
 import base64, hashlib, json, os, socket, socketserver, ssl, struct, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -131,6 +131,13 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.flush()
         port = self.server.server_address[1]
+        greet = self.headers.get("X-Ws-Greet", "").encode()
+        if greet:
+            # the header's value (after the broker's substitution) as a first message, split
+            # in two fragments: a secret's value echoed over WebSocket must come back scrubbed
+            half = len(greet) // 2
+            self.wfile.write(bytes([0x01, half]) + greet[:half] + bytes([0x80, len(greet) - half]) + greet[half:])
+            self.wfile.flush()
         while True:
             hdr = self.rfile.read(2)
             if len(hdr) < 2:

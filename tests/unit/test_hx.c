@@ -948,6 +948,172 @@ static void test_expect_100(void **state)
 	buf_free(&cl);
 }
 
+/* A server frame (unmasked) into b. */
+static void ws_frame(struct buf *b, int fin, int op, const char *d, size_t n)
+{
+	uint8_t hd[4] = { (uint8_t)((fin ? 0x80 : 0) | op) };
+	size_t k = 2;
+
+	if (n < 126) {
+		hd[1] = (uint8_t)n;
+	} else {
+		hd[1] = 126;
+		hd[2] = (uint8_t)(n >> 8);
+		hd[3] = (uint8_t)n;
+		k = 4;
+	}
+	buf_append(b, hd, k);
+	buf_append(b, d, n);
+}
+
+/* Decodes the frames in d..d+n (all of them whole): data messages joined
+ * into msgs ("op:payload|" each), control frames into ctl, checking that
+ * they are unmasked, without RSV bits, and fragmented as RFC 6455 allows. */
+static void ws_decode(const char *d, size_t n, struct buf *msgs, struct buf *ctl)
+{
+	const uint8_t *p = (const uint8_t *)d, *end = p + n;
+	int in_msg = 0;
+
+	while (p < end) {
+		uint64_t len;
+		int fin, op;
+
+		assert_true(end - p >= 2);
+		fin = p[0] & 0x80;
+		op = p[0] & 0x0f;
+		assert_int_equal(p[0] & 0x70, 0);
+		assert_int_equal(p[1] & 0x80, 0);
+		len = p[1] & 0x7f;
+		p += 2;
+		if (len == 126) {
+			len = (uint64_t)p[0] << 8 | p[1];
+			p += 2;
+		} else if (len == 127) {
+			len = 0;
+			for (int i = 0; i < 8; i++)
+				len = len << 8 | p[i];
+			p += 8;
+		}
+		assert_true((uint64_t)(end - p) >= len);
+		if (op & 8) {
+			assert_true(fin && len <= 125);
+			buf_appendf(ctl, "%d:%.*s|", op, (int)len, (const char *)p);
+		} else {
+			if (op)
+				assert_false(in_msg);
+			else
+				assert_true(in_msg);
+			if (op)
+				buf_appendf(msgs, "%d:", op);
+			buf_append(msgs, p, (size_t)len);
+			in_msg = !fin;
+			if (fin)
+				buf_append(msgs, "|", 1);
+		}
+		p += len;
+	}
+	assert_false(in_msg);
+}
+
+/* A host with secrets: its WebSocket frames reach the client with the
+ * value replaced, wherever the reads split them, even a value split across
+ * fragments; no extension is offered, and frames it forbids break the tunnel. */
+static void test_ws_scrub(void **state)
+{
+	const char *req = "GET /v1/ws HTTP/1.1\r\nHost: api.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+			  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+			  "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+	const char *head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+			   "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+	struct buf up = {0}, cl = {0}, in = {0}, msgs = {0}, ctl = {0};
+	char big[300];
+	size_t consumed;
+	unsigned ev = 0;
+	struct hx *h;
+
+	(void)state;
+	load_policy(POLICY_SECRETS);
+	memset(big, 'b', sizeof(big));
+	memcpy(big + 140, "real-token-123", 14);
+	buf_append(&in, head, strlen(head));
+	ws_frame(&in, 1, 1, "v=real-token-123!", 17);
+	ws_frame(&in, 0, 1, "abc real-to", 11);
+	ws_frame(&in, 1, 9, "real-token-123", 14); /* a ping between the fragments */
+	ws_frame(&in, 1, 0, "ken-123 end", 11);
+	ws_frame(&in, 1, 2, big, sizeof(big));
+	ws_frame(&in, 1, 1, "", 0);
+
+	for (size_t split = 0; split <= in.len; split++) {
+		char *a = malloc(split ? split : 1), *b = malloc(in.len - split ? in.len - split : 1);
+
+		h = mk("api.test", 443, true);
+		reset(&up);
+		reset(&cl);
+		ev = 0;
+		assert_int_equal(hx_on_client(h, req, strlen(req), &consumed, &up, &cl, &ev), 0);
+		assert_null(strstr(S(&up), "Sec-WebSocket-Extensions"));
+		memcpy(a, buf_head(&in), split);
+		memcpy(b, buf_head(&in) + split, in.len - split);
+		assert_int_equal(hx_on_upstream(h, a, split, &cl, &ev), 0);
+		assert_int_equal(hx_on_upstream(h, b, in.len - split, &cl, &ev), 0);
+		assert_true(ev & HX_EV_TUNNEL);
+		assert_false(ev & HX_EV_CLOSE);
+		assert_true(hx_ws_scrubbing(h));
+		const char *body = strstr(S(&cl), "\r\n\r\n");
+
+		assert_non_null(body);
+		body += 4;
+		if (memmem(buf_head(&cl), cl.len, "real-token-123", 14))
+			fail_msg("split %zu: the value reached the client", split);
+		reset(&msgs);
+		reset(&ctl);
+		ws_decode(body, cl.len - (size_t)(body - buf_head(&cl)), &msgs, &ctl);
+		assert_int_equal(strncmp(S(&msgs), "1:v=SLUICE_PLACEHOLDER_TOK!|1:abc SLUICE_PLACEHOLDER_TOK end|2:", 62), 0);
+		assert_non_null(strstr(S(&msgs), "bbbSLUICE_PLACEHOLDER_TOKbbb"));
+		assert_true(strstr(S(&msgs), "|1:|") == S(&msgs) + msgs.len - 4);
+		assert_out(&ctl, "9:SLUICE_PLACEHOLDER_TOK|");
+		hx_free(h);
+		free(a);
+		free(b);
+	}
+
+	/* Frames a server must not send, or an extension it was not offered. */
+	static const struct { const char *d; size_t n; } bad[] = {
+		{ "\x81\x81" "abcd" "x", 7 },  /* masked */
+		{ "\xc1\x01x", 3 },            /* RSV1: an extension's frame */
+		{ "\x80\x01x", 3 },            /* a continuation without a message */
+		{ "\x89\x7e\x00\x80", 4 },    /* a ping over 125 bytes */
+		{ "\x09\x01x", 3 },            /* a fragmented ping */
+		{ "\x83\x01x", 3 },            /* a reserved opcode */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		h = mk("api.test", 443, true);
+		reset(&cl);
+		ev = 0;
+		assert_int_equal(hx_on_client(h, req, strlen(req), &consumed, &up, &cl, &ev), 0);
+		upstream(h, head, &cl, &ev);
+		assert_int_equal(hx_on_upstream(h, bad[i].d, bad[i].n, &cl, &ev), 0);
+		if (!(ev & HX_EV_CLOSE) || !(ev & HX_EV_ABORT))
+			fail_msg("bad frame #%zu did not break the tunnel", i);
+		hx_free(h);
+	}
+	h = mk("api.test", 443, true);
+	reset(&cl);
+	ev = 0;
+	assert_int_equal(hx_on_client(h, req, strlen(req), &consumed, &up, &cl, &ev), 0);
+	upstream(h, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+		 "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+		 "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n", &cl, &ev);
+	assert_true(strstr(S(&cl), "HTTP/1.1 502 Bad Gateway\r\n") == S(&cl));
+	assert_false(ev & HX_EV_TUNNEL);
+	hx_free(h);
+	buf_free(&up);
+	buf_free(&cl);
+	buf_free(&in);
+	buf_free(&msgs);
+	buf_free(&ctl);
+}
+
 static void test_websocket(void **state)
 {
 	const char *req = "GET /v1/ws HTTP/1.1\r\nHost: api.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
@@ -1429,6 +1595,7 @@ int main(void)
 		cmocka_unit_test(test_forward_table),
 		cmocka_unit_test(test_chunked_split),
 		cmocka_unit_test(test_chunk_crlf),
+		cmocka_unit_test(test_ws_scrub),
 		cmocka_unit_test(test_refuse_table),
 		cmocka_unit_test(test_refused_then_next),
 		cmocka_unit_test(test_421_every_request),
