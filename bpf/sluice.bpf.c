@@ -81,13 +81,34 @@ static __always_inline int receiver_ours(struct bpf_sock_addr *ctx, __u8 family,
 	__u32 len;
 	int ours = 0;
 
+	struct bpf_sock *me = ctx->sk;
+
+	/* The real source where the socket has one (bound): a connected UDP
+	 * peer is found only by it, and a SO_REUSEPORT group picks by it. */
 	if (family == SLUICE_AF_INET) {
 		t.ipv4.daddr = a[0];
 		t.ipv4.dport = bpf_htons(port);
+		if (me) {
+			/* both loaded, then chosen: the verifier refuses a computed offset */
+			__u32 s4 = me->src_ip4, s6 = me->src_ip6[3];
+
+			barrier_var(s4);
+			barrier_var(s6);
+
+			t.ipv4.saddr = me->family == SL_AF_INET ? s4 : s6;
+			t.ipv4.sport = bpf_htons((__u16)me->src_port);
+		}
 		len = sizeof(t.ipv4);
 	} else {
 		__builtin_memcpy(t.ipv6.daddr, a, 16);
 		t.ipv6.dport = bpf_htons(port);
+		if (me) {
+			t.ipv6.saddr[0] = me->src_ip6[0];
+			t.ipv6.saddr[1] = me->src_ip6[1];
+			t.ipv6.saddr[2] = me->src_ip6[2];
+			t.ipv6.saddr[3] = me->src_ip6[3];
+			t.ipv6.sport = bpf_htons((__u16)me->src_port);
+		}
 		len = sizeof(t.ipv6);
 	}
 	if (proto == SL_IPPROTO_TCP)
@@ -100,6 +121,61 @@ static __always_inline int receiver_ours(struct bpf_sock_addr *ctx, __u8 family,
 	ours = owner && *owner == cgid;
 	bpf_sk_release(sk);
 	return ours;
+}
+
+/*
+ * connect() or sendto() to the unspecified address reaches this host: the
+ * kernel picks the address only after these hooks (the socket's bound source,
+ * else 127.0.0.1; for IPv6 ::1, or ::ffff:127.0.0.1 from a v4-mapped source).
+ * Writing that address here makes what is checked what is used: checking
+ * 0.0.0.0 or :: itself would pass a sandbox's wildcard record while the kernel
+ * connects elsewhere.
+ */
+static __always_inline int unspec_resolve(const struct bpf_sock_addr *ctx, __u8 *family, __u32 a[4],
+					  int *mapped)
+{
+	struct bpf_sock *sk = ctx->sk;
+	__u32 s[4] = {};
+
+	if (*family == SLUICE_AF_INET ? a[0] != 0 : (a[0] | a[1] | a[2] | a[3]) != 0)
+		return 0;
+	if (sk) {
+		s[0] = sk->src_ip6[0];
+		s[1] = sk->src_ip6[1];
+		s[2] = sk->src_ip6[2];
+		s[3] = sk->src_ip6[3];
+	}
+	if (*family == SLUICE_AF_INET) {
+		/* an AF_INET socket's own source, or loopback */
+		a[0] = sk && !*mapped ? sk->src_ip4 : 0;
+		if (!a[0])
+			a[0] = bpf_htonl(0x7f000001);
+	} else if (ip6_is_v4mapped(s)) {
+		*family = SLUICE_AF_INET;
+		*mapped = 1;
+		a[0] = bpf_htonl(0x7f000001);
+	} else {
+		a[3] = bpf_htonl(1);
+	}
+	return 1;
+}
+
+/* Writes a (as ctx_dst read it) back as the destination. */
+static __always_inline void ctx_set_dst(struct bpf_sock_addr *ctx, int v6, int mapped, const __u32 a[4])
+{
+	if (!v6) {
+		ctx->user_ip4 = a[0];
+	} else if (mapped) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0xffff);
+		ctx->user_ip6[3] = a[0];
+	} else {
+		ctx->user_ip6[0] = a[0];
+		ctx->user_ip6[1] = a[1];
+		ctx->user_ip6[2] = a[2];
+		ctx->user_ip6[3] = a[3];
+	}
 }
 
 /*
@@ -116,7 +192,7 @@ static __always_inline int redirect(struct bpf_sock_addr *ctx, int v6)
 	__u32 a[4] = {}, deny;
 	__u16 port = ctx_port(ctx), to;
 	__u8 family, proto;
-	int mapped;
+	int mapped, unspec;
 
 	sb = sandbox_find(&cgid);
 	if (ctx->type == SL_SOCK_STREAM && ctx->protocol == SL_IPPROTO_TCP)
@@ -129,6 +205,7 @@ static __always_inline int redirect(struct bpf_sock_addr *ctx, int v6)
 	if (!proto || !sb || !sb->broker_port || !sb->dns_port)
 		goto refuse;
 	family = ctx_dst(ctx, v6, a, &mapped);
+	unspec = unspec_resolve(ctx, &family, a, &mapped);
 
 	if ((sb->flags & SLUICE_SB_ALLOW_LOOPBACK_BOUND) && is_local(family, a) &&
 	    bound_by_sandbox(cgid, family, proto, a, port) &&
@@ -137,6 +214,8 @@ static __always_inline int redirect(struct bpf_sock_addr *ctx, int v6)
 		 * have left a record: sockops would take it for this connection. */
 		cookie = bpf_get_socket_cookie(ctx);
 		bpf_map_delete_elem(&sluice_cookie, &cookie);
+		if (unspec)
+			ctx_set_dst(ctx, v6, mapped, a);
 		stat_inc(cgid, SLUICE_STAT_LOOPBACK_PASSED);
 		return 0;
 	}
@@ -445,6 +524,85 @@ int sluice_ingress(struct __sk_buff *skb)
 		return w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == bpf_htonl(1);
 	}
 	return 0;
+}
+
+/*
+ * A connected UDP socket is checked once, at connect(): later send()s run no
+ * hook. If the sandbox's receiving socket then lets its port go (close,
+ * connect(AF_UNSPEC)) and a host service takes it, those sends would reach
+ * the service. So every loopback datagram leaving the sandbox is checked here
+ * against the socket that will receive it: the sandbox's own (owner tag), or
+ * the broker's resolver.
+ */
+SEC("cgroup_skb/egress")
+int sluice_egress(struct __sk_buff *skb)
+{
+	struct bpf_sock_tuple t = {};
+	struct sluice_sandbox *sb = NULL;
+	__u64 cgid = 0, *owner;
+	struct bpf_sock *sk;
+	__u32 len, w[4];
+	__u16 ports[2];
+	__u8 b[2];
+	int ok, lvl;
+
+	if (skb->protocol == bpf_htons(SL_ETH_P_IP)) {
+		if (bpf_skb_load_bytes(skb, 0, b, 1) || bpf_skb_load_bytes(skb, 9, b + 1, 1))
+			return 0;
+		if (b[1] != SL_IPPROTO_UDP)
+			return 1;
+		if (bpf_skb_load_bytes(skb, 12, w, 8))
+			return 0;
+		if ((bpf_ntohl(w[1]) >> 24) != 127)
+			return 1; /* not loopback: the connect/sendmsg hooks decided */
+		if (bpf_skb_load_bytes(skb, (b[0] & 0xf) * 4, ports, 4))
+			return 0;
+		t.ipv4.saddr = w[0];
+		t.ipv4.daddr = w[1];
+		t.ipv4.sport = ports[0];
+		t.ipv4.dport = ports[1];
+		len = sizeof(t.ipv4);
+	} else if (skb->protocol == bpf_htons(SL_ETH_P_IPV6)) {
+		if (bpf_skb_load_bytes(skb, 6, b, 1))
+			return 0;
+		if (b[0] != SL_IPPROTO_UDP)
+			return 1; /* TCP, or UDP behind extension headers: not to loopback from here */
+		if (bpf_skb_load_bytes(skb, 24, w, 16))
+			return 0;
+		if (w[0] || w[1] || w[2] || w[3] != bpf_htonl(1))
+			return 1;
+		__builtin_memcpy(t.ipv6.daddr, w, 16);
+		if (bpf_skb_load_bytes(skb, 8, t.ipv6.saddr, 16) || bpf_skb_load_bytes(skb, 40, ports, 4))
+			return 0;
+		t.ipv6.sport = ports[0];
+		t.ipv6.dport = ports[1];
+		len = sizeof(t.ipv6);
+	} else {
+		return 1;
+	}
+	for (lvl = SLUICE_MAX_CGROUP_DEPTH; lvl >= 0 && !sb; lvl--) {
+		cgid = bpf_skb_ancestor_cgroup_id(skb, lvl);
+		if (cgid)
+			sb = bpf_map_lookup_elem(&sluice_sandboxes, &cgid);
+	}
+	if (!sb)
+		return 0;
+	/* The broker's resolver (the sendmsg hook sent it there). */
+	if (bpf_ntohs(ports[1]) == sb->dns_port) {
+		if (len == sizeof(t.ipv4) && t.ipv4.daddr == sb->broker_ip4)
+			return 1;
+		__builtin_memcpy(w, sb->broker_ip6, 16);
+		if (len == sizeof(t.ipv6) && t.ipv6.daddr[0] == w[0] && t.ipv6.daddr[1] == w[1] &&
+		    t.ipv6.daddr[2] == w[2] && t.ipv6.daddr[3] == w[3])
+			return 1;
+	}
+	sk = bpf_sk_lookup_udp(skb, &t, len, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	owner = bpf_sk_storage_get(&sluice_sk_owner, sk, 0, 0);
+	ok = owner && *owner == cgid;
+	bpf_sk_release(sk);
+	return ok;
 }
 
 /* A released socket's port may next belong to someone else: forget it. */

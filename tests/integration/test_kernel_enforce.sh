@@ -95,6 +95,10 @@ if mode == "main":
     l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(4)
     c = socket.create_connection(l.getsockname(), 3); a, _ = l.accept(); a.sendall(b"SELF\n")
     out("self", "connected", c.recv(64).decode().strip()); c.close(); a.close(); l.close()
+    # and to its own wildcard listener through the wildcard address (which the kernel reads as loopback)
+    l = socket.socket(); l.bind(("0.0.0.0", 0)); l.listen(4)
+    c = socket.create_connection(("0.0.0.0", l.getsockname()[1]), 3); a, _ = l.accept(); a.sendall(b"SELFANY\n")
+    out("selfany", "connected", c.recv(64).decode().strip()); c.close(); a.close(); l.close()
     if os.environ.get("SL_INBOUND"):
         # A wildcard listener and UDP socket: the fake internet tries to reach
         # both (the test does, from outside); nothing may arrive.
@@ -118,6 +122,8 @@ if mode == "main":
         base = os.environ["SL_STALE"]
         g = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); g.bind(("127.0.0.1", 0))
         gp = g.getsockname()[1]
+        # connected while the port is the sandbox's own: checked at connect() only
+        c2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c2.connect(("127.0.0.1", gp))
         unspec = ctypes.create_string_buffer(16)  # sa_family 0: AF_UNSPEC
         ctypes.CDLL(None, use_errno=True).connect(g.fileno(), unspec, 16)
         open(base + ".tmp", "w").write(str(gp)); os.rename(base + ".tmp", base)
@@ -129,7 +135,11 @@ if mode == "main":
             s2.sendto(b"STALE", ("127.0.0.1", gp)); out("stale", "sent")
         except OSError as e:
             out("stale", "error", errno.errorcode.get(e.errno, e.errno))
-        s2.close(); g.close()
+        try:
+            c2.send(b"STALE2"); out("stalec", "sent")
+        except OSError as e:
+            out("stalec", "error", errno.errorcode.get(e.errno, e.errno))
+        s2.close(); c2.close(); g.close()
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(3)
     try:
         u.sendto(b"ping", (FI4, 9001)); out("udp9001", "sent")
@@ -236,11 +246,12 @@ sl_assert_contains "$out" "v6 connected BROKER peer=$FI_IP6:9000" "IPv6 connect 
 sl_assert_contains "$out" "mapped connected BROKER peer=::ffff:$FI_IP4:9000" "v4-mapped connect went to the broker"
 sl_assert_contains "$out" "hostsvc connected BROKER" "loopback to a host service goes to the broker"
 sl_assert_contains "$out" "self connected SELF" "loopback to the sandbox's own listener passes"
+sl_assert_contains "$out" "selfany connected SELFANY" "0.0.0.0 to the sandbox's own wildcard listener passes"
 sl_assert_contains "$out" "inbound none" "no TCP connection from the network reached a wildcard listener in the sandbox"
 sl_assert_contains "$out" "inboundudp none" "no datagram from the network reached a wildcard UDP socket in the sandbox"
 sl_assert_contains "$(cat "$T/inbound.client")" "inbound connect failed" "the outside peer could not connect"
 sl_assert_contains "$out" "stale error EPERM" "loopback to a port the sandbox gave up and a host service took: refused"
-sl_assert_eq none "$(cat "$T/stale.host")" "the host service on the given-up port received nothing"
+sl_assert_eq none "$(cat "$T/stale.host")" "the host service on the given-up port received nothing (also from a socket connected to it before)"
 sl_assert_contains "$out" "udp9001 error EPERM" "non-DNS UDP datagram refused"
 sl_assert_contains "$out" "udpconnect9001 error EPERM" "non-DNS UDP connect refused"
 sl_assert_contains "$out" "dns DNSquery src=$FI_IP4:53" "DNS went to the broker; the reply's source is the server asked"
