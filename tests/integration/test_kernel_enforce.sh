@@ -95,6 +95,16 @@ if mode == "main":
     l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(4)
     c = socket.create_connection(l.getsockname(), 3); a, _ = l.accept(); a.sendall(b"SELF\n")
     out("self", "connected", c.recv(64).decode().strip()); c.close(); a.close(); l.close()
+    # "::" from a v4-mapped source is 127.0.0.1 to the kernel: a v6-only wildcard
+    # listener of the sandbox on the host service's port must not open the way to it
+    l6 = socket.socket(socket.AF_INET6); l6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    l6.bind(("::", $HOSTSVC_PORT)); l6.listen(4)
+    c = socket.socket(socket.AF_INET6); c.settimeout(3); c.bind(("::ffff:127.0.0.1", 0))
+    try:
+        c.connect(("::", $HOSTSVC_PORT)); out("unspec6", "connected", c.recv(64).decode().strip())
+    except OSError as e:
+        out("unspec6", "error", errno.errorcode.get(e.errno, e.errno))
+    c.close(); l6.close()
     # and to its own wildcard listener through the wildcard address (which the kernel reads as loopback)
     l = socket.socket(); l.bind(("0.0.0.0", 0)); l.listen(4)
     c = socket.create_connection(("0.0.0.0", l.getsockname()[1]), 3); a, _ = l.accept(); a.sendall(b"SELFANY\n")
@@ -246,6 +256,7 @@ sl_assert_contains "$out" "v6 connected BROKER peer=$FI_IP6:9000" "IPv6 connect 
 sl_assert_contains "$out" "mapped connected BROKER peer=::ffff:$FI_IP4:9000" "v4-mapped connect went to the broker"
 sl_assert_contains "$out" "hostsvc connected BROKER" "loopback to a host service goes to the broker"
 sl_assert_contains "$out" "self connected SELF" "loopback to the sandbox's own listener passes"
+sl_assert_contains "$out" "unspec6 connected BROKER" "'::' from a v4-mapped source is checked as 127.0.0.1: to the broker, not the host service"
 sl_assert_contains "$out" "selfany connected SELFANY" "0.0.0.0 to the sandbox's own wildcard listener passes"
 sl_assert_contains "$out" "inbound none" "no TCP connection from the network reached a wildcard listener in the sandbox"
 sl_assert_contains "$out" "inboundudp none" "no datagram from the network reached a wildcard UDP socket in the sandbox"
@@ -270,7 +281,7 @@ sl_assert_eq "$conns0" "$(fi_conns 9000)" "nothing reached the fake internet's T
 sl_assert_eq "$udp0" "$(fi_udp_count 9001)" "no UDP datagram reached the fake internet"
 sl_assert_eq "$dns0" "$(fi_udp_count 53)" "no DNS query reached the foreign resolver"
 sl_assert_eq "$hs0" "$(wc -l <"$T/hostsvc.log" 2>/dev/null || echo 0)" "the host's loopback service saw nothing"
-sl_assert_eq 4 "$(grep -c '^tcp ' "$T/fb.log")" "the broker accepted the four redirected connections"
+sl_assert_eq 5 "$(grep -c '^tcp ' "$T/fb.log")" "the broker accepted the five redirected connections"
 
 # sockops recorded the original destinations keyed by the broker-side 4-tuple.
 orig=$(timeout 10 bpftool -j map dump pinned $PIN/sluice_orig)
