@@ -527,12 +527,18 @@ int sluice_ingress(struct __sk_buff *skb)
 }
 
 /*
- * A connected UDP socket is checked once, at connect(): later send()s run no
- * hook. If the sandbox's receiving socket then lets its port go (close,
- * connect(AF_UNSPEC)) and a host service takes it, those sends would reach
- * the service. So every loopback datagram leaving the sandbox is checked here
- * against the socket that will receive it: the sandbox's own (owner tag), or
- * the broker's resolver.
+ * What leaves the sandbox toward loopback, checked against the socket that
+ * will receive it, with the packet's real 4-tuple. The connect/sendmsg hooks
+ * already decided, but without all of it:
+ * - a connected UDP socket is checked once, at connect(), and its send()s run
+ *   no hook: if the sandbox's receiving socket lets its port go and a host
+ *   service takes it, those sends would reach the service;
+ * - at connect() a TCP socket has no source port yet, and a SO_REUSEPORT group
+ *   shared with a host service (same uid) picks its member by the real 4-tuple:
+ *   so each SYN is checked here.
+ * The receiver must be the sandbox's own (owner tag) or the broker's listener
+ * or resolver. Loopback with anything but TCP or UDP (IPv6 extension headers)
+ * is dropped.
  */
 SEC("cgroup_skb/egress")
 int sluice_egress(struct __sk_buff *skb)
@@ -541,44 +547,52 @@ int sluice_egress(struct __sk_buff *skb)
 	struct sluice_sandbox *sb = NULL;
 	__u64 cgid = 0, *owner;
 	struct bpf_sock *sk;
-	__u32 len, w[4];
-	__u16 ports[2];
-	__u8 b[2];
+	__u32 len, l4, w[4];
+	__u16 ports[2], to;
+	__u8 b[2], proto, flags;
 	int ok, lvl;
 
 	if (skb->protocol == bpf_htons(SL_ETH_P_IP)) {
-		if (bpf_skb_load_bytes(skb, 0, b, 1) || bpf_skb_load_bytes(skb, 9, b + 1, 1))
-			return 0;
-		if (b[1] != SL_IPPROTO_UDP)
-			return 1;
-		if (bpf_skb_load_bytes(skb, 12, w, 8))
+		if (bpf_skb_load_bytes(skb, 0, b, 1) || bpf_skb_load_bytes(skb, 9, b + 1, 1) ||
+		    bpf_skb_load_bytes(skb, 12, w, 8))
 			return 0;
 		if ((bpf_ntohl(w[1]) >> 24) != 127)
 			return 1; /* not loopback: the connect/sendmsg hooks decided */
-		if (bpf_skb_load_bytes(skb, (b[0] & 0xf) * 4, ports, 4))
-			return 0;
+		proto = b[1];
+		l4 = (b[0] & 0xf) * 4;
 		t.ipv4.saddr = w[0];
 		t.ipv4.daddr = w[1];
-		t.ipv4.sport = ports[0];
-		t.ipv4.dport = ports[1];
 		len = sizeof(t.ipv4);
 	} else if (skb->protocol == bpf_htons(SL_ETH_P_IPV6)) {
-		if (bpf_skb_load_bytes(skb, 6, b, 1))
-			return 0;
-		if (b[0] != SL_IPPROTO_UDP)
-			return 1; /* TCP, or UDP behind extension headers: not to loopback from here */
-		if (bpf_skb_load_bytes(skb, 24, w, 16))
+		if (bpf_skb_load_bytes(skb, 6, b, 1) || bpf_skb_load_bytes(skb, 24, w, 16))
 			return 0;
 		if (w[0] || w[1] || w[2] || w[3] != bpf_htonl(1))
 			return 1;
+		proto = b[0];
+		l4 = 40;
 		__builtin_memcpy(t.ipv6.daddr, w, 16);
-		if (bpf_skb_load_bytes(skb, 8, t.ipv6.saddr, 16) || bpf_skb_load_bytes(skb, 40, ports, 4))
+		if (bpf_skb_load_bytes(skb, 8, t.ipv6.saddr, 16))
 			return 0;
-		t.ipv6.sport = ports[0];
-		t.ipv6.dport = ports[1];
 		len = sizeof(t.ipv6);
 	} else {
 		return 1;
+	}
+	if (proto != SL_IPPROTO_TCP && proto != SL_IPPROTO_UDP)
+		return 0;
+	if (bpf_skb_load_bytes(skb, l4, ports, 4))
+		return 0;
+	if (proto == SL_IPPROTO_TCP) {
+		if (bpf_skb_load_bytes(skb, l4 + 13, &flags, 1))
+			return 0;
+		if ((flags & 0x12) != 0x02)
+			return 1; /* only a SYN picks the receiver */
+	}
+	if (len == sizeof(t.ipv4)) {
+		t.ipv4.sport = ports[0];
+		t.ipv4.dport = ports[1];
+	} else {
+		t.ipv6.sport = ports[0];
+		t.ipv6.dport = ports[1];
 	}
 	for (lvl = SLUICE_MAX_CGROUP_DEPTH; lvl >= 0 && !sb; lvl--) {
 		cgid = bpf_skb_ancestor_cgroup_id(skb, lvl);
@@ -587,8 +601,9 @@ int sluice_egress(struct __sk_buff *skb)
 	}
 	if (!sb)
 		return 0;
-	/* The broker's resolver (the sendmsg hook sent it there). */
-	if (bpf_ntohs(ports[1]) == sb->dns_port) {
+	/* The broker's listener and resolver (the hooks sent it there). */
+	to = proto == SL_IPPROTO_TCP ? sb->broker_port : sb->dns_port;
+	if (bpf_ntohs(ports[1]) == to) {
 		if (len == sizeof(t.ipv4) && t.ipv4.daddr == sb->broker_ip4)
 			return 1;
 		__builtin_memcpy(w, sb->broker_ip6, 16);
@@ -596,7 +611,10 @@ int sluice_egress(struct __sk_buff *skb)
 		    t.ipv6.daddr[2] == w[2] && t.ipv6.daddr[3] == w[3])
 			return 1;
 	}
-	sk = bpf_sk_lookup_udp(skb, &t, len, BPF_F_CURRENT_NETNS, 0);
+	if (proto == SL_IPPROTO_TCP)
+		sk = bpf_sk_lookup_tcp(skb, &t, len, BPF_F_CURRENT_NETNS, 0);
+	else
+		sk = bpf_sk_lookup_udp(skb, &t, len, BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
 		return 0;
 	owner = bpf_sk_storage_get(&sluice_sk_owner, sk, 0, 0);

@@ -71,6 +71,18 @@ while True:
 ' "$T/hostsvc.port" "$T/hostsvc.log"
 sl_wait_for test -s "$T/hostsvc.port" || sl_fail "host service did not start"
 HOSTSVC_PORT=$(cat "$T/hostsvc.port")
+# A host service in a SO_REUSEPORT group, same uid as the (root) sandbox: the
+# sandbox may join the group, but no connection of its may land on the host's member.
+sl_bg rpsvc "$PY" -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+s.bind(("127.0.0.1", 0)); s.listen(64)
+open(sys.argv[1], "w").write(str(s.getsockname()[1]))
+while True:
+    c, _ = s.accept(); open(sys.argv[2], "a").write("x\n"); c.sendall(b"RPSVC\n"); c.close()
+' "$T/rpsvc.port" "$T/rpsvc.log"
+sl_wait_for test -s "$T/rpsvc.port" || sl_fail "reuseport host service did not start"
+RP_PORT=$(cat "$T/rpsvc.port")
 
 # The sandboxed program: one line per probe, "name result".
 cat >"$T/probe.py" <<EOF
@@ -105,6 +117,33 @@ if mode == "main":
     except OSError as e:
         out("unspec6", "error", errno.errorcode.get(e.errno, e.errno))
     c.close(); l6.close()
+    # fifteen members of the host service's SO_REUSEPORT group (so that the check at
+    # connect(), made before the source port exists, mostly picks one of them): whatever
+    # each SYN's 4-tuple picks, the host's member is never reached
+    import threading
+    def serve(l):
+        while True:
+            try:
+                a, _ = l.accept()
+            except OSError:
+                return
+            a.sendall(b"SELF\n"); a.close()
+    rp = []
+    for _ in range(15):
+        l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        l.bind(("127.0.0.1", $RP_PORT)); l.listen(64); rp.append(l)
+        threading.Thread(target=serve, args=(l,), daemon=True).start()
+    seen = {}
+    for _ in range(40):
+        c = socket.socket(); c.settimeout(1.5)  # a SYN dropped at egress: no answer, the connect times out
+        try:
+            c.connect(("127.0.0.1", $RP_PORT)); r = c.recv(64).decode().strip() or "empty"
+        except OSError as e:
+            r = errno.errorcode.get(e.errno, str(e.errno))
+        seen[r] = seen.get(r, 0) + 1; c.close()
+    out("reuseport", " ".join("%s=%d" % kv for kv in sorted(seen.items())))
+    for l in rp:
+        l.close()
     # and to its own wildcard listener through the wildcard address (which the kernel reads as loopback)
     l = socket.socket(); l.bind(("0.0.0.0", 0)); l.listen(4)
     c = socket.create_connection(("0.0.0.0", l.getsockname()[1]), 3); a, _ = l.accept(); a.sendall(b"SELFANY\n")
@@ -217,7 +256,7 @@ sl_wait_for test "$(fi_udp_count 9001)" -ge 1 || sl_fail "outside: the UDP datag
 sl_assert_eq $((before + 3)) "$(fi_conns 9000)" "outside: the three connections arrived"
 
 # ---- inside, uid 0 without capabilities ----
-conns0=$(fi_conns 9000); udp0=$(fi_udp_count 9001); dns0=$(fi_udp_count 53); hs0=$(wc -l <"$T/hostsvc.log" 2>/dev/null || echo 0)
+conns0=$(fi_conns 9000); udp0=$(fi_udp_count 9001); dns0=$(fi_udp_count 53); hs0=$(wc -l <"$T/hostsvc.log" 2>/dev/null || echo 0); rp0=$(wc -l <"$T/rpsvc.log" 2>/dev/null || echo 0)
 # From the fake internet, toward the sandbox's wildcard sockets (the host's veth address).
 ( for i in $(seq 200); do [ -s "$T/inbound.ports" ] && break; sleep 0.05; done
   read -r tp up <"$T/inbound.ports" || exit 0
@@ -257,6 +296,8 @@ sl_assert_contains "$out" "mapped connected BROKER peer=::ffff:$FI_IP4:9000" "v4
 sl_assert_contains "$out" "hostsvc connected BROKER" "loopback to a host service goes to the broker"
 sl_assert_contains "$out" "self connected SELF" "loopback to the sandbox's own listener passes"
 sl_assert_contains "$out" "unspec6 connected BROKER" "'::' from a v4-mapped source is checked as 127.0.0.1: to the broker, not the host service"
+sl_assert_not_contains "$(grep '^reuseport ' <<<"$out")" "RPSVC" "a SO_REUSEPORT group shared with a host service: no connection reached the host's member"
+sl_assert_eq "$rp0" "$(wc -l <"$T/rpsvc.log" 2>/dev/null || echo 0)" "the reuseport host service saw nothing"
 sl_assert_contains "$out" "selfany connected SELFANY" "0.0.0.0 to the sandbox's own wildcard listener passes"
 sl_assert_contains "$out" "inbound none" "no TCP connection from the network reached a wildcard listener in the sandbox"
 sl_assert_contains "$out" "inboundudp none" "no datagram from the network reached a wildcard UDP socket in the sandbox"
@@ -281,7 +322,9 @@ sl_assert_eq "$conns0" "$(fi_conns 9000)" "nothing reached the fake internet's T
 sl_assert_eq "$udp0" "$(fi_udp_count 9001)" "no UDP datagram reached the fake internet"
 sl_assert_eq "$dns0" "$(fi_udp_count 53)" "no DNS query reached the foreign resolver"
 sl_assert_eq "$hs0" "$(wc -l <"$T/hostsvc.log" 2>/dev/null || echo 0)" "the host's loopback service saw nothing"
-sl_assert_eq 5 "$(grep -c '^tcp ' "$T/fb.log")" "the broker accepted the five redirected connections"
+sl_ok "reuseport probe's results: $(grep '^reuseport ' <<<"$out")"
+rp_broker=$(grep '^reuseport ' <<<"$out" | grep -o 'BROKER=[0-9]*' | cut -d= -f2)
+sl_assert_eq $((5 + ${rp_broker:-0})) "$(grep -c '^tcp ' "$T/fb.log")" "the broker accepted the five redirected connections (and the reuseport probe's that went there)"
 
 # sockops recorded the original destinations keyed by the broker-side 4-tuple.
 orig=$(timeout 10 bpftool -j map dump pinned $PIN/sluice_orig)
