@@ -156,6 +156,7 @@ struct hx {
 		uint8_t hdr_have, hdr_need;
 		bool in_frame;          /* header read, payload bytes pending */
 		bool fin, in_msg, out_first;
+		bool dead;              /* a protocol error was seen: nothing more passes */
 		uint8_t op, msg_op;
 		uint64_t left;          /* payload bytes of this frame still to come */
 		struct buf ctl, ctl_out; /* a control frame's payload (<= 125 bytes), scrubbed */
@@ -2422,6 +2423,8 @@ int hx_on_ws_upstream(struct hx *h, const char *d, size_t n, struct buf *to_clie
 	struct ws_rx *w = &h->ws;
 	int r = 0;
 
+	if (w->dead)
+		return -EPROTO;
 	while (n && !r) {
 		if (!w->in_frame) {
 			size_t k;
@@ -2476,16 +2479,26 @@ int hx_on_ws_upstream(struct hx *h, const char *d, size_t n, struct buf *to_clie
 		w->in_frame = false;
 		if (w->op & 0x8) {
 			struct buf *o = &w->ctl_out;
+			/* A Close frame's status code is not text: it passes as it is. */
+			size_t keep = w->op == 8 && buf_len(&w->ctl) >= 2 ? 2 : 0, cut;
 
 			buf_consume(o, buf_len(o));
+			r = buf_append(o, buf_head(&w->ctl), keep);
 			ss_reset(&h->ws_ctl_ss, h->sc);
-			r = subst_stream_feed(&h->ws_ctl_ss, buf_head(&w->ctl), buf_len(&w->ctl), ws_emit, NULL, o);
+			if (!r)
+				r = subst_stream_feed(&h->ws_ctl_ss, buf_head(&w->ctl) + keep, buf_len(&w->ctl) - keep,
+						      ws_emit, NULL, o);
 			if (!r)
 				r = subst_stream_finish(&h->ws_ctl_ss, ws_emit, o);
 			/* A placeholder may be longer than its value: a control frame
-			 * keeps its 125-byte limit, cut (never the value, which is gone). */
+			 * keeps its 125-byte limit, cut (never the value, which is gone);
+			 * a Close reason at a UTF-8 character's start. */
+			cut = buf_len(o) < 125 ? buf_len(o) : 125;
+			if (w->op == 8 && cut < buf_len(o))
+				while (cut > 2 && (buf_head(o)[cut] & 0xc0) == 0x80)
+					cut--;
 			if (!r)
-				r = ws_frame_out(to_client, true, w->op, buf_head(o), buf_len(o) < 125 ? buf_len(o) : 125);
+				r = ws_frame_out(to_client, true, w->op, buf_head(o), cut);
 			buf_consume(o, buf_len(o));
 			buf_consume(&w->ctl, buf_len(&w->ctl));
 			continue;
@@ -2502,6 +2515,8 @@ int hx_on_ws_upstream(struct hx *h, const char *d, size_t n, struct buf *to_clie
 		w->in_msg = false;
 		ss_reset(&h->rs_ss, h->sc);
 	}
+	if (r == -EPROTO)
+		w->dead = true;
 	return r;
 }
 

@@ -1042,6 +1042,7 @@ static void test_ws_scrub(void **state)
 	ws_frame(&in, 1, 0, "ken-123 end", 11);
 	ws_frame(&in, 1, 2, big, sizeof(big));
 	ws_frame(&in, 1, 1, "", 0);
+	ws_frame(&in, 1, 8, "\x0f\xa0" "bye real-token-123", 20); /* Close 4000: code kept, reason scrubbed */
 
 	for (size_t split = 0; split <= in.len; split++) {
 		char *a = malloc(split ? split : 1), *b = malloc(in.len - split ? in.len - split : 1);
@@ -1071,7 +1072,7 @@ static void test_ws_scrub(void **state)
 		assert_int_equal(strncmp(S(&msgs), "1:v=SLUICE_PLACEHOLDER_TOK!|1:abc SLUICE_PLACEHOLDER_TOK end|2:", 62), 0);
 		assert_non_null(strstr(S(&msgs), "bbbSLUICE_PLACEHOLDER_TOKbbb"));
 		assert_true(strstr(S(&msgs), "|1:|") == S(&msgs) + msgs.len - 4);
-		assert_out(&ctl, "9:SLUICE_PLACEHOLDER_TOK|");
+		assert_out(&ctl, "9:SLUICE_PLACEHOLDER_TOK|8:\x0f\xa0" "bye SLUICE_PLACEHOLDER_TOK|");
 		hx_free(h);
 		free(a);
 		free(b);
@@ -1095,6 +1096,11 @@ static void test_ws_scrub(void **state)
 		assert_int_equal(hx_on_upstream(h, bad[i].d, bad[i].n, &cl, &ev), 0);
 		if (!(ev & HX_EV_CLOSE) || !(ev & HX_EV_ABORT))
 			fail_msg("bad frame #%zu did not break the tunnel", i);
+		/* and nothing after it passes */
+		size_t before = cl.len;
+
+		assert_int_equal(hx_on_upstream(h, "\x81\x01y", 3, &cl, &ev), 0);
+		assert_int_equal(cl.len, before);
 		hx_free(h);
 	}
 	h = mk("api.test", 443, true);
