@@ -25,6 +25,11 @@
 #define SL_SOL_IPV6         41
 #define SL_SO_ORIGINAL_DST  80
 
+/* setsockopt(SOL_SOCKET, ...): a program steering a SO_REUSEPORT group */
+#define SL_SOL_SOCKET                 1
+#define SL_SO_ATTACH_REUSEPORT_CBPF   51
+#define SL_SO_ATTACH_REUSEPORT_EBPF   52
+
 /* Verdicts of cgroup programs: 1 lets the operation go on, 0 makes it fail (EPERM). */
 #define SL_PASS 1
 #define SL_REFUSE 0

@@ -66,6 +66,33 @@ static __always_inline int is_local(__u8 family, const __u32 a[4])
 }
 
 /*
+ * The socket a TCP SYN with tuple t would reach. A TIME_WAIT entry for the same
+ * 4-tuple hands the SYN to the listener (tcp_tw_reuse is on for loopback by
+ * default), but bpf_sk_lookup_tcp returns no socket for it: then the listener
+ * is looked up without the source, which the established table cannot match.
+ */
+static __always_inline struct bpf_sock *tcp_receiver(void *ctx, struct bpf_sock_tuple *t, __u32 len)
+{
+	struct bpf_sock *sk = bpf_skc_lookup_tcp(ctx, t, len, BPF_F_CURRENT_NETNS, 0);
+
+	if (!sk)
+		return NULL;
+	if (sk->state != BPF_TCP_TIME_WAIT) {
+		bpf_sk_release(sk);
+		return bpf_sk_lookup_tcp(ctx, t, len, BPF_F_CURRENT_NETNS, 0);
+	}
+	bpf_sk_release(sk);
+	if (len == sizeof(t->ipv4)) {
+		t->ipv4.saddr = 0;
+		t->ipv4.sport = 0;
+	} else {
+		__builtin_memset(t->ipv6.saddr, 0, 16);
+		t->ipv6.sport = 0;
+	}
+	return bpf_sk_lookup_tcp(ctx, t, len, BPF_F_CURRENT_NETNS, 0);
+}
+
+/*
  * Whether the socket that would receive a loopback connect or datagram to
  * a/port is one this sandbox bound. A record in sluice_bound can outlive the
  * port (connect(AF_UNSPEC) frees an automatically chosen one while the socket
@@ -112,7 +139,7 @@ static __always_inline int receiver_ours(struct bpf_sock_addr *ctx, __u8 family,
 		len = sizeof(t.ipv6);
 	}
 	if (proto == SL_IPPROTO_TCP)
-		sk = bpf_sk_lookup_tcp(ctx, &t, len, BPF_F_CURRENT_NETNS, 0);
+		sk = tcp_receiver(ctx, &t, len);
 	else
 		sk = bpf_sk_lookup_udp(ctx, &t, len, BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
@@ -594,6 +621,9 @@ int sluice_egress(struct __sk_buff *skb)
 		t.ipv6.sport = ports[0];
 		t.ipv6.dport = ports[1];
 	}
+	/* as sandbox_find: the socket's own cgroup, then its ancestors */
+	cgid = bpf_skb_cgroup_id(skb);
+	sb = bpf_map_lookup_elem(&sluice_sandboxes, &cgid);
 	for (lvl = SLUICE_MAX_CGROUP_DEPTH; lvl >= 0 && !sb; lvl--) {
 		cgid = bpf_skb_ancestor_cgroup_id(skb, lvl);
 		if (cgid)
@@ -612,7 +642,7 @@ int sluice_egress(struct __sk_buff *skb)
 			return 1;
 	}
 	if (proto == SL_IPPROTO_TCP)
-		sk = bpf_sk_lookup_tcp(skb, &t, len, BPF_F_CURRENT_NETNS, 0);
+		sk = tcp_receiver(skb, &t, len);
 	else
 		sk = bpf_sk_lookup_udp(skb, &t, len, BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
@@ -648,6 +678,23 @@ int sluice_sock_release(struct bpf_sock *sk)
  * go gets the destination it asked for, as with iptables REDIRECT. Only the
  * socket's own record is answered; anything else keeps the kernel's answer.
  */
+/*
+ * A SO_REUSEPORT group shared with a host service (same uid) picks the member
+ * for each connection by its 4-tuple, which the egress check repeats; a
+ * steering program attached by any member would pick differently from the
+ * check (bpf_sk_lookup_* hashes, the real delivery runs the program). So the
+ * sandbox may not attach one. Other options pass to the kernel unchanged.
+ */
+SEC("cgroup/setsockopt")
+int sluice_setsockopt(struct bpf_sockopt *ctx)
+{
+	if (ctx->level == SL_SOL_SOCKET && (ctx->optname == SL_SO_ATTACH_REUSEPORT_CBPF ||
+					    ctx->optname == SL_SO_ATTACH_REUSEPORT_EBPF))
+		return SL_REFUSE;
+	ctx->optlen = 0; /* keep the caller's option as it is */
+	return SL_PASS;
+}
+
 SEC("cgroup/getsockopt")
 int sluice_getsockopt(struct bpf_sockopt *ctx)
 {

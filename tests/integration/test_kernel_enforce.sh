@@ -107,6 +107,35 @@ if mode == "main":
     l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(4)
     c = socket.create_connection(l.getsockname(), 3); a, _ = l.accept(); a.sendall(b"SELF\n")
     out("self", "connected", c.recv(64).decode().strip()); c.close(); a.close(); l.close()
+    # a new connection on the 4-tuple of one the sandbox's server closed first
+    # (its TIME_WAIT entry hands the SYN to the listener) reaches the server
+    import random
+    l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(4); l.settimeout(3); lp = l.getsockname()[1]
+    cp = random.randint(20000, 30000)
+    for i in range(2):
+        c = socket.socket(); c.settimeout(3); c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            c.bind(("127.0.0.1", cp)); c.connect(("127.0.0.1", lp)); a, _ = l.accept()
+            a.sendall(b"SELF%d\n" % i); a.close()  # the server closes first: TIME_WAIT on its side
+            out("tw%d" % i, "connected", c.recv(64).decode().strip())
+        except OSError as e:
+            out("tw%d" % i, "error", errno.errorcode.get(e.errno, str(e.errno)))
+        c.close(); time.sleep(0.1)
+    l.close()
+    # a steering program for a SO_REUSEPORT group would defeat the egress check
+    import ctypes
+    class SockFilter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(SockFilter))]
+    ret0 = (SockFilter * 1)(SockFilter(0x06, 0, 0, 0))
+    fp = SockFprog(1, ret0)
+    r = socket.socket(); r.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        r.setsockopt(socket.SOL_SOCKET, 51, bytes(fp)); out("cbpf", "attached")  # SO_ATTACH_REUSEPORT_CBPF
+    except OSError as e:
+        out("cbpf", "error", errno.errorcode.get(e.errno, e.errno))
+    r.close()
     # "::" from a v4-mapped source is 127.0.0.1 to the kernel: a v6-only wildcard
     # listener of the sandbox on the host service's port must not open the way to it
     l6 = socket.socket(socket.AF_INET6); l6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -295,6 +324,8 @@ sl_assert_contains "$out" "v6 connected BROKER peer=$FI_IP6:9000" "IPv6 connect 
 sl_assert_contains "$out" "mapped connected BROKER peer=::ffff:$FI_IP4:9000" "v4-mapped connect went to the broker"
 sl_assert_contains "$out" "hostsvc connected BROKER" "loopback to a host service goes to the broker"
 sl_assert_contains "$out" "self connected SELF" "loopback to the sandbox's own listener passes"
+sl_assert_contains "$out" "tw1 connected SELF1" "a connection reusing the 4-tuple of one in TIME_WAIT reaches the sandbox's own server"
+sl_assert_contains "$out" "cbpf error EPERM" "no SO_ATTACH_REUSEPORT_CBPF in the sandbox"
 sl_assert_contains "$out" "unspec6 connected BROKER" "'::' from a v4-mapped source is checked as 127.0.0.1: to the broker, not the host service"
 sl_assert_not_contains "$(grep '^reuseport ' <<<"$out")" "RPSVC" "a SO_REUSEPORT group shared with a host service: no connection reached the host's member"
 sl_assert_eq "$rp0" "$(wc -l <"$T/rpsvc.log" 2>/dev/null || echo 0)" "the reuseport host service saw nothing"
