@@ -2479,17 +2479,21 @@ int hx_on_ws_upstream(struct hx *h, const char *d, size_t n, struct buf *to_clie
 		w->in_frame = false;
 		if (w->op & 0x8) {
 			struct buf *o = &w->ctl_out;
-			/* A Close frame's status code is not text: it passes as it is. */
-			size_t keep = w->op == 8 && buf_len(&w->ctl) >= 2 ? 2 : 0, cut;
+			size_t cut;
 
+			/* The whole payload, a Close frame's 2-byte status code included:
+			 * a value may begin in it. */
 			buf_consume(o, buf_len(o));
-			r = buf_append(o, buf_head(&w->ctl), keep);
 			ss_reset(&h->ws_ctl_ss, h->sc);
-			if (!r)
-				r = subst_stream_feed(&h->ws_ctl_ss, buf_head(&w->ctl) + keep, buf_len(&w->ctl) - keep,
-						      ws_emit, NULL, o);
+			r = subst_stream_feed(&h->ws_ctl_ss, buf_head(&w->ctl), buf_len(&w->ctl), ws_emit, NULL, o);
 			if (!r)
 				r = subst_stream_finish(&h->ws_ctl_ss, ws_emit, o);
+			/* A status code the scrubber changed is no code: 1008 (policy violation). */
+			if (!r && w->op == 8 && buf_len(&w->ctl) >= 2 && buf_len(o) >= 2 &&
+			    memcmp(buf_head(o), buf_head(&w->ctl), 2)) {
+				o->data[o->off] = 0x03;
+				o->data[o->off + 1] = (char)0xf0;
+			}
 			/* A placeholder may be longer than its value: a control frame
 			 * keeps its 125-byte limit, cut (never the value, which is gone);
 			 * a Close reason at a UTF-8 character's start. */
