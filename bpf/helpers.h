@@ -81,27 +81,6 @@ static __always_inline int ip6_is_local(const __u32 w[4])
 	return w[0] == 0 && w[1] == 0 && w[2] == 0 && (w[3] == 0 || w[3] == bpf_htonl(1));
 }
 
-/* Loopback to an address/port this sandbox bound itself passes unchanged;
- * exact address first, then a wildcard bind of the same family. */
-static __always_inline int bound_by_sandbox(__u64 cgid, __u8 family, __u8 proto,
-					    const __u32 *addr, __u16 port)
-{
-	struct sluice_bound_key k = {};
-
-	k.cgroup_id = cgid;
-	k.port = port;
-	k.family = family;
-	k.proto = proto;
-	if (family == SLUICE_AF_INET)
-		__builtin_memcpy(k.addr, addr, 4);
-	else
-		__builtin_memcpy(k.addr, addr, 16);
-	if (bpf_map_lookup_elem(&sluice_bound, &k))
-		return 1;
-	__builtin_memset(k.addr, 0, sizeof(k.addr));
-	return bpf_map_lookup_elem(&sluice_bound, &k) != NULL;
-}
-
 static __always_inline void orig_fill(struct sluice_orig_dst *o, __u64 cgid, __u8 family,
 				      __u8 proto, const __u32 *addr, __u16 port)
 {

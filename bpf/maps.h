@@ -38,24 +38,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sluice_cookie SEC(".maps");
 
-/* Addresses/ports sandboxed sockets bound -> binding socket's cookie. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SLUICE_MAX_BOUND);
-	__type(key, struct sluice_bound_key);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sluice_bound SEC(".maps");
-
-/* Binding socket's cookie -> its sluice_bound key, so release can remove it. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, SLUICE_MAX_BOUND);
-	__type(key, __u64);
-	__type(value, struct sluice_bound_key);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sluice_bound_ck SEC(".maps");
-
 /* enum sluice_stat -> count, summed over CPUs by `sluice status`. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

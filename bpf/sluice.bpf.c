@@ -94,7 +94,7 @@ static __always_inline struct bpf_sock *tcp_receiver(void *ctx, struct bpf_sock_
 
 /*
  * Whether the socket that would receive a loopback connect or datagram to
- * a/port is one this sandbox bound. A record in sluice_bound can outlive the
+ * a/port is one this sandbox bound. A record of the bind could outlive the
  * port (connect(AF_UNSPEC) frees an automatically chosen one while the socket
  * stays open): the receiver itself is asked, through the owner its post_bind
  * left on it.
@@ -235,7 +235,6 @@ static __always_inline int redirect(struct bpf_sock_addr *ctx, int v6)
 	unspec = unspec_resolve(ctx, &family, a, &mapped);
 
 	if ((sb->flags & SLUICE_SB_ALLOW_LOOPBACK_BOUND) && is_local(family, a) &&
-	    bound_by_sandbox(cgid, family, proto, a, port) &&
 	    receiver_ours(ctx, family, proto, a, port, cgid)) {
 		/* An earlier connect of this socket (then connect(AF_UNSPEC)) may
 		 * have left a record: sockops would take it for this connection. */
@@ -465,50 +464,16 @@ refuse:
 	return SL_REFUSE;
 }
 
-/* Records what the sandbox bound so its own loopback traffic passes. */
+/* Tags the socket with the sandbox that bound it: loopback passes to the
+ * sandbox's own sockets only (receiver_ours, sluice_egress). A failed tag
+ * only means loopback to it goes to the broker. */
 static __always_inline int post_bind(struct bpf_sock *sk, int v6)
 {
-	struct sluice_bound_key k = {}, *old;
-	__u64 cgid = 0, cookie, *owner;
-	__u32 a[4];
+	__u64 cgid = 0, *owner;
 
+	(void)v6;
 	if (!sandbox_find(&cgid))
 		return SL_REFUSE;
-	k.cgroup_id = cgid;
-	k.port = (__u16)sk->src_port;
-	k.proto = (__u8)sk->protocol;
-	if (!v6) {
-		k.family = SLUICE_AF_INET;
-		a[0] = sk->src_ip4;
-		__builtin_memcpy(k.addr, a, 4);
-	} else {
-		a[0] = sk->src_ip6[0];
-		a[1] = sk->src_ip6[1];
-		a[2] = sk->src_ip6[2];
-		a[3] = sk->src_ip6[3];
-		if (ip6_is_v4mapped(a)) {
-			k.family = SLUICE_AF_INET;
-			__builtin_memcpy(k.addr, &a[3], 4);
-		} else {
-			k.family = SLUICE_AF_INET6;
-			__builtin_memcpy(k.addr, a, 16);
-		}
-	}
-	cookie = bpf_get_socket_cookie(sk);
-	/* The same socket bound again (after connect(AF_UNSPEC) freed its port):
-	 * its old record goes first, or it would outlive the port and let
-	 * loopback reach whoever binds that port next. */
-	old = bpf_map_lookup_elem(&sluice_bound_ck, &cookie);
-	if (old) {
-		struct sluice_bound_key ok = *old;
-		__u64 *owner = bpf_map_lookup_elem(&sluice_bound, &ok);
-
-		if (owner && *owner == cookie)
-			bpf_map_delete_elem(&sluice_bound, &ok);
-	}
-	/* A failed update only means loopback to this port goes to the broker. */
-	if (!bpf_map_update_elem(&sluice_bound, &k, &cookie, BPF_ANY))
-		bpf_map_update_elem(&sluice_bound_ck, &cookie, &k, BPF_ANY);
 	owner = bpf_sk_storage_get(&sluice_sk_owner, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (owner)
 		*owner = cgid;
@@ -653,22 +618,13 @@ int sluice_egress(struct __sk_buff *skb)
 	return ok;
 }
 
-/* A released socket's port may next belong to someone else: forget it. */
+/* A released socket's record of its original destination goes with it. */
 SEC("cgroup/sock_release")
 int sluice_sock_release(struct bpf_sock *sk)
 {
 	__u64 cookie = bpf_get_socket_cookie(sk);
-	struct sluice_bound_key *k;
-	__u64 *owner;
 
 	bpf_map_delete_elem(&sluice_cookie, &cookie);
-	k = bpf_map_lookup_elem(&sluice_bound_ck, &cookie);
-	if (k) {
-		owner = bpf_map_lookup_elem(&sluice_bound, k);
-		if (owner && *owner == cookie)
-			bpf_map_delete_elem(&sluice_bound, k);
-		bpf_map_delete_elem(&sluice_bound_ck, &cookie);
-	}
 	return SL_PASS;
 }
 

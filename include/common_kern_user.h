@@ -14,10 +14,7 @@
 #define SLUICE_MAP_SANDBOXES "sluice_sandboxes"
 #define SLUICE_MAP_ORIG      "sluice_orig"
 #define SLUICE_MAP_COOKIE    "sluice_cookie"
-#define SLUICE_MAP_BOUND     "sluice_bound"
 #define SLUICE_MAP_STATS     "sluice_stats"
-/* Internal to bpf/: socket cookie -> its sluice_bound_key, to clean up on release. */
-#define SLUICE_MAP_BOUND_CK  "sluice_bound_ck"
 /* Per-sandbox counters (struct sluice_sb_stats, per CPU) and facts for
  * `sluice status` (struct sluice_sb_info), both keyed by cgroup id. */
 #define SLUICE_MAP_SB_STATS  "sluice_sbstats"
@@ -28,7 +25,6 @@
 
 #define SLUICE_MAX_SANDBOXES 1024
 #define SLUICE_MAX_ORIG      65536
-#define SLUICE_MAX_BOUND     16384
 /* How far up from the current cgroup the programs look for a sandbox entry
  * (a container's processes may sit in child cgroups of the attached one). */
 #define SLUICE_MAX_CGROUP_DEPTH 16
@@ -81,23 +77,6 @@ struct sluice_orig_key {
 	__u16 pad2;
 	__u8  src_addr[16];
 	__u8  dst_addr[16];
-};
-
-/*
- * Key of SLUICE_MAP_BOUND: an address/port a sandboxed socket bound
- * (post_bind4/6). Loopback connects/datagrams from that sandbox to exactly
- * this address (or any loopback address when it bound the wildcard) and port
- * pass unchanged. The value is the binding socket's cookie; the entry is
- * removed when that socket is released. IPv4 in addr[0..3] with family
- * SLUICE_AF_INET (v4-mapped binds count as IPv4); wildcard = all-zero addr.
- */
-struct sluice_bound_key {
-	__u64 cgroup_id;
-	__u16 port;            /* host order */
-	__u8  family;
-	__u8  proto;           /* IPPROTO_TCP or IPPROTO_UDP */
-	__u32 pad;
-	__u8  addr[16];
 };
 
 /* Counters (per-CPU array index). */

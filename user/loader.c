@@ -442,67 +442,6 @@ static void map_del(const char *pin_root, const char *map, __u64 cgid)
 	close(fd);
 }
 
-/*
- * Forgets the ports a sandbox bound. sock_release removes each record when its
- * socket goes, but not for sockets that outlive the programs (a container's
- * server still running at detach) or whose cookie fell out of the LRU
- * sluice_bound_ck: without this such records pile up in the shared map across
- * sandboxes until it is full, and then no sandbox can reach its own servers.
- * Keys are collected first: deleting while walking restarts the walk.
- */
-static void bound_purge(const char *pin_root, __u64 cgid)
-{
-	struct sluice_bound_key k, *dead = NULL;
-	size_t n = 0, cap = 0;
-	__u64 ck, *dead_ck = NULL;
-	size_t n_ck = 0, cap_ck = 0;
-	int fd = map_open(pin_root, SLUICE_MAP_BOUND);
-	int fd_ck = map_open(pin_root, SLUICE_MAP_BOUND_CK);
-	void *prev = NULL;
-
-	if (fd >= 0) {
-		while (!bpf_map_get_next_key(fd, prev, &k)) {
-			prev = &k;
-			if (k.cgroup_id != cgid)
-				continue;
-			if (n == cap) {
-				void *p = realloc(dead, (cap = cap ? 2 * cap : 64) * sizeof(*dead));
-
-				if (!p)
-					break;
-				dead = p;
-			}
-			dead[n++] = k;
-		}
-		for (size_t i = 0; i < n; i++)
-			bpf_map_delete_elem(fd, &dead[i]);
-	}
-	prev = NULL;
-	if (fd_ck >= 0) {
-		while (!bpf_map_get_next_key(fd_ck, prev, &ck)) {
-			prev = &ck;
-			if (bpf_map_lookup_elem(fd_ck, &ck, &k) || k.cgroup_id != cgid)
-				continue;
-			if (n_ck == cap_ck) {
-				void *p = realloc(dead_ck, (cap_ck = cap_ck ? 2 * cap_ck : 64) * sizeof(*dead_ck));
-
-				if (!p)
-					break;
-				dead_ck = p;
-			}
-			dead_ck[n_ck++] = ck;
-		}
-		for (size_t i = 0; i < n_ck; i++)
-			bpf_map_delete_elem(fd_ck, &dead_ck[i]);
-	}
-	free(dead);
-	free(dead_ck);
-	if (fd >= 0)
-		close(fd);
-	if (fd_ck >= 0)
-		close(fd_ck);
-}
-
 int loader_del_sandbox(const char *pin_root, __u64 cgid)
 {
 	int fd = map_open(pin_root, SLUICE_MAP_SANDBOXES), err = 0;
@@ -514,8 +453,6 @@ int loader_del_sandbox(const char *pin_root, __u64 cgid)
 	if (bpf_map_delete_elem(fd, &cgid))
 		err = -errno;
 	close(fd);
-	/* After the entry: from now on post_bind refuses, so nothing new is recorded. */
-	bound_purge(pin_root, cgid);
 	return err;
 }
 
