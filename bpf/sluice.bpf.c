@@ -92,6 +92,28 @@ static __always_inline struct bpf_sock *tcp_receiver(void *ctx, struct bpf_sock_
 	return bpf_sk_lookup_tcp(ctx, t, len, BPF_F_CURRENT_NETNS, 0);
 }
 
+/* 1 when the socket a TCP SYN or UDP datagram with tuple t reaches carries
+ * this sandbox's owner tag (left by post_bind). ctx: any program context
+ * the lookup helpers take. */
+static __always_inline int tuple_ours(void *ctx, __u8 proto, struct bpf_sock_tuple *t, __u32 len,
+				      __u64 cgid)
+{
+	struct bpf_sock *sk;
+	__u64 *owner;
+	int ours;
+
+	if (proto == SL_IPPROTO_TCP)
+		sk = tcp_receiver(ctx, t, len);
+	else
+		sk = bpf_sk_lookup_udp(ctx, t, len, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	owner = bpf_sk_storage_get(&sluice_sk_owner, sk, 0, 0);
+	ours = owner && *owner == cgid;
+	bpf_sk_release(sk);
+	return ours;
+}
+
 /*
  * Whether the socket that would receive a loopback connect or datagram to
  * a/port is one this sandbox bound. A record of the bind could outlive the
@@ -102,13 +124,9 @@ static __always_inline struct bpf_sock *tcp_receiver(void *ctx, struct bpf_sock_
 static __always_inline int receiver_ours(struct bpf_sock_addr *ctx, __u8 family, __u8 proto,
 					 const __u32 a[4], __u16 port, __u64 cgid)
 {
-	struct bpf_sock_tuple t = {};
-	struct bpf_sock *sk;
-	__u64 *owner;
-	__u32 len;
-	int ours = 0;
-
 	struct bpf_sock *me = ctx->sk;
+	struct bpf_sock_tuple t = {};
+	__u32 len;
 
 	/* The real source where the socket has one (bound): a connected UDP
 	 * peer is found only by it, and a SO_REUSEPORT group picks by it. */
@@ -138,16 +156,7 @@ static __always_inline int receiver_ours(struct bpf_sock_addr *ctx, __u8 family,
 		}
 		len = sizeof(t.ipv6);
 	}
-	if (proto == SL_IPPROTO_TCP)
-		sk = tcp_receiver(ctx, &t, len);
-	else
-		sk = bpf_sk_lookup_udp(ctx, &t, len, BPF_F_CURRENT_NETNS, 0);
-	if (!sk)
-		return 0;
-	owner = bpf_sk_storage_get(&sluice_sk_owner, sk, 0, 0);
-	ours = owner && *owner == cgid;
-	bpf_sk_release(sk);
-	return ours;
+	return tuple_ours(ctx, proto, &t, len, cgid);
 }
 
 /*
@@ -537,12 +546,11 @@ int sluice_egress(struct __sk_buff *skb)
 {
 	struct bpf_sock_tuple t = {};
 	struct sluice_sandbox *sb = NULL;
-	__u64 cgid = 0, *owner;
-	struct bpf_sock *sk;
+	__u64 cgid = 0;
 	__u32 len, l4, w[4];
 	__u16 ports[2], to;
 	__u8 b[2], proto, flags;
-	int ok, lvl;
+	int lvl;
 
 	if (skb->protocol == bpf_htons(SL_ETH_P_IP)) {
 		if (bpf_skb_load_bytes(skb, 0, b, 1) || bpf_skb_load_bytes(skb, 9, b + 1, 1) ||
@@ -606,16 +614,7 @@ int sluice_egress(struct __sk_buff *skb)
 		    t.ipv6.daddr[2] == w[2] && t.ipv6.daddr[3] == w[3])
 			return 1;
 	}
-	if (proto == SL_IPPROTO_TCP)
-		sk = tcp_receiver(skb, &t, len);
-	else
-		sk = bpf_sk_lookup_udp(skb, &t, len, BPF_F_CURRENT_NETNS, 0);
-	if (!sk)
-		return 0;
-	owner = bpf_sk_storage_get(&sluice_sk_owner, sk, 0, 0);
-	ok = owner && *owner == cgid;
-	bpf_sk_release(sk);
-	return ok;
+	return tuple_ours(skb, proto, &t, len, cgid);
 }
 
 /* A released socket's record of its original destination goes with it. */
