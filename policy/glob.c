@@ -160,7 +160,7 @@ static size_t seg_len(const char *s, size_t len, size_t pos)
 	return sl ? (size_t)(sl - (s + pos)) : len - pos;
 }
 
-bool policy_path_glob_match(const char *glob, const char *path, size_t path_len)
+static bool path_glob(const char *glob, const char *path, size_t path_len, bool fold)
 {
 	size_t gl, gi = 1, pi = 1, star_g = (size_t)-1, star_p = 0;
 
@@ -181,7 +181,7 @@ bool policy_path_glob_match(const char *glob, const char *path, size_t path_len)
 				star_p = pi;
 				continue;
 			}
-			if (seg_glob(glob + gi, gs, path + pi, ps, false)) {
+			if (seg_glob(glob + gi, gs, path + pi, ps, fold)) {
 				gi += gs + 1;
 				pi += ps + 1;
 				continue;
@@ -203,6 +203,16 @@ bool policy_path_glob_match(const char *glob, const char *path, size_t path_len)
 		gi += gs + 1;
 	}
 	return true;
+}
+
+bool policy_path_glob_match(const char *glob, const char *path, size_t path_len)
+{
+	return path_glob(glob, path, path_len, false);
+}
+
+bool policy_path_glob_match_fold(const char *glob, const char *path, size_t path_len)
+{
+	return path_glob(glob, path, path_len, true);
 }
 
 static int hexval(char c)
@@ -235,7 +245,7 @@ static size_t alt_sep(const char *t, size_t len, size_t i)
 bool policy_target_ambiguous(const char *t, size_t len)
 {
 	size_t i, end = len, ps = 0, k, dots = 0;
-	bool other = false;
+	bool other = false, param = false;
 
 	for (i = 0; i < len; i++) {
 		if (t[i] == '#')
@@ -252,7 +262,9 @@ bool policy_target_ambiguous(const char *t, size_t len)
 	/* "//x" reads as an authority to URL parsers (new URL("//x/a", base)). */
 	if (end - ps >= 2 && t[ps] == '/' && t[ps + 1] == '/')
 		return true;
-	/* Segments split at every separator of the widest view, %2E read as '.'. */
+	/* Segments split at every separator of the widest view, %2E read as '.';
+	 * what follows a ';' (%3B) in a segment is a parameter that Tomcat and
+	 * Jetty drop before resolving dots, so "..;x" is a dot-segment there. */
 	for (i = ps; i <= end; i += k ? k : 1) {
 		k = i < end ? alt_sep(t, end, i) : 1;
 		if (k || i == end) {
@@ -260,6 +272,13 @@ bool policy_target_ambiguous(const char *t, size_t len)
 				return true;
 			dots = 0;
 			other = false;
+			param = false;
+		} else if (t[i] == '%' && i + 2 < end && t[i + 1] == '0' && t[i + 2] == '0') {
+			return true; /* NUL: C servers end the path there */
+		} else if (param) {
+			continue;
+		} else if (t[i] == ';' || (t[i] == '%' && i + 2 < end && t[i + 1] == '3' && lc(t[i + 2]) == 'b')) {
+			param = true;
 		} else if (t[i] == '.') {
 			dots++;
 		} else if (t[i] == '%' && i + 2 < end && t[i + 1] == '2' && lc(t[i + 2]) == 'e') {
@@ -365,6 +384,34 @@ int policy_path_normalise(const char *target, size_t len, char *out, size_t outl
 	}
 	if (!w)
 		out[w++] = '/';
+	out[w] = '\0';
+	return (int)w;
+}
+
+int policy_path_wide(const char *path, size_t len, char *out, size_t outlen)
+{
+	size_t w = 0, i = 0, k;
+	bool param = false;
+
+	if (!path || !out || outlen < len + 2)
+		return -EINVAL;
+	out[w++] = '/';
+	while (i < len) {
+		k = alt_sep(path, len, i);
+		if (k) {
+			param = false;
+			if (out[w - 1] != '/')
+				out[w++] = '/';
+			i += k;
+			continue;
+		}
+		if (path[i] == ';' ||
+		    (path[i] == '%' && i + 2 < len && path[i + 1] == '3' && lc(path[i + 2]) == 'b'))
+			param = true;
+		if (!param)
+			out[w++] = lc(path[i]);
+		i++;
+	}
 	out[w] = '\0';
 	return (int)w;
 }

@@ -321,6 +321,14 @@ static bool paths_match(const char *const *globs, size_t n, const char *path, si
 	return false;
 }
 
+static bool paths_match_fold(const char *const *globs, size_t n, const char *path, size_t pl)
+{
+	for (size_t i = 0; i < n; i++)
+		if (policy_path_glob_match_fold(globs[i], path, pl))
+			return true;
+	return false;
+}
+
 /* Appends to a bounded string (truncating, like snprintf). */
 struct why_out {
 	char *p;
@@ -404,8 +412,8 @@ static int normalise_target(const char *t, size_t tl, char *stack, size_t stackl
 
 int policy_decide(const struct policy *p, const struct policy_req *r, struct policy_verdict *v)
 {
-	char stack[2048], *path, *heap;
-	int pl;
+	char stack[2048], wstack[2048], *path, *heap, *wide = NULL;
+	int pl, wl = -1;
 
 	if (!v)
 		return -EINVAL;
@@ -418,8 +426,9 @@ int policy_decide(const struct policy *p, const struct policy_req *r, struct pol
 	if (pl < 0) {
 		snprintf(v->why, sizeof(v->why), "request-target cannot be normalised: %s",
 			 pl == -ENOMEM ? "out of memory" :
-			 pl == -EBADMSG ? "a '#', a '.' or '..' segment (also behind '\\', %2F or %5C) or a "
-					  "leading '//', which an upstream could read as another path; "
+			 pl == -EBADMSG ? "a '#', a %00, a '.' or '..' segment (also behind '\\', %2F or %5C, "
+					  "or before a ';' parameter) or a leading '//', which an upstream "
+					  "could read as another path; "
 					  "send the path without them" :
 			 "bad percent-encoding or path above the root");
 		return pl == -ENOMEM ? -ENOMEM : -EINVAL;
@@ -432,13 +441,30 @@ int policy_decide(const struct policy *p, const struct policy_req *r, struct pol
 		if (ru->n_methods && !list_has_ci(ru->methods, ru->n_methods, r->method ? r->method : "",
 						  r->method ? r->method_len : 0))
 			continue;
-		if (!paths_match(ru->paths, ru->n_paths, path, (size_t)pl))
-			continue;
+		if (!paths_match(ru->paths, ru->n_paths, path, (size_t)pl)) {
+			if (ru->allow || !ru->n_paths)
+				continue;
+			/* A deny rule also takes the widest view an upstream may have. */
+			if (wl < 0) {
+				if (!wide) {
+					wide = pl + 2 <= (int)sizeof(wstack) ? wstack : malloc((size_t)pl + 2);
+					if (!wide) {
+						free(heap);
+						return -ENOMEM;
+					}
+				}
+				wl = policy_path_wide(path, (size_t)pl, wide, (size_t)pl + 2);
+			}
+			if (wl < 0 || !paths_match_fold(ru->paths, ru->n_paths, wide, (size_t)wl))
+				continue;
+		}
 		v->allow = ru->allow;
 		v->rule = (int)i;
 		set_why(p, ru, (int)i, v);
 		break;
 	}
+	if (wide != wstack)
+		free(wide);
 	free(heap);
 	return 0;
 }

@@ -99,6 +99,15 @@ bool policy_tcp_possible(const struct policy *p, uint16_t port);
 /* Matching primitives (exported for the broker and the tests). */
 bool policy_host_glob_match(const char *glob, const char *host, size_t host_len);
 bool policy_path_glob_match(const char *glob, const char *path, size_t path_len);
+/* The same, ASCII case folded. */
+bool policy_path_glob_match_fold(const char *glob, const char *path, size_t path_len);
+/* The widest view of a normalised path that common servers take: '\', %2F
+ * and %5C read as '/', ";params" (also %3B) dropped from each segment, empty
+ * segments merged, lower-cased (Express routes ignore case). Deny rules match
+ * it as well as the path itself, so "/admin;x/a", "/admin%2Fa" and "/ADMIN/a"
+ * are denied by a rule on "/admin/" + "**". out needs len + 2 bytes. Returns
+ * the length written or -EINVAL. */
+int policy_path_wide(const char *path, size_t len, char *out, size_t outlen);
 /* Normalises the path part of a request-target (query dropped): percent-decodes
  * unreserved characters, resolves dot-segments, merges "//". Returns the
  * length written to out (NUL-terminated) or -EINVAL / -ENOSPC. */

@@ -163,12 +163,17 @@ static void test_ambiguous(void **state)
 		"http://h/repos/..%2Fadmin",
 		"/a/../b", "/a/./b", "/v1/%2E%2E/x", "/v1/%2e/x", "/a/..", "/a/.", "/..", "//v1/admin",
 		"//", "http://h//admin", "/a/..?q", "/admin/../v1/x",
+		/* a ';' parameter is dropped before dots are resolved (Tomcat) */
+		"/public/..;/admin/x", "/public/%2e%2e;/admin", "/public/..%3b/admin", "/p/..%3Bx/a",
+		"/p/.;x/a", "/p/..;", "/p\\..;a\\b",
+		/* NUL ends the path for C servers */
+		"/public/..%00/admin", "/a%00", "/a/b%00.json",
 	};
 	static const char *const no[] = {
 		"/", "/a/b", "/api/v4/projects/group%2Fproject", "/a//b", "/a/b/",
 		"/a%2Fb/c", "/a\\b", "/x/...%2Fy", "/x/.a%2Fb", "/a?x=..%2F..%2F", "/a?p=\\..\\",
 		"/a/.well-known/x", "/a/..b", "/a?//x", "*", "http://h/a%2Fb", "http://h", "http://h/",
-		"/v1/a.b/c..d",
+		"/v1/a.b/c..d", "/a;b/c", "/a/x;..", "/a/;/b", "/a/...;x/b", "/a?x=%00",
 	};
 
 	(void)state;
@@ -180,6 +185,27 @@ static void test_ambiguous(void **state)
 			fail_msg("'%s' should not be ambiguous", no[i]);
 }
 
+static void test_wide(void **state)
+{
+	static const char *const in[][2] = {
+		{ "/admin;x/secret", "/admin/secret" }, { "/admin%3Bx/a;b", "/admin/a" },
+		{ "/A%2Fb%5Cc\\D", "/a/b/c/d" }, { "/x/;p/y", "/x/y" }, { "/", "/" },
+		{ "/a/", "/a/" }, { "/%2F%2Fa", "/a" }, { "/a%20b", "/a%20b" },
+	};
+	char out[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
+		int n = policy_path_wide(in[i][0], strlen(in[i][0]), out, sizeof(out));
+
+		if (n != (int)strlen(in[i][1]) || strcmp(out, in[i][1]))
+			fail_msg("wide view of '%s' is '%s' (%d), want '%s'", in[i][0], out, n, in[i][1]);
+	}
+	assert_int_equal(policy_path_wide("/abc", 4, out, 5), -EINVAL);
+	assert_true(policy_path_glob_match_fold("/Admin/**", "/aDMIN/x", 8));
+	assert_false(policy_path_glob_match("/Admin/**", "/aDMIN/x", 8));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -187,6 +213,7 @@ int main(void)
 		cmocka_unit_test(test_path_globs),
 		cmocka_unit_test(test_normalise),
 		cmocka_unit_test(test_ambiguous),
+		cmocka_unit_test(test_wide),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -167,6 +167,36 @@ static void test_order_and_empty(void **state)
 	policy_unref(p);
 }
 
+/* A deny rule on a path also holds for the spellings an upstream reads as
+ * that path: ;params (Tomcat, Jetty), %2F and '\\' as '/', other case
+ * (Express). An allow rule matches the path as normalised only. */
+static void test_deny_wide_view(void **state)
+{
+	struct policy *p;
+	static const struct dec t[] = {
+		{ "api.test", "GET", "/admin/x", 443, false, 0 },
+		{ "api.test", "GET", "/admin;x/secret", 443, false, 0 },
+		{ "api.test", "GET", "/admin%3bx/secret", 443, false, 0 },
+		{ "api.test", "GET", "/admin%2Fsecret", 443, false, 0 },
+		{ "api.test", "GET", "/admin%5csecret", 443, false, 0 },
+		{ "api.test", "GET", "/admin\\secret", 443, false, 0 },
+		{ "api.test", "GET", "/Admin/secret", 443, false, 0 },
+		{ "api.test", "GET", "/ADMIN", 443, false, 0 },
+		{ "api.test", "GET", "/x/;p/admin/y", 443, true, 2 },
+		{ "api.test", "GET", "/public/a", 443, true, 1 },
+		{ "api.test", "GET", "/public;jsessionid=1/a", 443, true, 2 },
+		{ "api.test", "GET", "/administrator", 443, true, 2 },
+		{ "api.test", "GET", "/x?next=/admin/", 443, true, 2 },
+	};
+
+	(void)state;
+	p = load_str("rules:\n  - {action: deny, host: api.test, path: \"/admin/**\"}\n"
+		     "  - {action: allow, host: api.test, path: \"/public/**\"}\n"
+		     "  - {action: allow, host: api.test}\n", "wide.yaml");
+	check_decisions(p, t, sizeof(t) / sizeof(t[0]));
+	policy_unref(p);
+}
+
 static void test_sandcat_readme(void **state)
 {
 	struct policy *p = load_ok(FIX "sandcat_readme.json", POLICY_FMT_AUTO);
@@ -586,6 +616,7 @@ int main(void)
 		cmocka_unit_test(test_sluice_fixture),
 		cmocka_unit_test(test_host_named),
 		cmocka_unit_test(test_order_and_empty),
+		cmocka_unit_test(test_deny_wide_view),
 		cmocka_unit_test(test_sandcat_readme),
 		cmocka_unit_test(test_agent_sandbox),
 		cmocka_unit_test(test_secrets),
