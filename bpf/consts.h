@@ -30,6 +30,21 @@
 #define SL_SO_ATTACH_REUSEPORT_CBPF   51
 #define SL_SO_ATTACH_REUSEPORT_EBPF   52
 
+/* Options that make a packet's route differ from its destination address, or
+ * add headers a hook never saw: IPv4 options (source routes), IPv6 routing,
+ * hop-by-hop and destination option headers (a type 4 segment routing header
+ * is allowed without privilege). <linux/in.h>, <linux/in6.h> */
+#define SL_IP_OPTIONS            4
+#define SL_IPV6_2292HOPOPTS      3
+#define SL_IPV6_2292PKTOPTIONS   6
+#define SL_IPV6_HOPOPTS          54
+#define SL_IPV6_RTHDRDSTOPTS     55
+#define SL_IPV6_RTHDR            57
+#define SL_IPV6_DSTOPTS          59
+
+/* The loopback device's index in every network namespace (LOOPBACK_IFINDEX). */
+#define SL_LOOPBACK_IFINDEX 1
+
 /* Verdicts of cgroup programs: 1 lets the operation go on, 0 makes it fail (EPERM). */
 #define SL_PASS 1
 #define SL_REFUSE 0

@@ -540,6 +540,13 @@ int sluice_ingress(struct __sk_buff *skb)
  * The receiver must be the sandbox's own (owner tag) or the broker's listener
  * or resolver. Loopback with anything but TCP or UDP (IPv6 extension headers)
  * is dropped.
+ *
+ * Everything a sandbox may send goes to the broker or to its own sockets, so
+ * over the loopback device to a loopback address, with a plain IPv4 header:
+ * anything else is dropped. The hooks rewrote the address a socket names,
+ * but a route can still differ from it: a segment routing header
+ * (IPV6_RTHDR, no privilege needed) sends the packet to its first segment,
+ * IP_UNICAST_IF or IP_PKTINFO send 127.0.0.1 out of another device.
  */
 SEC("cgroup_skb/egress")
 int sluice_egress(struct __sk_buff *skb)
@@ -552,12 +559,14 @@ int sluice_egress(struct __sk_buff *skb)
 	__u8 b[2], proto, flags;
 	int lvl;
 
+	if (skb->ifindex != SL_LOOPBACK_IFINDEX)
+		return 0;
 	if (skb->protocol == bpf_htons(SL_ETH_P_IP)) {
 		if (bpf_skb_load_bytes(skb, 0, b, 1) || bpf_skb_load_bytes(skb, 9, b + 1, 1) ||
 		    bpf_skb_load_bytes(skb, 12, w, 8))
 			return 0;
-		if ((bpf_ntohl(w[1]) >> 24) != 127)
-			return 1; /* not loopback: the connect/sendmsg hooks decided */
+		if ((bpf_ntohl(w[1]) >> 24) != 127 || (b[0] & 0xf) != 5)
+			return 0; /* not loopback, or IP options (a source route) */
 		proto = b[1];
 		l4 = (b[0] & 0xf) * 4;
 		t.ipv4.saddr = w[0];
@@ -567,7 +576,7 @@ int sluice_egress(struct __sk_buff *skb)
 		if (bpf_skb_load_bytes(skb, 6, b, 1) || bpf_skb_load_bytes(skb, 24, w, 16))
 			return 0;
 		if (w[0] || w[1] || w[2] || w[3] != bpf_htonl(1))
-			return 1;
+			return 0;
 		proto = b[0];
 		l4 = 40;
 		__builtin_memcpy(t.ipv6.daddr, w, 16);
@@ -575,7 +584,7 @@ int sluice_egress(struct __sk_buff *skb)
 			return 0;
 		len = sizeof(t.ipv6);
 	} else {
-		return 1;
+		return 0;
 	}
 	if (proto != SL_IPPROTO_TCP && proto != SL_IPPROTO_UDP)
 		return 0;
@@ -628,12 +637,6 @@ int sluice_sock_release(struct bpf_sock *sk)
 }
 
 /*
- * SO_ORIGINAL_DST (the netfilter REDIRECT interface, merbridge-style): a
- * sandboxed program asking where its own redirected connection was meant to
- * go gets the destination it asked for, as with iptables REDIRECT. Only the
- * socket's own record is answered; anything else keeps the kernel's answer.
- */
-/*
  * A SO_REUSEPORT group shared with a host service (same uid) picks the member
  * for each connection by its 4-tuple, which the egress check repeats; a
  * steering program attached by any member would pick differently from the
@@ -643,13 +646,30 @@ int sluice_sock_release(struct bpf_sock *sk)
 SEC("cgroup/setsockopt")
 int sluice_setsockopt(struct bpf_sockopt *ctx)
 {
-	if (ctx->level == SL_SOL_SOCKET && (ctx->optname == SL_SO_ATTACH_REUSEPORT_CBPF ||
-					    ctx->optname == SL_SO_ATTACH_REUSEPORT_EBPF))
+	int o = ctx->optname;
+
+	if (ctx->level == SL_SOL_SOCKET && (o == SL_SO_ATTACH_REUSEPORT_CBPF ||
+					    o == SL_SO_ATTACH_REUSEPORT_EBPF))
+		return SL_REFUSE;
+	/* Source routes and extension headers: the egress program drops such
+	 * packets; refusing the option says so at once. */
+	if (ctx->level == SL_SOL_IP && o == SL_IP_OPTIONS)
+		return SL_REFUSE;
+	if (ctx->level == SL_SOL_IPV6 &&
+	    ((o >= SL_IPV6_2292HOPOPTS && o <= SL_IPV6_2292PKTOPTIONS) ||
+	     o == SL_IPV6_HOPOPTS || o == SL_IPV6_RTHDRDSTOPTS || o == SL_IPV6_RTHDR ||
+	     o == SL_IPV6_DSTOPTS))
 		return SL_REFUSE;
 	ctx->optlen = 0; /* keep the caller's option as it is */
 	return SL_PASS;
 }
 
+/*
+ * SO_ORIGINAL_DST (the netfilter REDIRECT interface, merbridge-style): a
+ * sandboxed program asking where its own redirected connection was meant to
+ * go gets the destination it asked for, as with iptables REDIRECT. Only the
+ * socket's own record is answered; anything else keeps the kernel's answer.
+ */
 SEC("cgroup/getsockopt")
 int sluice_getsockopt(struct bpf_sockopt *ctx)
 {

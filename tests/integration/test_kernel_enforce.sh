@@ -86,7 +86,7 @@ RP_PORT=$(cat "$T/rpsvc.port")
 
 # The sandboxed program: one line per probe, "name result".
 cat >"$T/probe.py" <<EOF
-import errno, os, socket, sys, time
+import errno, os, socket, struct, sys, time
 FI4, FI6 = "$FI_IP4", "$FI_IP6"
 def out(*a): print(*a, flush=True)
 def tcp(name, fam, addr):
@@ -136,6 +136,27 @@ if mode == "main":
     except OSError as e:
         out("cbpf", "error", errno.errorcode.get(e.errno, e.errno))
     r.close()
+    # a segment routing header would send a datagram to its first segment, not
+    # to the broker the hook chose; IPv4 options carry source routes
+    srh = bytes([17, 4, 4, 1, 1, 0, 0, 0]) + socket.inet_pton(socket.AF_INET6, FI6) + socket.inet_pton(socket.AF_INET6, "::1")
+    for name, fam, lvl, opt, val in (("srh", socket.AF_INET6, socket.IPPROTO_IPV6, 57, srh),
+                                     ("ipopts", socket.AF_INET, socket.IPPROTO_IP, 4, b"\x01\x01\x01\x00")):
+        r = socket.socket(fam, socket.SOCK_DGRAM)
+        try:
+            r.setsockopt(lvl, opt, val); out(name, "set")
+        except OSError as e:
+            out(name, "error", errno.errorcode.get(e.errno, e.errno))
+        r.close()
+    # a datagram the hook sent to the broker's 127.0.0.1, routed out of another
+    # device (the fake internet's veth) by IP_UNICAST_IF
+    if os.environ.get("SL_DUMMY_IF"):
+        r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        r.setsockopt(socket.IPPROTO_IP, 50, struct.pack("!I", int(os.environ["SL_DUMMY_IF"])))
+        try:
+            r.sendto(b"UCIF", (FI4, 53)); out("ucif", "sent")
+        except OSError as e:
+            out("ucif", "error", errno.errorcode.get(e.errno, e.errno))
+        r.close()
     # "::" from a v4-mapped source is 127.0.0.1 to the kernel: a v6-only wildcard
     # listener of the sandbox on the host service's port must not open the way to it
     l6 = socket.socket(socket.AF_INET6); l6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -313,7 +334,10 @@ except socket.timeout:
     print("none")
 ' "$T/stale.port" >"$T/stale.host" 2>&1 ) &
 STALE=$!
-out=$(SL_INBOUND="$T/inbound.ports" SL_STALE="$T/stale.port" timeout 60 "$SLUICE" run --broker "$T/fakebroker.py" --name "$NAME" --user root --writable "$T" -- \
+# For the IP_UNICAST_IF probe: the host's end of the fake internet's veth
+# (a datagram that got out would land in the test's own namespace).
+DUMMY_IF=$(cat "/sys/class/net/$FI_HV/ifindex")
+out=$(SL_DUMMY_IF=$DUMMY_IF SL_INBOUND="$T/inbound.ports" SL_STALE="$T/stale.port" timeout 60 "$SLUICE" run --broker "$T/fakebroker.py" --name "$NAME" --user root --writable "$T" -- \
 	"$PY" "$T/probe.py" main "$CG2/cgroup.procs" "$CG2/sluice/cgroup.procs" /sys/fs/cgroup/unified/../unified/cgroup.procs 2>"$T/run.err")
 rc=$?
 wait $INB $STALE
@@ -326,6 +350,9 @@ sl_assert_contains "$out" "hostsvc connected BROKER" "loopback to a host service
 sl_assert_contains "$out" "self connected SELF" "loopback to the sandbox's own listener passes"
 sl_assert_contains "$out" "tw1 connected SELF1" "a connection reusing the 4-tuple of one in TIME_WAIT reaches the sandbox's own server"
 sl_assert_contains "$out" "cbpf error EPERM" "no SO_ATTACH_REUSEPORT_CBPF in the sandbox"
+sl_assert_contains "$out" "srh error EPERM" "no IPv6 routing header in the sandbox"
+sl_assert_contains "$out" "ipopts error EPERM" "no IPv4 options in the sandbox"
+sl_assert_contains "$out" "ucif error EPERM" "a datagram to the broker's loopback address routed out of another device is dropped"
 sl_assert_contains "$out" "unspec6 connected BROKER" "'::' from a v4-mapped source is checked as 127.0.0.1: to the broker, not the host service"
 sl_assert_not_contains "$(grep '^reuseport ' <<<"$out")" "RPSVC" "a SO_REUSEPORT group shared with a host service: no connection reached the host's member"
 sl_assert_eq "$rp0" "$(wc -l <"$T/rpsvc.log" 2>/dev/null || echo 0)" "the reuseport host service saw nothing"
