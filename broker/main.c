@@ -281,16 +281,79 @@ static uint16_t sock_port(int fd)
 					     : ((struct sockaddr_in6 *)&ss)->sin6_port);
 }
 
+/*
+ * The policy's directory, pinned when sluiced starts: the file is opened
+ * through it, and a reload first finds that same directory at the policy's
+ * path, or is refused. A sandbox that can rename a directory on the path (the
+ * project it works in, say) could otherwise put a directory of its own there,
+ * with a policy binding the secrets to its hosts.
+ */
+static int pol_dirfd = -1;
+static dev_t pol_dir_dev;
+static ino_t pol_dir_ino;
+static char pol_dir[4096], pol_base[256];
+
+static int pol_pin(const char *file)
+{
+	char tmp[4096];
+	struct stat st;
+
+	snprintf(tmp, sizeof(tmp), "%s", file);
+	snprintf(pol_dir, sizeof(pol_dir), "%s", dirname(tmp));
+	snprintf(tmp, sizeof(tmp), "%s", file);
+	snprintf(pol_base, sizeof(pol_base), "%s", basename(tmp));
+	pol_dirfd = open(pol_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (pol_dirfd < 0 || fstat(pol_dirfd, &st)) {
+		int e = -errno;
+
+		pr_err("%s: cannot open the policy's directory %s: %s; check the path", file, pol_dir,
+		       strerror(-e));
+		return e;
+	}
+	pol_dir_dev = st.st_dev;
+	pol_dir_ino = st.st_ino;
+	return 0;
+}
+
+static bool pol_dir_same(void)
+{
+	struct stat st;
+
+	return !stat(pol_dir, &st) && st.st_dev == pol_dir_dev && st.st_ino == pol_dir_ino;
+}
+
 static int load_policy(const struct broker_cfg *cfg, bool initial)
 {
 	char err[1024];
 	struct policy *p = NULL;
-	int rc;
+	int rc, fd;
 
 	if (cfg->policy_file) {
-		rc = policy_load(cfg->policy_file, POLICY_FMT_AUTO, &p, err, sizeof(err));
+		if (pol_dirfd < 0 && (rc = pol_pin(cfg->policy_file)))
+			return rc;
+		if (!pol_dir_same()) {
+			pr_err("%s: the directory %s was renamed or replaced since sluiced started, so this "
+			       "may not be the policy you wrote; keeping the policy in force (restart the "
+			       "sandbox to use a policy in the new directory)", cfg->policy_file, pol_dir);
+			return -ESTALE;
+		}
+		fd = openat(pol_dirfd, pol_base, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			rc = -errno;
+			snprintf(err, sizeof(err), "%.600s: cannot open the policy: %s; check the path and its permissions",
+				 cfg->policy_file, strerror(-rc));
+		} else {
+			rc = policy_load_fd(fd, cfg->policy_file, POLICY_FMT_AUTO, &p, err, sizeof(err));
+			close(fd);
+		}
 		if (!rc)
 			rc = policy_resolve_secrets(p, err, sizeof(err));
+		/* Relative secret files were read by path: the same directory still? */
+		if (!rc && !pol_dir_same()) {
+			rc = -ESTALE;
+			snprintf(err, sizeof(err), "%.300s: the directory %.300s was renamed or replaced while "
+				 "the policy was read; not using it", cfg->policy_file, pol_dir);
+		}
 		if (rc) {
 			policy_unref(p);
 			pr_err("%s%s", err, initial ? "" : " (keeping the policy in force)");
@@ -363,16 +426,16 @@ static void pol_watch_cb(struct ev_io *io, uint32_t events)
 
 static void pol_watch_start(struct ev_loop *loop, const struct broker_cfg *cfg)
 {
-	char dir[4096], base[4096];
+	char dir[64];
 	int fd;
 
-	if (!cfg->policy_file)
+	if (!cfg->policy_file || pol_dirfd < 0)
 		return;
-	snprintf(dir, sizeof(dir), "%s", cfg->policy_file);
-	snprintf(base, sizeof(base), "%s", cfg->policy_file);
-	snprintf(pol_watch_name, sizeof(pol_watch_name), "%s", basename(base));
+	snprintf(pol_watch_name, sizeof(pol_watch_name), "%s", pol_base);
+	/* Through the pinned directory, so the watch is on it, whatever the path names now. */
+	snprintf(dir, sizeof(dir), "/proc/self/fd/%d", pol_dirfd);
 	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (fd < 0 || inotify_add_watch(fd, dirname(dir), IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+	if (fd < 0 || inotify_add_watch(fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
 		pr_warn("Couldn't watch %s for changes (%s): reload it with SIGHUP",
 			cfg->policy_file, strerror(errno));
 		if (fd >= 0)
@@ -404,7 +467,9 @@ static int open_audit(struct broker_cfg *cfg)
 	}
 	if (!p)
 		return dup(STDERR_FILENO);
-	fd = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	/* Not through a symlink: sluiced runs as root, and the directory may be one a
+	 * sandbox can write (a symlink there would make root append to any file). */
+	fd = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
 	if (fd < 0)
 		pr_err("Couldn't open the audit log %s: %s; pass --audit FILE or --audit -", p, strerror(errno));
 	return fd < 0 ? -errno : fd;

@@ -169,9 +169,6 @@ int policy_load_buf(const char *buf, size_t len, const char *name, enum policy_f
 int policy_load(const char *path, enum policy_format fmt, struct policy **out,
 		char *err, size_t errlen)
 {
-	struct stat st;
-	char *buf = NULL;
-	size_t got = 0;
 	int fd, ret;
 
 	if (err && errlen)
@@ -186,6 +183,24 @@ int policy_load(const char *path, enum policy_format fmt, struct policy **out,
 			 path, strerror(-ret));
 		return ret;
 	}
+	ret = policy_load_fd(fd, path, fmt, out, err, errlen);
+	close(fd);
+	return ret;
+}
+
+int policy_load_fd(int fd, const char *path, enum policy_format fmt, struct policy **out,
+		   char *err, size_t errlen)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t got = 0;
+	int ret;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (fd < 0 || !path || !out)
+		return -EINVAL;
+	*out = NULL;
 	if (fstat(fd, &st) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "%s: cannot stat the policy: %s", path, strerror(-ret));
@@ -227,7 +242,6 @@ out:
 		explicit_bzero(buf, got); /* may hold literal secret values */
 		free(buf);
 	}
-	close(fd);
 	return ret;
 }
 

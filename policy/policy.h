@@ -30,6 +30,10 @@ struct policy;
  * writes "file:line:col: what is wrong; what to do" into err. */
 int policy_load(const char *path, enum policy_format fmt, struct policy **out,
 		char *err, size_t errlen);
+/* The same from an open file (not closed); path names it in messages and
+ * relative secret files are read relative to its directory. */
+int policy_load_fd(int fd, const char *path, enum policy_format fmt, struct policy **out,
+		   char *err, size_t errlen);
 /* Same from memory; name is used in messages in place of the file name. */
 int policy_load_buf(const char *buf, size_t len, const char *name, enum policy_format fmt,
 		    struct policy **out, char *err, size_t errlen);

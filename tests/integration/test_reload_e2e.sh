@@ -5,7 +5,9 @@
 # picked up by the broker's file watch (inotify) without a signal; a file
 # rewritten in place plus SIGHUP applies at once; a broken file is refused (the
 # broker logs file:line:col) and the old policy stays in force, also on a
-# keep-alive connection; a later good file replaces the policy completely.
+# keep-alive connection; a later good file replaces the policy completely; and
+# the policy's directory renamed away and replaced by another one (as a sandbox
+# that can write its parent could do) is not read: the policy stays.
 . "$(dirname "$0")/../lib.sh"
 . "$SL_ROOT/tests/fixtures/e2e/e2e.sh"
 sl_begin reload_e2e
@@ -13,7 +15,8 @@ sl_need_bins "$SLUICE" "$SLUICED"
 fi_up
 e2e_setup
 e2e_soft
-P=$T/policy.yaml
+mkdir "$T/conf"
+P=$T/conf/policy.yaml
 
 write_policy() { # hosts...: allow each host; written to a temp file, then renamed over $P
 	local h
@@ -81,6 +84,10 @@ phase(3)   # test: good file allowing only x.api.test, SIGHUP
 until("r4a", "x.api.test", 200, 3)
 rec("r4b", get("api.test", "/hello?id=r4b"))
 rec("k4", get("api.test", "/hello?id=k4", keep))
+phase(4)   # test: the policy's directory renamed, a new one with an allow-all policy in its place
+time.sleep(1)
+rec("r5a", get("other.test", "/hello?id=r5a"))
+rec("r5b", get("x.api.test", "/hello?id=r5b"))
 EOF
 
 e2e_run_bg run --name reload --policy "$P" -- /usr/bin/python3 "$T/inner.py" "$T/out"
@@ -115,6 +122,14 @@ err3=$(cat "$BLOG")
 write_policy x.api.test
 kill -HUP "$BPID"
 touch "$T/out/go3"
+waitfile ready4
+# 5: the directory swapped under the broker; both the watch and SIGHUP fire
+mv "$T/conf" "$T/conf.old"
+mkdir "$T/conf"
+printf 'rules:\n  - {action: allow, host: "*"}\n' >"$T/conf/policy.yaml"
+touch "$T/conf.old/..swap"
+kill -HUP "$BPID"
+touch "$T/out/go4"
 for i in $(seq 100); do kill -0 "$E2E_PID" 2>/dev/null || break; sleep 0.1; done
 wait "$E2E_PID"
 sl_assert_eq 0 "$?" "sluice run exited 0 ($(tail -n 3 "$T/run.err"))"
@@ -135,6 +150,9 @@ e2e_expect r4a 200 "good file after a broken one: x.api.test allowed"
 e2e_expect r4b 403 "good file: api.test no longer allowed (policy replaced, not merged)"
 e2e_expect k4 403 "good file: the next request on an old keep-alive connection gets the new policy"
 sl_assert_eq 0 "$(e2e_seen 443 r4b)" "good file: the denied request never reached the server"
+e2e_denied r5a "no rule matched: default deny" "directory swapped: the policy in the new directory is not loaded"
+e2e_expect r5b 200 "directory swapped: the policy in force stays"
+sl_assert_contains "$(cat "$BLOG")" "was renamed or replaced since sluiced started" "directory swapped: the broker says why it kept the policy"
 sl_assert_eq 1 "$(e2e_seen 443 k3)" "server saw the keep-alive request under the old policy"
 sl_assert_not_contains "$(cat "$T/run.err" "$BLOG")" "killed by signal" "the broker did not crash"
 e2e_finish
