@@ -133,7 +133,25 @@ if mode == "main":
         out("brokerunix", "visible", len([i for i in inodes if i.startswith("socket:")]))
     except OSError as e:
         out("brokerunix", "error", en(e))
-elif mode == "tcp":
+if mode in ("main", "tiocsti"):
+    # TIOCSTI pushes input into a terminal; into the caller's, it runs commands
+    # outside the sandbox. A pty of its own, made the controlling terminal.
+    import fcntl, termios
+    try:
+        m, s = os.openpty()
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setsid(); fcntl.ioctl(s, termios.TIOCSCTTY, 0)
+                fcntl.ioctl(s, termios.TIOCSTI, b"x"); os.write(1, b"tiocsti pushed\n")
+            except OSError as e:
+                os.write(1, ("tiocsti error %s\n" % en(e)).encode())
+            os._exit(0)
+        os.waitpid(pid, 0)
+    except OSError as e:
+        out("tiocsti setup-error", en(e))
+if mode == "tcp":
     tcp(sys.argv[2], socket.AF_INET, (FI4, 9000))
     tcp(sys.argv[2] + "6", socket.AF_INET6, (FI6, 9000))
 EOF
@@ -196,6 +214,7 @@ run_probes() { # label [--user root]
 	sl_assert_contains "$out" "tfo-connect connected data=[HTTP/1.1 400 Bad Request]" "$L TCP_FASTOPEN_CONNECT went to the broker"
 	sl_assert_not_contains "$out" "data=[hello]" "$L no probe (TFO, io_uring, namespaces) got the fake internet's greeting"
 	sl_assert_contains "$out" "iouring setup-error ENOSYS" "$L io_uring_setup refused by sluice's seccomp filter"
+	sl_assert_contains "$out" "tiocsti error EPERM" "$L TIOCSTI (typing into a terminal) refused by sluice's seccomp filter"
 	sl_assert_contains "$out" "x32 ENOSYS" "$L x32 syscall ABI unavailable (kernel built without it)"
 	for n in map-by-id prog-by-id link-by-id prog-load-cgroup map-create; do
 		sl_assert_contains "$out" "bpf $n EPERM" "$L bpf(): $n refused"
@@ -235,6 +254,11 @@ o=$("$T/escape_probe" iouring "$FI_IP4" 9000; "$T/escape_probe" tfo "$FI_IP4" 90
 sl_assert_contains "$o" "iouring connected data=[hello]" "outside: io_uring connect works on this kernel"
 sl_assert_contains "$o" "tfo connected data=[hello]" "outside: TCP Fast Open connect works"
 sl_assert_eq $((c0 + 2)) "$(fi_conns 9000)" "outside: both reached the fake internet"
+o=$("$PY" "$T/probe.py" tiocsti 2>&1)
+case "$(cat /proc/sys/dev/tty/legacy_tiocsti 2>/dev/null)" in
+1) sl_assert_contains "$o" "tiocsti pushed" "outside: TIOCSTI works on this kernel" ;;
+*) sl_log "this kernel refuses TIOCSTI itself ($o)" ;;
+esac
 
 HOLES=()
 run_probes nobody
