@@ -230,25 +230,48 @@ static int build_env(struct sandbox *s)
  * Elsewhere only the file is covered, and Linux drops a mount over a file
  * that the host renames another over (an editor's save, mv, sed -i): the new
  * one is then visible inside. sensitive: the file holds secret values. */
-static int hide_file(struct sandbox *s, const char *path, bool sensitive, const char **what)
+/* The directory named sluice that path is directly in, or false. */
+static bool sluice_dir_of(const char *path, char *dir, size_t dirlen)
 {
-	char dir[4096], *slash;
+	char *slash;
 
-	snprintf(dir, sizeof(dir), "%s", path);
+	snprintf(dir, dirlen, "%s", path);
 	slash = strrchr(dir, '/');
 	if (slash && slash > dir && slash - dir >= 6 && !strncmp(slash - 6, "sluice", 6) &&
 	    (slash - dir == 6 || slash[-7] == '/')) {
 		*slash = 0;
-		*what = path;
-		return sb_hide_add(&s->hide, dir);
+		return true;
 	}
-	if (sensitive)
-		pr_warn("%s holds secret values and is hidden from the sandbox file by file: if it is "
-			"replaced by a rename while the sandbox runs (an editor's save, mv, sed -i), the new "
-			"file is visible inside. Keep it in a directory named sluice (hidden whole), e.g. "
-			"~/.config/sluice/", path);
+	return false;
+}
+
+static int hide_file(struct sandbox *s, const char *path, bool sensitive, const char **what)
+{
+	char dir[4096], *real;
+	int err = 0;
+
 	*what = path;
-	return sb_hide_add(&s->hide, path);
+	/* The link's own sluice directory, hidden whole ... */
+	if (sluice_dir_of(path, dir, sizeof(dir)))
+		err = sb_hide_add(&s->hide, dir);
+	if (err)
+		return err;
+	/* ... and where the file really is (a dotfile manager's symlink points elsewhere). */
+	real = realpath(path, NULL);
+	if (!real)
+		return errno == ENOENT ? 0 : -errno;
+	if (sluice_dir_of(real, dir, sizeof(dir))) {
+		err = sb_hide_add(&s->hide, dir);
+	} else {
+		if (sensitive)
+			pr_warn("%s holds secret values and is hidden from the sandbox file by file: if it is "
+				"replaced by a rename while the sandbox runs (an editor's save, mv, sed -i), the new "
+				"file is visible inside. Keep it in a directory named sluice (hidden whole), e.g. "
+				"~/.config/sluice/", real);
+		err = sb_hide_add(&s->hide, real);
+	}
+	free(real);
+	return err;
 }
 
 static int hide_list(struct sandbox *s)

@@ -652,6 +652,22 @@ int sb_exec(const char *cgroup_path, const struct sb_ident *id, char *const *cmd
 		return ERR("Couldn't create the sandbox's mount and cgroup namespaces: %s", strerror(errno));
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
 		return ERR("Couldn't make the sandbox's mounts private: %s", strerror(errno));
+	/* A directory hidden by a mount over it stays readable through a working
+	 * directory inside it (the old inode): refuse to start there. */
+	{
+		char cwd[4096];
+
+		if (h && getcwd(cwd, sizeof(cwd))) {
+			if (h->run_dir && under(cwd, h->run_dir))
+				return ERR("the current directory %s is inside sluice's run directory %s, "
+					   "which the sandbox must not see; cd to the project first", cwd, h->run_dir);
+			for (size_t i = 0; i < h->n; i++)
+				if (under(cwd, h->path[i]))
+					return ERR("the current directory %s is inside %s, which holds sluice's keys, "
+						   "policy, secrets or logs and is hidden from the sandbox; cd to the "
+						   "project first", cwd, h->path[i]);
+		}
+	}
 	/* Hidden before anything else changes: a failure here refuses to run. */
 	if (h && h->run_dir && hide_run_dir(h->run_dir, err, errlen))
 		return -1;

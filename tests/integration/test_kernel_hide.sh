@@ -103,6 +103,32 @@ sl_assert_contains "$(cat "$log")" "listening on" "the broker's messages are in 
 sl_assert_not_contains "$err" "sluiced:" "the broker's messages are not on the terminal"
 sl_assert_contains "$err" "logs to $log" "sluice says where the broker logs"
 
+# A policy and a secret file kept in a directory named sluice as symlinks (a
+# dotfile manager's layout) are hidden where they really are, and a sandbox
+# started from inside a hidden directory is refused (it would read it through
+# its working directory). Files readable by nobody stand in for the caller's.
+mkdir -p "$T/cfg/sluice" "$T/dotfiles"
+printf 'dot-secret-%s\n' $$ >"$T/dotfiles/token"
+printf 'rules:\n  - {action: allow, host: "api.test"}\nsecrets:\n  DOT: {value: dotlit-%s, hosts: [api.test]}\n  DOTF: {file: %s, hosts: [api.test]}\n' \
+	$$ "$T/cfg/sluice/token" >"$T/dotfiles/policy.yaml"
+printf 'plain-%s\n' $$ >"$T/cfg/sluice/plain"
+chmod 755 "$T/cfg" "$T/cfg/sluice" "$T/dotfiles"
+chmod 644 "$T/dotfiles/token" "$T/dotfiles/policy.yaml" "$T/cfg/sluice/plain"
+ln -s ../../dotfiles/policy.yaml "$T/cfg/sluice/policy.yaml"
+ln -s ../../dotfiles/token "$T/cfg/sluice/token"
+out=$(timeout 60 "$SLUICE" run --name "$NAME" --policy "$T/cfg/sluice/policy.yaml" --run-dir "$T/run" --ca-dir "$T/ca" -- \
+	sh -c "cat '$T/dotfiles/policy.yaml' || echo dotpolicy-hidden; cat '$T/dotfiles/token' || echo dottoken-hidden" 2>&1)
+sl_assert_contains "$out" "dotpolicy-hidden" "a policy symlinked from a sluice directory is hidden where it really is"
+sl_assert_contains "$out" "dottoken-hidden" "a secret file symlinked from a sluice directory is hidden where it really is"
+for v in "dotlit-$$" "dot-secret-$$"; do
+	sl_assert_not_contains "$out" "$v" "the symlinked files' secrets stay out of the sandbox ($v)"
+done
+out=$(cd "$T/cfg/sluice" && timeout 60 "$SLUICE" run --name "$NAME" --policy "$T/cfg/sluice/policy.yaml" --run-dir "$T/run" \
+	--ca-dir "$T/ca" -- sh -c "cat ./plain" 2>&1); rc=$?
+sl_assert_not_contains "$out" "plain-$$" "started from inside a hidden directory, the sandbox cannot read it through its cwd"
+[ $rc != 0 ] || sl_fail "sluice run from inside a hidden directory should refuse to run: $out"
+sl_assert_contains "$out" "cd to the project first" "the refusal says what to do"
+
 # Signals go through the sandbox's init to the command; its status comes back.
 cat >"$T/sig.py" <<EOF
 import os, signal, sys, time
