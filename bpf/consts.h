@@ -42,6 +42,9 @@
 #define SL_IPV6_RTHDR            57
 #define SL_IPV6_DSTOPTS          59
 
+/* bpf_cgroup_dev_ctx.access_type's low half: <linux/bpf.h> BPF_DEVCG_DEV_CHAR */
+#define SL_DEVCG_DEV_CHAR 2
+
 /* The loopback device's index in every network namespace (LOOPBACK_IFINDEX). */
 #define SL_LOOPBACK_IFINDEX 1
 

@@ -626,6 +626,32 @@ int sluice_egress(struct __sk_buff *skb)
 	return tuple_ours(skb, proto, &t, len, cgid);
 }
 
+/*
+ * Device nodes a `sluice run` sandbox may open: the memory devices programs
+ * read and write (null, zero, full, random, urandom), the terminals (tty,
+ * console, ptmx and the pty slaves) and nothing else. A uid 0 sandbox passes
+ * the owner check on root's 0600 nodes without any capability, and a disk
+ * read raw holds the CA key and the secrets the mounts hide. Attached by
+ * `sluice run` only: under `sluice attach` the container runtime decides.
+ */
+SEC("cgroup/dev")
+int sluice_dev(struct bpf_cgroup_dev_ctx *ctx)
+{
+	__u32 minor = ctx->minor;
+
+	if ((ctx->access_type & 0xffff) != SL_DEVCG_DEV_CHAR)
+		return 0;
+	switch (ctx->major) {
+	case 1:
+		return minor == 3 || minor == 5 || minor == 7 || minor == 8 || minor == 9;
+	case 5:
+		return minor <= 2;
+	case 136 ... 143:
+		return 1;
+	}
+	return 0;
+}
+
 /* A released socket's record of its original destination goes with it. */
 SEC("cgroup/sock_release")
 int sluice_sock_release(struct bpf_sock *sk)

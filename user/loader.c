@@ -264,7 +264,7 @@ void loader_close(struct loader *l)
 }
 
 int loader_attach(const char *pin_root, const char *name, const char *cgroup_path,
-		  struct loader **out)
+		  unsigned flags, struct loader **out)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = pin_root);
 	struct loader *l = calloc(1, sizeof(*l));
@@ -312,8 +312,11 @@ int loader_attach(const char *pin_root, const char *name, const char *cgroup_pat
 		goto out;
 	}
 	bpf_object__for_each_program(prog, l->skel->obj) {
-		struct bpf_link *link = bpf_program__attach_cgroup(prog, l->cg_fd);
+		struct bpf_link *link;
 
+		if (prog == l->skel->progs.sluice_dev && !(flags & LOADER_DEVICES))
+			continue;
+		link = bpf_program__attach_cgroup(prog, l->cg_fd);
 		if (!link) {
 			err = -errno;
 			pr_err("Failed to attach %s to %s: %s%s", bpf_program__name(prog), cgroup_path,

@@ -99,7 +99,7 @@ static int sandbox_setup(struct sandbox *s)
 		pr_err("Couldn't stat cgroup %s: %s", s->cg_path, strerror(-err));
 		return err;
 	}
-	err = loader_attach(s->o->pin_root, s->name, s->cg_path, &s->ld);
+	err = loader_attach(s->o->pin_root, s->name, s->cg_path, LOADER_DEVICES, &s->ld);
 	if (err)
 		return err;
 	s->attached = true;
@@ -511,7 +511,7 @@ int do_attach(struct run_opts *o)
 		goto out;
 	if (loader_prepare(o->pin_root))
 		goto out;
-	if (loader_attach(o->pin_root, s.name, s.cg_path, &s.ld))
+	if (loader_attach(o->pin_root, s.name, s.cg_path, 0, &s.ld))
 		goto out;
 	s.attached = true;
 	loader_close(s.ld);

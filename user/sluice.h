@@ -71,9 +71,11 @@ struct loader;
 /* Mounts bpffs at /sys/fs/bpf if needed and creates pin_root. */
 int loader_prepare(const char *pin_root);
 /* Loads the programs (shared maps reused from pin_root), attaches them to
- * the cgroup and pins the links under pin_root/name/. Returns 0 or -errno. */
+ * the cgroup and pins the links under pin_root/name/. Returns 0 or -errno.
+ * LOADER_DEVICES: also limit the device nodes the cgroup may open (sluice run). */
+#define LOADER_DEVICES 1u
 int loader_attach(const char *pin_root, const char *name, const char *cgroup_path,
-		  struct loader **out);
+		  unsigned flags, struct loader **out);
 /* Closes our fds; the pinned links keep enforcement in place. NULL-safe. */
 void loader_close(struct loader *l);
 /* Unpins (detaches) the links of sandbox name. Returns 0 or -errno (-ENOENT: none). */

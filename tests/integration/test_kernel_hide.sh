@@ -45,6 +45,9 @@ try audit "$T/audit.log"
 try brokerlog "$T/run/$2/sluiced.log"
 try bundle "$T/run/ca-bundle.pem"
 try pubcrt "$T/run/ca.crt"
+try rawdisk "$4"
+head -c 8 /dev/urandom 2>/dev/null | wc -c | sed 's/^/urandom /'
+echo x 2>/dev/null >/dev/null && echo "devnull ok" || echo "devnull error"
 echo "rundir $(ls "$T/run" | tr '\n' ' ')"
 echo x 2>/dev/null >"$T/run/new" && echo "rundir writable" || echo "rundir readonly"
 echo "init $(cat /proc/1/comm)"
@@ -58,11 +61,19 @@ echo "procs $(ls -d /proc/[0-9]* | wc -l)"
 echo ready >"$T/probe.done"
 EOF
 
+# A block device holding a secret, as a disk with the CA key would: a loop
+# device over a file of the test's (root-owned 0600 node, like a real disk's).
+printf 'disk-secret-%s\n' $$ >"$T/disk.img"
+truncate -s 1M "$T/disk.img"
+LOOPDEV=$(losetup -f --show "$T/disk.img") || sl_fail "losetup failed: cannot set up the test's loop device"
+sl_defer "losetup -d $LOOPDEV"
+head -c 40 "$LOOPDEV" | grep -q "disk-secret-$$" || sl_fail "test premise: $LOOPDEV should read back the marker"
+
 # The sandboxed probe needs the broker's pid: the test reads it from
 # `sluice status` while the command waits for it (bounded).
 cat >"$T/inner.sh" <<EOF
 for i in \$(seq 100); do [ -s "$T/broker.pid" ] && break; sleep 0.1; done
-bash "$T/probe.sh" "$T" "$NAME" "$SL_HIDE_ENV"
+bash "$T/probe.sh" "$T" "$NAME" "$SL_HIDE_ENV" "$LOOPDEV"
 EOF
 timeout 60 "$SLUICE" run --name "$NAME" --user root --writable "$T" --policy "$T/policy.yaml" --run-dir "$T/run" --ca-dir "$T/ca" \
 	--audit "$T/audit.log" -- bash "$T/inner.sh" >"$T/out" 2>"$T/err" &
@@ -85,6 +96,9 @@ sl_assert_contains "$out" "audit error" "the audit log is unreadable"
 sl_assert_contains "$out" "brokerlog error" "the broker's log is unreadable"
 sl_assert_contains "$out" "bundle ok -----BEGIN" "the CA bundle stays readable"
 sl_assert_contains "$out" "pubcrt ok -----BEGIN" "the public CA certificate stays readable"
+sl_assert_contains "$out" "rawdisk error" "a block device (a disk read raw) cannot be opened"
+sl_assert_contains "$out" "urandom 8" "/dev/urandom still reads"
+sl_assert_contains "$out" "devnull ok" "/dev/null still writes"
 sl_assert_contains "$out" "rundir ca-bundle.pem ca.crt " "the run directory shows only the two public files"
 sl_assert_contains "$out" "rundir readonly" "the run directory is read-only"
 sl_assert_contains "$out" "init sluice" "the command runs in its own PID namespace (sluice's init is pid 1)"
@@ -93,7 +107,7 @@ sl_assert_contains "$out" "initmem error" "the sandbox cannot read its init's me
 sl_assert_contains "$out" "brokerproc absent" "the broker is not in the sandbox's /proc"
 sl_assert_contains "$out" "brokerkill error" "the sandbox cannot signal the broker"
 sl_assert_not_contains "$out" "environ_hit" "no environ in the sandbox's /proc holds the env secret"
-for s in "literal-secret-$$" "file-secret-$$" "$SL_HIDE_ENV" "BEGIN PRIVATE"; do
+for s in "literal-secret-$$" "file-secret-$$" "$SL_HIDE_ENV" "BEGIN PRIVATE" "disk-secret-$$"; do
 	sl_assert_not_contains "$out" "$s" "no secret in the sandbox's output ($s)"
 done
 log=$T/run/$NAME/sluiced.log
