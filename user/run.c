@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -274,7 +275,36 @@ static int hide_file(struct sandbox *s, const char *path, bool sensitive, const 
 	return err;
 }
 
-static int hide_list(struct sandbox *s)
+/*
+ * Host daemons whose unix sockets would run a command outside the sandbox for
+ * it (a transient unit, a container): the user's systemd and session bus
+ * (`systemd-run --user`), container engines, and for uid 0, which those
+ * daemons trust, the system's systemd and bus. AF_UNIX is not mediated, so
+ * these are hidden by path; the README's limits say what else to keep out.
+ */
+static int hide_daemons(struct sandbox *s, uid_t uid)
+{
+	static const char *const all[] = {
+		"/run/user/%u/bus", "/run/user/%u/systemd", "/run/user/%u/docker.sock",
+		"/run/user/%u/podman", "/run/docker.sock", "/var/run/docker.sock",
+		"/run/containerd/containerd.sock", "/run/podman/podman.sock", "/run/crio/crio.sock",
+	};
+	static const char *const root[] = {
+		"/run/systemd/private", "/run/dbus/system_bus_socket", "/var/run/dbus/system_bus_socket",
+	};
+	char p[128];
+	int err = 0;
+
+	for (size_t i = 0; !err && i < sizeof(all) / sizeof(all[0]); i++) {
+		snprintf(p, sizeof(p), all[i], (unsigned)uid);
+		err = sb_hide_add(&s->hide, p);
+	}
+	for (size_t i = 0; !err && !uid && i < sizeof(root) / sizeof(root[0]); i++)
+		err = sb_hide_add(&s->hide, root[i]);
+	return err;
+}
+
+static int hide_list(struct sandbox *s, uid_t uid)
 {
 	const char *run_dir = s->o->run_dir ? s->o->run_dir : SLUICE_RUN_DIR;
 	const char *what = run_dir;
@@ -301,6 +331,8 @@ static int hide_list(struct sandbox *s)
 		if (ps->file_source)
 			err = hide_file(s, ps->file_source, true, &what);
 	}
+	if (!err && (err = hide_daemons(s, uid)))
+		what = "a host daemon's socket";
 	if (err)
 		pr_err("Couldn't resolve %s to hide it from the sandbox: %s; refusing to run", what,
 		       strerror(-err));
@@ -315,11 +347,23 @@ static bool system_dir(const char *p)
 		"/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot",
 		"/run", "/var/spool", "/var/lib", "/opt/sluice", NULL,
 	};
-	static const char *const exact[] = { "/", "/var", "/opt", "/home", "/srv", "/mnt", "/media", NULL };
+	static const char *const exact[] = { "/", "/var", "/opt", "/home", "/srv", "/mnt", "/media", "/root", NULL };
+	struct passwd *pw;
+	bool home = false;
 
 	for (int i = 0; exact[i]; i++)
 		if (!strcmp(p, exact[i]))
 			return true;
+	/* A home directory itself: its dotfiles (.bashrc, .profile, .config/autostart)
+	 * run outside the sandbox later. A project below it is fine. */
+	if (!strncmp(p, "/home/", 6) && p[6] && !strchr(p + 6, '/'))
+		return true;
+	setpwent();
+	while (!home && (pw = getpwent()))
+		home = pw->pw_dir && strcmp(pw->pw_dir, "/") && !strcmp(p, pw->pw_dir);
+	endpwent();
+	if (home)
+		return true;
 	for (int i = 0; under[i]; i++) {
 		size_t n = strlen(under[i]);
 
@@ -418,7 +462,7 @@ int do_run(struct run_opts *o)
 	if (access(s.bundle, R_OK))
 		pr_warn("the broker wrote no %s: TLS clients in the sandbox will not trust it", s.bundle);
 
-	if (hide_list(&s) || fs_setup(&s, &id))
+	if (hide_list(&s, id.uid) || fs_setup(&s, &id))
 		goto out;
 	if (pipe2(ep, O_CLOEXEC)) {
 		pr_err("pipe: %s", strerror(errno));

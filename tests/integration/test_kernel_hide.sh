@@ -143,6 +143,47 @@ sl_assert_not_contains "$out" "plain-$$" "started from inside a hidden directory
 [ $rc != 0 ] || sl_fail "sluice run from inside a hidden directory should refuse to run: $out"
 sl_assert_contains "$out" "cd to the project first" "the refusal says what to do"
 
+# A uid 0 sandbox started in a home directory cannot write its dotfiles (they
+# run outside later): a home is not a project, so it stays read-only.
+FAKEHOME=/home/slhome$$
+mkdir -p "$FAKEHOME"
+sl_defer "rm -rf $FAKEHOME"
+out=$(cd "$FAKEHOME" && timeout 60 "$SLUICE" run --name "$NAME" --user root --run-dir "$T/run" --ca-dir "$T/ca" -- \
+	sh -c 'echo x 2>/dev/null >>.bashrc && echo "homewrite ok" || echo "homewrite refused"' 2>&1)
+sl_assert_contains "$out" "homewrite refused" "a uid 0 sandbox started in a home directory cannot write its dotfiles"
+sl_assert_contains "$out" "is not a project directory" "sluice says why the home directory stays read-only"
+[ ! -e "$FAKEHOME/.bashrc" ] || sl_fail "a .bashrc appeared in $FAKEHOME"
+
+# The user's session bus (systemd-run --user starts units outside the
+# sandbox's cgroup) is hidden: a stand-in listener at /run/user/<uid>/bus.
+UDIR=/run/user/65534
+if [ ! -e "$UDIR" ]; then
+	[ -e /run/user ] || { mkdir /run/user; sl_defer "rmdir /run/user"; }
+	mkdir "$UDIR" && chown 65534 "$UDIR" && chmod 700 "$UDIR"
+	sl_defer "rm -rf $UDIR"
+	sl_bg busd setpriv --reuid 65534 --regid 65534 --clear-groups "$PY" -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(8)
+while True:
+    c, _ = s.accept(); c.sendall(b"SESSIONBUS\n"); c.close()
+' "$UDIR/bus"
+	sl_wait_for test -S "$UDIR/bus" || sl_fail "the stand-in session bus did not start"
+	probe='import socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1]); print("bus", s.recv(64).decode().strip())
+except OSError as e:
+    print("bus error", e.errno)'
+	o=$(setpriv --reuid 65534 --regid 65534 --clear-groups "$PY" -c "$probe" "$UDIR/bus")
+	sl_assert_contains "$o" "bus SESSIONBUS" "outside: the stand-in session bus answers uid 65534"
+	out=$(timeout 60 "$SLUICE" run --name "$NAME" --run-dir "$T/run" --ca-dir "$T/ca" -- "$PY" -c "$probe" "$UDIR/bus" 2>&1)
+	sl_assert_contains "$out" "bus error" "the sandbox (uid 65534) cannot reach its user's session bus"
+	sl_assert_not_contains "$out" "SESSIONBUS" "nothing came back from the session bus"
+else
+	sl_log "$UDIR exists on this host: the session bus case is not run"
+	sl_fail "$UDIR exists: the test needs to own it (remove it, or run on a clean machine)"
+fi
+
 # Signals go through the sandbox's init to the command; its status comes back.
 cat >"$T/sig.py" <<EOF
 import os, signal, sys, time
