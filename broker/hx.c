@@ -27,7 +27,7 @@
 /* A request body that may carry a secret is held (not sent) up to this size,
  * so a placeholder found late in it still means nothing left for the upstream. */
 #define HX_HOLD_MAX             (64 * 1024)
-#define HX_MAX_SECRETS          64
+#define HX_MAX_SECRETS          POLICY_MAX_SECRETS
 #define HX_HOST_MAX             256
 
 enum hx_kind {
@@ -99,6 +99,8 @@ struct hx {
 	bool rq_ws;                     /* WebSocket upgrade forwarded, waiting for 101 */
 	char ws_accept[32];             /* the Sec-WebSocket-Accept a real 101 must carry, or "" */
 	bool rule_names_host;           /* this request's allow rule names its host exactly */
+	const char *alt_method, *alt_target; /* an override header's method / path (in the head) */
+	size_t alt_method_len, alt_target_len;
 	bool up_internal;               /* the open upstream is an internal address (conn says) */
 	bool rq_http10;
 	bool rq_close_on_refuse;        /* a refusal cannot drain the body (Expect): close */
@@ -1319,6 +1321,11 @@ static int rq_serialise(struct hx *h, const char *path, size_t path_len, const c
 			continue;
 		if (h->sc && x->name_len == 24 && lc_eq(hp(m, x->name), "sec-websocket-extensions", 24))
 			continue;
+		/* Nor a part of one: two ranges could cut a value into pieces the
+		 * scrubber finds in neither. */
+		if (h->sc && ((x->name_len == 5 && lc_eq(hp(m, x->name), "range", 5)) ||
+			      (x->name_len == 8 && lc_eq(hp(m, x->name), "if-range", 8))))
+			continue;
 		put(h, b, hp(m, x->name), x->name_len);
 		put(h, b, ": ", 2);
 		if (sec_put(h, b, LOC_HEADER, hp(m, x->val), x->val_len))
@@ -1395,6 +1402,8 @@ static int rq_on_message_begin(llhttp_t *p)
 	h->status = 0;
 	h->used_mask = h->inject_mask = 0;
 	h->rule_names_host = false;
+	h->alt_method = h->alt_target = NULL;
+	h->alt_method_len = h->alt_target_len = 0;
 	memset(h->allow, 0, sizeof(h->allow));
 	h->leak = -1;
 	h->start_us = ev_now_us();
@@ -1614,6 +1623,42 @@ static int rq_on_headers_complete(llhttp_t *p)
 		answer_denied(h, v.why);
 		return h->closed ? -1 : 0;
 	}
+	/* Headers some frameworks take as the method or the path to serve
+	 * (Symfony, Laravel, Google APIs, IIS rewrites): the request must be
+	 * allowed as they read it too, and a secret's method or path limits hold
+	 * for both readings. */
+	for (size_t i = 0; i < m->n; i++) {
+		struct hx_hdr *x = &m->hdr[i];
+		const char *nm = hp(m, x->name);
+		struct policy_req alt = pr;
+		struct policy_verdict av;
+		bool is_m = ieq(nm, x->name_len, "x-http-method-override") ||
+			    ieq(nm, x->name_len, "x-http-method") || ieq(nm, x->name_len, "x-method-override");
+		bool is_t = ieq(nm, x->name_len, "x-original-url") || ieq(nm, x->name_len, "x-rewrite-url");
+		char why[sizeof(av.why) + 96];
+
+		if (!is_m && !is_t)
+			continue;
+		if (is_m) {
+			alt.method = hp(m, x->val);
+			alt.method_len = x->val_len;
+			h->alt_method = alt.method;
+			h->alt_method_len = alt.method_len;
+		} else {
+			alt.target = hp(m, x->val);
+			alt.target_len = x->val_len;
+			h->alt_target = alt.target;
+			h->alt_target_len = alt.target_len;
+		}
+		r = policy_decide(h->pol, &alt, &av);
+		if (!r && av.allow)
+			continue;
+		snprintf(why, sizeof(why), "%.*s names another %s for the upstream to serve, and that one is "
+			 "not allowed: %s", (int)x->name_len, nm, is_m ? "method" : "path", av.why);
+		h->rq_close |= h->rq_close_on_refuse;
+		answer_denied(h, why);
+		return h->closed ? -1 : 0;
+	}
 	set_why(h, v.why);
 	h->rule_names_host = policy_rule_names_host(h->pol, v.rule, pr.host, pr.host_len);
 	if (h->up_open && h->up_internal && !h->rule_names_host) {
@@ -1636,6 +1681,12 @@ static int rq_on_headers_complete(llhttp_t *p)
 		if (!h->env.client_tls || !s->value ||
 		    !policy_secret_allowed(s, pr.host, pr.host_len, pr.method, pr.method_len,
 					   pr.target, pr.target_len))
+			continue;
+		if (h->alt_method && !policy_secret_allowed(s, pr.host, pr.host_len, h->alt_method,
+							    h->alt_method_len, pr.target, pr.target_len))
+			continue;
+		if (h->alt_target && !policy_secret_allowed(s, pr.host, pr.host_len, pr.method, pr.method_len,
+							    h->alt_target, h->alt_target_len))
 			continue;
 		ok_mask |= bit;
 		if (s->where & SECRET_IN_HEADER) h->allow[LOC_HEADER] |= bit;
@@ -1936,7 +1987,7 @@ static void rs_head_out(struct hx *h, int status, bool keep_cl)
 
 		if (x->drop && !(keep_cl && x->kind == HK_CL))
 			continue;
-		put(h, b, hp(m, x->name), x->name_len);
+		scrub_put(h, b, hp(m, x->name), x->name_len); /* an upstream may echo into a name */
 		put(h, b, ": ", 2);
 		scrub_put(h, b, hp(m, x->val), x->val_len);
 		put(h, b, "\r\n", 2);

@@ -629,6 +629,10 @@ static int secrets_map(struct pctx *c, yaml_node_t *n,
 	cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
 	if (!cnt)
 		return 0;
+	/* The broker keeps per-request secret sets as 64-bit masks. */
+	if (cnt > POLICY_MAX_SECRETS)
+		return perr(c, n, "%zu secrets: at most %d per policy; split the agents' work across sandboxes",
+			    cnt, POLICY_MAX_SECRETS);
 	c->p->secrets = arena_alloc(&c->p->arena, cnt * sizeof(struct secret));
 	if (!c->p->secrets)
 		return enomem(c);

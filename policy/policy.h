@@ -128,6 +128,8 @@ bool policy_target_ambiguous(const char *target, size_t len);
 
 /* ---- secrets ---- */
 
+#define POLICY_MAX_SECRETS 64
+
 enum secret_where {
 	SECRET_IN_HEADER = 1u << 0,  /* header values */
 	SECRET_IN_QUERY  = 1u << 1,  /* the query string of the request-target */

@@ -479,6 +479,28 @@ static void test_parse_errors(void **state)
 	assert_int_equal(bad, 0);
 }
 
+/* Per-request secret sets are 64-bit masks in the broker: more is an error
+ * at load, never a secret silently left out. */
+static void test_too_many_secrets(void **state)
+{
+	char buf[8192], err[512];
+	struct policy *p = NULL;
+	size_t n;
+
+	(void)state;
+	n = (size_t)snprintf(buf, sizeof(buf), "rules: []\nsecrets:\n");
+	for (int i = 0; i < POLICY_MAX_SECRETS + 1; i++)
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "  S%d: {value: v%d, hosts: [a.test]}\n", i, i);
+	assert_int_equal(policy_load_buf(buf, n, "many.yaml", POLICY_FMT_AUTO, &p, err, sizeof(err)), -EINVAL);
+	assert_null(p);
+	assert_non_null(strstr(err, "many.yaml:3:3: 65 secrets: at most 64 per policy"));
+	/* 64 load */
+	n = (size_t)(strstr(buf, "  S64:") - buf);
+	assert_int_equal(policy_load_buf(buf, n, "many.yaml", POLICY_FMT_AUTO, &p, err, sizeof(err)), 0);
+	assert_int_equal(policy_secret_count(p), 64);
+	policy_unref(p);
+}
+
 static void test_values_never_in_errors_or_dump(void **state)
 {
 	const char *pol = "secrets:\n  K: {value: topsecret-literal, hosts: [a.test], in: [header, query]}\n"
@@ -617,6 +639,7 @@ int main(void)
 		cmocka_unit_test(test_host_named),
 		cmocka_unit_test(test_order_and_empty),
 		cmocka_unit_test(test_deny_wide_view),
+		cmocka_unit_test(test_too_many_secrets),
 		cmocka_unit_test(test_sandcat_readme),
 		cmocka_unit_test(test_agent_sandbox),
 		cmocka_unit_test(test_secrets),
