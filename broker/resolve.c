@@ -560,24 +560,40 @@ bool resolver_addr_internal(const struct resolver *r, const struct rs_addr *a)
 	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 	/* NAT64 (RFC 6052 well-known prefix): the IPv4 address it carries counts */
 	static const uint8_t nat64[12] = { 0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0 };
-	/* cloud metadata services outside link-local: AWS's IPv6 IMDS, Alibaba's */
+	/* NAT64 local-use prefix (RFC 8215), 64:ff9b:1::/48: the last 32 bits */
+	static const uint8_t nat64l[6] = { 0, 0x64, 0xff, 0x9b, 0, 0x01 };
+	/* IPv4-compatible (deprecated, ::a.b.c.d; :: and ::1 are handled below) */
+	static const uint8_t v4compat[12];
+	/* cloud metadata services outside link-local: AWS's IPv6 IMDS, GCP's */
 	static const uint8_t imds6[16] = { 0xfd, 0, 0x0e, 0xc2, [15] = 0x54, [14] = 0x02 };
+	static const uint8_t gcp6[16] = { 0xfd, 0x20, 0, 0xce, [14] = 0x02, [15] = 0x54 };
 	struct rs_addr v4;
 	size_t i;
 
-	if (a->family == AF_INET6 && !memcmp(a->addr, imds6, 16))
+	if (a->family == AF_INET6 && (!memcmp(a->addr, imds6, 16) || !memcmp(a->addr, gcp6, 16)))
 		return true;
-	if (a->family == AF_INET6 && (!memcmp(a->addr, v4mapped, 12) || !memcmp(a->addr, nat64, 12))) {
+	if (a->family == AF_INET6 &&
+	    (!memcmp(a->addr, v4mapped, 12) || !memcmp(a->addr, nat64, 12) || !memcmp(a->addr, nat64l, 6) ||
+	     (!memcmp(a->addr, v4compat, 12) && (a->addr[12] || a->addr[13])) ||
+	     (a->addr[0] == 0x20 && a->addr[1] == 0x02))) {
+		/* 6to4 (2002::/16) carries the IPv4 address in bits 16-47 */
+		size_t off = a->addr[0] == 0x20 ? 2 : 12;
+
 		memset(&v4, 0, sizeof(v4));
 		v4.family = AF_INET;
-		memcpy(v4.addr, a->addr + 12, 4);
+		memcpy(v4.addr, a->addr + off, 4);
 		a = &v4;
 	}
 	if (a->family == AF_INET) {
 		const uint8_t *b = a->addr;
 
+		/* loopback, "this network", link-local (metadata at 169.254.169.254),
+		 * multicast and reserved, shared address space 100.64/10 (carrier NAT,
+		 * Tailscale's 100.100.100.100, Alibaba's metadata at 100.100.100.200),
+		 * Azure's WireServer 168.63.129.16 */
 		if (b[0] == 127 || b[0] == 0 || (b[0] == 169 && b[1] == 254) || b[0] >= 224 ||
-		    (b[0] == 100 && b[1] == 100 && b[2] == 100 && b[3] == 200))
+		    (b[0] == 100 && (b[1] & 0xc0) == 64) ||
+		    (b[0] == 168 && b[1] == 63 && b[2] == 129 && b[3] == 16))
 			return true;
 	} else {
 		static const uint8_t zero[16], one[16] = { [15] = 1 };
