@@ -111,13 +111,23 @@ static int sandbox_setup(struct sandbox *s)
 }
 
 /* The broker died: start it again (same port when free) and point the
- * sandbox at it. Until then connects are refused (nothing listens there). */
+ * sandbox at it. Until then the sandbox's entry has no broker (port 0), so
+ * the hooks refuse its connects and datagrams: whatever binds the dead
+ * broker's ports meanwhile (a host process, another sandbox's broker) must
+ * not receive them. */
 static void broker_restart(struct sandbox *s)
 {
-	uint16_t port = s->broker.port;
+	uint16_t port = s->broker.port, dns = s->broker.dns_port;
 
 	s->broker.pid = 0;
-	if (broker_start(s->o, port, BROKER_READY_MS, &s->broker)) {
+	s->broker.port = s->broker.dns_port = 0;
+	if (s->entry && sandbox_entry(s))
+		pr_err("Couldn't take the dead broker's ports out of the sandbox's entry");
+	s->broker.port = port;
+	s->broker.dns_port = dns;
+	/* The old port taken meanwhile: any free one (the entry says which). */
+	if (broker_start(s->o, port, BROKER_READY_MS, &s->broker) &&
+	    (!port || broker_start(s->o, 0, BROKER_READY_MS, &s->broker))) {
 		s->broker.port = port;
 		return;
 	}

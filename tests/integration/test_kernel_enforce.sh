@@ -417,17 +417,31 @@ sl_wait_for test -e "$T/sb.ready" || sl_fail "sandbox did not start: $(cat "$T/d
 conns0=$(fi_conns 9000)
 CGID=$(timeout 10 "$SLUICE" status | awk -v n="$NAME" '$1 == n { print $2 }')
 [ -n "$CGID" ] && [ "$CGID" -gt 0 ] 2>/dev/null || sl_fail "sluice status does not show $NAME: $(timeout 10 "$SLUICE" status)"
+BPORT=$(timeout 10 "$SLUICE" status | awk -v n="$NAME" '$1 == n { print $3 }')
 touch "$T/no-restart"
 kill "$(cat "$T/fb.pid")"
 sleep 0.5
+# Something else takes the dead broker's port: it must not get the sandbox's connections.
+sl_bg impostor "$PY" -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8); open(sys.argv[2] + ".up", "w").close()
+while True:
+    c, _ = s.accept(); open(sys.argv[2], "a").write("conn\n"); c.sendall(b"IMPOSTOR\n"); c.close()
+' "$BPORT" "$T/impostor.log"
+IMPOSTOR=$(cat "$T/impostor.pid")
+sl_wait_for test -e "$T/impostor.log.up" || sl_fail "the impostor could not take port $BPORT"
 touch "$T/go1"
 sl_wait_for test -e "$T/sb.done1" || sl_fail "probe stuck"
+sl_kill_pid $IMPOSTOR
 rm -f "$T/no-restart"
 touch "$T/go2"
 wait $RUNPID; rc=$?
 out=$(cat "$T/down.out")
 [ $rc = 0 ] || sl_fail "sluice run (broker down) rc=$rc: $(cat "$T/down.err")"
-sl_assert_contains "$out" "down error ECONNREFUSED" "broker down: connect refused"
+sl_assert_contains "$out" "down error EPERM" "broker down: connect refused by the kernel (the sandbox has no broker port until one is back)"
+sl_assert_not_contains "$out" "IMPOSTOR" "broker down: the process on the dead broker's port got nothing"
+[ -s "$T/impostor.log" ] && sl_fail "broker down: a connection reached the dead broker's port"
 sl_assert_eq "$conns0" "$(fi_conns 9000)" "broker down: nothing reached the target"
 sl_assert_contains "$out" "back connected BROKER" "restarted broker serves the sandbox again"
 sl_assert_contains "$(cat "$T/down.err")" "restarted" "sluice said it restarted the broker"
