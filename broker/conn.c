@@ -1569,6 +1569,11 @@ static void accept_one(struct broker *b, int fd, const struct sockaddr_storage *
 	int rc;
 
 	if (b->n_conns >= b->cfg->max_conns || b->draining) {
+		struct sluice_orig_dst od;
+
+		/* Its record goes too: refused connections must not fill the shared map. */
+		if (!b->cfg->origdst_fixed_set && b->origdst_take)
+			b->origdst_take(b, fd, peer, b->lis_local_ok[li] ? &b->lis_local[li] : NULL, &od);
 		b->n_refused++;
 		pr_warn("refused a connection: %s (%zu open, --max-conns %u)",
 			b->draining ? "shutting down" : "too many connections", b->n_conns, b->cfg->max_conns);

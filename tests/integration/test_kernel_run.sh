@@ -66,4 +66,29 @@ sl_assert_contains "$audit" '"comm":"curl"' "audit names the sandboxed process (
 sl_assert_contains "$audit" '"host":"api.test","port":443' "audit has the original destination port"
 sl_assert_not_contains "$audit" "real-secret" "audit log holds no secret"
 sl_assert_not_contains "$(cat "$T/run.err")" "killed by signal" "the broker did not crash"
+
+# Connections the broker refuses (--max-conns) leave no record of their
+# original destination behind in the map all sandboxes share.
+orig_count() { bpftool -j map dump pinned /sys/fs/bpf/sluice/sluice_orig 2>/dev/null | "$PY" -c 'import json, sys; print(len(json.load(sys.stdin)))'; }
+printf '#!/bin/sh\nexec "%s" --max-conns 1 "$@"\n' "$SLUICED" >"$T/maxconns.sh"
+chmod 755 "$T/maxconns.sh"
+cat >"$T/refused.py" <<EOF
+import socket, time
+hold = socket.create_connection(("$FI_IP4", 443), 5)
+time.sleep(0.3)
+n = 0
+for i in range(20):
+    s = socket.create_connection(("$FI_IP4", 443), 5); s.settimeout(5)
+    try:
+        if s.recv(1) == b"": n += 1
+    except OSError:
+        n += 1
+    s.close()
+print("refused", n)
+hold.close()
+EOF
+before=$(orig_count)
+out=$(timeout 60 "$SLUICE" run --broker "$T/maxconns.sh" --run-dir "$T/run" --ca-dir "$T/ca" --allow api.test -- "$PY" "$T/refused.py" 2>&1)
+sl_assert_contains "$out" "refused 20" "the broker refused the 20 connections over --max-conns 1"
+sl_assert_eq "$before" "$(orig_count)" "no original-destination record is left behind by refused connections"
 sl_pass
