@@ -190,8 +190,17 @@ static int supervise(struct sandbox *s, pid_t child)
 static int sandbox_name(struct run_opts *o, char *buf, size_t len, const char *prefix, unsigned long long id)
 {
 	if (o->name) {
-		if (!o->name[0] || strchr(o->name, '/') || strstr(o->name, "..") || strlen(o->name) >= len) {
-			pr_err("--name %s: use letters, digits, '-' and '_' (no '/')", o->name);
+		/* It names a directory under the pin root, the cgroup root and the
+		 * run directory: "." would be the pin root itself (detach unlinks
+		 * what is in it). */
+		bool ok = o->name[0] && o->name[0] != '.' && strlen(o->name) < len;
+
+		for (const char *p = o->name; ok && *p; p++)
+			ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+			     *p == '-' || *p == '_' || *p == '.';
+		if (!ok) {
+			pr_err("--name %s: use letters, digits, '-', '_' and '.' (not first), at most %zu characters",
+			       o->name, len - 1);
 			return -EINVAL;
 		}
 		snprintf(buf, len, "%s", o->name);
@@ -532,6 +541,8 @@ static int cg_resolve(struct run_opts *o, char *name, size_t len, __u64 *cgid)
 		pr_err("--cgroup PATH is required (the cgroup v2 directory of the container)");
 		return -EINVAL;
 	}
+	if (o->name && (err = sandbox_name(o, name, len, "", 0))) /* the arguments first */
+		return err;
 	err = cg_id(o->cgroup, cgid);
 	if (err) {
 		pr_err("Couldn't stat cgroup %s: %s (give its directory under the cgroup v2 mount)",

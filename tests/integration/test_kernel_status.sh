@@ -96,4 +96,17 @@ sl_ok "status shows the broker and the supervising sluice alive"
 sl_wait_for sh -c "! kill -0 $bpid 2>/dev/null" || sl_fail "broker $bpid still running after its sandbox ended"
 st=$(timeout 10 "$SLUICE" status)
 sl_assert_not_contains "$st" "$A" "status no longer lists sandbox A"
+
+# A name is a directory under the pin root: "." (the pin root itself) and
+# anything but plain characters are refused before anything is attached.
+ls /sys/fs/bpf/sluice >"$T/pins.before"
+for n in . .. ".x" "a/b" "a b" ""; do
+	o=$(timeout 10 "$SLUICE" run --name "$n" -- true 2>&1); rc=$?
+	[ $rc != 0 ] || sl_fail "--name '$n' was accepted"
+	sl_assert_contains "$o" "use letters, digits" "--name '$n' refused with what to use"
+done
+o=$(timeout 10 "$SLUICE" attach --name . --cgroup "$T/no-such-cgroup" 2>&1); rc=$?
+[ $rc != 0 ] || sl_fail "attach --name . was accepted"
+sl_assert_contains "$o" "use letters, digits" "attach --name . refused"
+sl_assert_eq "$(cat "$T/pins.before")" "$(ls /sys/fs/bpf/sluice)" "the pin root is unchanged"
 sl_pass
