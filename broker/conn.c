@@ -363,21 +363,20 @@ static void up_dial_next(struct conn *c)
 	}
 }
 
-static void up_resolved(void *ctx, const struct rs_result *r)
+/* The addresses are known: dial, or fail the request. The caller runs the
+ * connection afterwards (conn_run), never this: from up_open, inside
+ * conn_run, a dial that fails at once would otherwise recurse once per
+ * pipelined request (20,000 HEADs overflowed the stack). */
+static void up_resolved_now(struct conn *c, const struct rs_result *r)
 {
-	struct conn *c = ctx;
 	struct broker *b = c->b;
 	char reason[400];
 	size_t i, n = 0;
 
-	c->rjob = NULL;
-	if (c->magic != CONN_MAGIC || c->closing)
-		return;
 	if (r->err) {
 		snprintf(reason, sizeof(reason), "couldn't resolve %s: %s", c->up_host,
 			 r->err == -ENOENT ? "no such name" : "temporary failure");
 		up_fail(c, 502, reason);
-		conn_run(c);
 		return;
 	}
 	c->addrs = *r;
@@ -404,10 +403,20 @@ static void up_resolved(void *ctx, const struct rs_result *r)
 		snprintf(reason, sizeof(reason), "%s resolves to an internal address (loopback, link-local "
 			 "or this host); refused: name it in an allow rule or pin it with --resolve", c->up_host);
 		up_fail(c, 502, reason);
-		conn_run(c);
 		return;
 	}
 	up_dial_next(c);
+}
+
+/* The resolver's answer, from the loop (asynchronous lookups only). */
+static void up_resolved(void *ctx, const struct rs_result *r)
+{
+	struct conn *c = ctx;
+
+	c->rjob = NULL;
+	if (c->magic != CONN_MAGIC || c->closing)
+		return;
+	up_resolved_now(c, r);
 	conn_run(c);
 }
 
@@ -448,7 +457,7 @@ static void up_open(struct conn *c)
 	snprintf(c->up_host, sizeof(c->up_host), "%s", host);
 	c->ust = US_RESOLVING;
 	if (resolver_lookup_fast(b->res, host, &r) == 0) {
-		up_resolved(c, &r);
+		up_resolved_now(c, &r);
 		return;
 	}
 	c->rjob = resolver_submit(b->res, host, up_resolved, c);
@@ -479,8 +488,18 @@ static void handle_events(struct conn *c, unsigned ev)
 		if (c->up_no_reuse && c->ust != US_NONE)
 			up_close(c);
 	}
-	if (ev & HX_EV_TUNNEL)
+	if ((ev & HX_EV_TUNNEL) && !c->tunnel) {
 		c->tunnel = true;
+		/* What the client sent after its upgrade request, before the 101
+		 * (a first frame sent optimistically), goes first. */
+		if (buf_len(&c->cin)) {
+			if (buf_append(&c->uout, buf_head(&c->cin), buf_len(&c->cin))) {
+				conn_close(c, "out of memory");
+				return;
+			}
+			buf_consume(&c->cin, buf_len(&c->cin));
+		}
+	}
 	if (ev & HX_EV_CLOSE)
 		set_want_close(c);
 	if (ev & HX_EV_ABORT)
