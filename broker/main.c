@@ -248,7 +248,10 @@ static int bind_sock(int family, int type, const char *addr, uint16_t port, bool
 	fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* Listeners only (a restart on the port of one in TIME_WAIT). On UDP it
+	 * would let any process bind the resolver's port too and take its queries. */
+	if (type == SOCK_STREAM)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (reuseport)
 		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (family == AF_INET6)
@@ -725,6 +728,13 @@ int main(int argc, char **argv)
 				close(probe);
 			lis6 = !i && reuse && probe < 0 ? probe
 			     : bind_sock(AF_INET6, SOCK_STREAM, "::1", port, reuse);
+			/* Held by another socket: the sandboxes' IPv6 connections would
+			 * go to it. Without IPv6 on the host, nothing can hold it. */
+			if (lis6 == -EADDRINUSE) {
+				pr_err("Couldn't listen on [::1]:%u: another socket holds it, and the sandboxes' "
+				       "IPv6 connections would reach it; pick another --listen port", port);
+				return 1;
+			}
 			if (lis6 < 0 && !i)
 				pr_warn("Couldn't listen on [::1]:%u: %s; IPv6 connections will fail",
 					port, strerror(-lis6));
@@ -770,6 +780,25 @@ int main(int argc, char **argv)
 	}
 	dport = sock_port(udp4);
 	udp6 = bind_sock(AF_INET6, SOCK_DGRAM, "::1", dport, false);
+	/* [::1] on that port held by another socket: the sandboxes' IPv6 DNS
+	 * would go to it. Another port, when the port was ours to pick. */
+	for (int tries = 0; udp6 == -EADDRINUSE && !cfg.listen_port && tries < 16; tries++) {
+		close(udp4);
+		udp4 = bind_sock(AF_INET, SOCK_DGRAM, cfg.listen_addr, 0, false);
+		if (udp4 < 0)
+			break;
+		dport = sock_port(udp4);
+		udp6 = bind_sock(AF_INET6, SOCK_DGRAM, "::1", dport, false);
+	}
+	if (udp4 < 0) {
+		pr_err("Couldn't bind the DNS socket on %s: %s", cfg.listen_addr, strerror(-udp4));
+		return 1;
+	}
+	if (udp6 == -EADDRINUSE) {
+		pr_err("Couldn't bind DNS on [::1]:%u: another socket holds it, and the sandboxes' IPv6 DNS "
+		       "would reach it; pick another --listen port", dport);
+		return 1;
+	}
 	if (udp6 < 0)
 		pr_warn("Couldn't bind DNS on [::1]:%u: %s", dport, strerror(-udp6));
 	for (unsigned i = 0; i < n_wk; i++)

@@ -76,4 +76,33 @@ sleep 0.5
 sl_assert_eq "127.0.0.1" "$(q 127.0.0.1 localhost)" "the resolver still answers afterwards"
 [ $(( $(wc -l <"$T/broker.log") - lines0 )) -lt 20 ] || sl_fail "CHAOS questions wrote $(( $(wc -l <"$T/broker.log") - lines0 )) log lines"
 sl_ok "CHAOS questions were dropped quietly"
+
+# No other process (here uid 65534) can bind the resolver's port beside it
+# and take the queries the sandboxes send there.
+for fam in 4 6; do
+	o=$(setpriv --reuid 65534 --regid 65534 --clear-groups "$PY" -c '
+import errno, socket, sys
+fam, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET if fam == "4" else socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1" if fam == "4" else "::1", port)); print("bound")
+except OSError as e:
+    print("error", errno.errorcode.get(e.errno, e.errno))
+' "$fam" "$BDNS")
+	sl_assert_eq "error EADDRINUSE" "$o" "IPv$fam: another process cannot bind the broker's DNS port with SO_REUSEADDR"
+done
+
+# [::1] on the broker's port held by another socket: the broker refuses to
+# start rather than leave the sandboxes' IPv6 connections to it.
+HPORT=$(( 30000 + $$ % 20000 ))
+sl_bg v6holder "$PY" -c '
+import socket, sys, time
+s = socket.socket(socket.AF_INET6); s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+s.bind(("::1", int(sys.argv[1]))); s.listen(1); open(sys.argv[2], "w").close(); time.sleep(120)
+' "$HPORT" "$T/v6holder.up"
+sl_wait_for test -e "$T/v6holder.up" || sl_fail "could not hold [::1]:$HPORT"
+o=$(timeout 20 "$SLUICED" --listen "127.0.0.1:$HPORT" --ca-dir "$T/ca" --run-dir "$T/run6" --allow api.test 2>&1); rc=$?
+[ $rc != 0 ] || sl_fail "sluiced started although [::1]:$HPORT is held by another socket"
+sl_assert_contains "$o" "another socket holds it" "the broker says why it does not start"
 sl_pass
