@@ -45,6 +45,20 @@
 /* bpf_cgroup_dev_ctx.access_type's low half: <linux/bpf.h> BPF_DEVCG_DEV_CHAR */
 #define SL_DEVCG_DEV_CHAR 2
 
+/* Multicast group membership: the kernel itself sends IGMP/MLD reports for
+ * the groups (and sources) a socket joins, with no socket of the sandbox's
+ * under them, so the group address would carry chosen bits onto the LAN.
+ * IP_ADD_MEMBERSHIP .. MCAST_MSFILTER at SOL_IP; IPV6_ADD/DROP_MEMBERSHIP and
+ * the MCAST_* range at SOL_IPV6. SO_BROADCAST: a datagram to 127.255.255.255
+ * reaches every socket on 0.0.0.0 of its port, not the one a lookup names. */
+#define SL_IP_MCAST_FIRST        35
+#define SL_IP_MCAST_LAST         48
+#define SL_IPV6_JOIN_GROUP       20
+#define SL_IPV6_LEAVE_GROUP      21
+#define SL_MCAST_FIRST           42
+#define SL_MCAST_LAST            48
+#define SL_SO_BROADCAST          6
+
 /* The loopback device's index in every network namespace (LOOPBACK_IFINDEX). */
 #define SL_LOOPBACK_IFINDEX 1
 

@@ -675,7 +675,12 @@ int sluice_setsockopt(struct bpf_sockopt *ctx)
 	int o = ctx->optname;
 
 	if (ctx->level == SL_SOL_SOCKET && (o == SL_SO_ATTACH_REUSEPORT_CBPF ||
-					    o == SL_SO_ATTACH_REUSEPORT_EBPF))
+					    o == SL_SO_ATTACH_REUSEPORT_EBPF || o == SL_SO_BROADCAST))
+		return SL_REFUSE;
+	if (ctx->level == SL_SOL_IP && o >= SL_IP_MCAST_FIRST && o <= SL_IP_MCAST_LAST)
+		return SL_REFUSE;
+	if (ctx->level == SL_SOL_IPV6 && (o == SL_IPV6_JOIN_GROUP || o == SL_IPV6_LEAVE_GROUP ||
+					  (o >= SL_MCAST_FIRST && o <= SL_MCAST_LAST)))
 		return SL_REFUSE;
 	/* Source routes and extension headers: the egress program drops such
 	 * packets; refusing the option says so at once. */

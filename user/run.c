@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -296,10 +297,11 @@ static int hide_file(struct sandbox *s, const char *path, bool sensitive, const 
 
 /*
  * Host daemons whose unix sockets would run a command outside the sandbox for
- * it (a transient unit, a container): the user's systemd and session bus
- * (`systemd-run --user`), container engines, and for uid 0, which those
- * daemons trust, the system's systemd and bus. AF_UNIX is not mediated, so
- * these are hidden by path; the README's limits say what else to keep out.
+ * it (a transient unit, a container) or resolve names for it: the user's
+ * systemd and session bus (`systemd-run --user`), container engines, the
+ * system bus and the host's resolvers, and for uid 0, which systemd trusts,
+ * systemd's private socket. AF_UNIX is not mediated, so these are hidden by
+ * path; the README's limits say what else to keep out.
  */
 static int hide_daemons(struct sandbox *s, uid_t uid)
 {
@@ -307,10 +309,13 @@ static int hide_daemons(struct sandbox *s, uid_t uid)
 		"/run/user/%u/bus", "/run/user/%u/systemd", "/run/user/%u/docker.sock",
 		"/run/user/%u/podman", "/run/docker.sock", "/var/run/docker.sock",
 		"/run/containerd/containerd.sock", "/run/podman/podman.sock", "/run/crio/crio.sock",
+		/* The system bus (systemd-resolved's ResolveHostname answers anyone)
+		 * and the host's resolvers: DNS that does not go through the broker. */
+		"/run/dbus/system_bus_socket", "/var/run/dbus/system_bus_socket",
+		"/run/systemd/resolve/io.systemd.Resolve", "/run/systemd/resolve/io.systemd.Resolve.Monitor",
+		"/run/nscd/socket", "/var/run/nscd/socket", "/run/avahi-daemon/socket",
 	};
-	static const char *const root[] = {
-		"/run/systemd/private", "/run/dbus/system_bus_socket", "/var/run/dbus/system_bus_socket",
-	};
+	static const char *const root[] = { "/run/systemd/private" };
 	char p[128];
 	int err = 0;
 
@@ -447,6 +452,18 @@ int do_run(struct run_opts *o)
 	if (!o->cmd || !o->cmd[0]) {
 		pr_err("run: no command given (usage: sluice run [OPTIONS] -- CMD [ARGS...])");
 		return 2;
+	}
+	/* An IP socket handed in as stdin/stdout/stderr (inetd, a shell's
+	 * /dev/tcp) was made outside the sandbox's cgroup: no hook applies to it. */
+	for (int fd = 0; fd <= 2; fd++) {
+		int dom = 0;
+		socklen_t dl = sizeof(dom);
+
+		if (!getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &dl) && (dom == AF_INET || dom == AF_INET6)) {
+			pr_err("run: file descriptor %d is a network socket opened outside the sandbox, which "
+			       "sluice cannot confine; give the command a terminal, file or pipe instead", fd);
+			return 2;
+		}
 	}
 	if (!o->pin_root)
 		o->pin_root = SLUICE_PIN_ROOT;

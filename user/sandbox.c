@@ -535,6 +535,13 @@ static int install_seccomp(char *err, size_t errlen)
 #endif
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		/* The kernel's keyrings: request_key("dns_resolver", name) makes the
+		 * host's /sbin/request-key resolve a name of the sandbox's choosing,
+		 * outside its cgroup, and hands the answer back (keyutils installed). */
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_request_key, 2, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_add_key, 1, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_keyctl, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
 		/* TIOCSTI and TIOCLINUX (selection paste) push input into a terminal:
 		 * into the caller's, whose session the command shares, they would type
 		 * commands that run outside the sandbox. The request is an unsigned

@@ -151,6 +151,17 @@ if mode in ("main", "tiocsti"):
         os.waitpid(pid, 0)
     except OSError as e:
         out("tiocsti setup-error", en(e))
+if mode in ("main", "keys"):
+    # request_key("dns_resolver", name): the host's request-key helper would
+    # resolve the name outside the sandbox (keyutils installed)
+    import ctypes, platform
+    nr = {"x86_64": 249, "aarch64": 218}.get(platform.machine())
+    libc = ctypes.CDLL(None, use_errno=True)
+    if nr is None:
+        out("request_key unknown-arch")
+    else:
+        r = libc.syscall(nr, b"dns_resolver", b"sluice-probe.test", None, 0)
+        out("request_key", "ok" if r >= 0 else "error", errno.errorcode.get(ctypes.get_errno(), ctypes.get_errno()))
 if mode == "tcp":
     tcp(sys.argv[2], socket.AF_INET, (FI4, 9000))
     tcp(sys.argv[2] + "6", socket.AF_INET6, (FI6, 9000))
@@ -215,6 +226,7 @@ run_probes() { # label [--user root]
 	sl_assert_not_contains "$out" "data=[hello]" "$L no probe (TFO, io_uring, namespaces) got the fake internet's greeting"
 	sl_assert_contains "$out" "iouring setup-error ENOSYS" "$L io_uring_setup refused by sluice's seccomp filter"
 	sl_assert_contains "$out" "tiocsti error EPERM" "$L TIOCSTI (typing into a terminal) refused by sluice's seccomp filter"
+	sl_assert_contains "$out" "request_key error ENOSYS" "$L request_key (the kernel's DNS resolver upcall) refused by sluice's seccomp filter"
 	sl_assert_contains "$out" "x32 ENOSYS" "$L x32 syscall ABI unavailable (kernel built without it)"
 	for n in map-by-id prog-by-id link-by-id prog-load-cgroup map-create; do
 		sl_assert_contains "$out" "bpf $n EPERM" "$L bpf(): $n refused"
@@ -254,6 +266,8 @@ o=$("$T/escape_probe" iouring "$FI_IP4" 9000; "$T/escape_probe" tfo "$FI_IP4" 90
 sl_assert_contains "$o" "iouring connected data=[hello]" "outside: io_uring connect works on this kernel"
 sl_assert_contains "$o" "tfo connected data=[hello]" "outside: TCP Fast Open connect works"
 sl_assert_eq $((c0 + 2)) "$(fi_conns 9000)" "outside: both reached the fake internet"
+o=$("$PY" "$T/probe.py" keys 2>&1)
+sl_assert_not_contains "$o" "ENOSYS" "outside: request_key exists on this kernel ($o)"
 o=$("$PY" "$T/probe.py" tiocsti 2>&1)
 case "$(cat /proc/sys/dev/tty/legacy_tiocsti 2>/dev/null)" in
 1) sl_assert_contains "$o" "tiocsti pushed" "outside: TIOCSTI works on this kernel" ;;

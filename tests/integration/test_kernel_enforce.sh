@@ -147,6 +147,21 @@ if mode == "main":
         except OSError as e:
             out(name, "error", errno.errorcode.get(e.errno, e.errno))
         r.close()
+    # a broadcast to 127.255.255.255 reaches every socket on 0.0.0.0 of the port;
+    # a multicast join makes the kernel send a report naming the group on the LAN
+    import ipaddress
+    for name, fam, lvl, opt, val in (
+            ("broadcast", socket.AF_INET, socket.SOL_SOCKET, socket.SO_BROADCAST, 1),
+            ("mcast4", socket.AF_INET, socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+             socket.inet_aton("239.1.2.3") + socket.inet_aton("127.0.0.1")),
+            ("mcast6", socket.AF_INET6, socket.IPPROTO_IPV6, 20,
+             socket.inet_pton(socket.AF_INET6, "ff0e::6578:6669:6c74") + struct.pack("@I", 1))):
+        r = socket.socket(fam, socket.SOCK_DGRAM)
+        try:
+            r.setsockopt(lvl, opt, val); out(name, "set")
+        except OSError as e:
+            out(name, "error", errno.errorcode.get(e.errno, e.errno))
+        r.close()
     # a datagram the hook sent to the broker's 127.0.0.1, routed out of another
     # device (the fake internet's veth) by IP_UNICAST_IF
     if os.environ.get("SL_DUMMY_IF"):
@@ -352,6 +367,9 @@ sl_assert_contains "$out" "tw1 connected SELF1" "a connection reusing the 4-tupl
 sl_assert_contains "$out" "cbpf error EPERM" "no SO_ATTACH_REUSEPORT_CBPF in the sandbox"
 sl_assert_contains "$out" "srh error EPERM" "no IPv6 routing header in the sandbox"
 sl_assert_contains "$out" "ipopts error EPERM" "no IPv4 options in the sandbox"
+sl_assert_contains "$out" "broadcast error EPERM" "no SO_BROADCAST in the sandbox"
+sl_assert_contains "$out" "mcast4 error EPERM" "no IPv4 multicast join in the sandbox"
+sl_assert_contains "$out" "mcast6 error EPERM" "no IPv6 multicast join in the sandbox"
 sl_assert_contains "$out" "ucif error EPERM" "a datagram to the broker's loopback address routed out of another device is dropped"
 sl_assert_contains "$out" "unspec6 connected BROKER" "'::' from a v4-mapped source is checked as 127.0.0.1: to the broker, not the host service"
 sl_assert_not_contains "$(grep '^reuseport ' <<<"$out")" "RPSVC" "a SO_REUSEPORT group shared with a host service: no connection reached the host's member"

@@ -154,35 +154,40 @@ sl_assert_contains "$out" "homewrite refused" "a uid 0 sandbox started in a home
 sl_assert_contains "$out" "is not a project directory" "sluice says why the home directory stays read-only"
 [ ! -e "$FAKEHOME/.bashrc" ] || sl_fail "a .bashrc appeared in $FAKEHOME"
 
-# The user's session bus (systemd-run --user starts units outside the
-# sandbox's cgroup) is hidden: a stand-in listener at /run/user/<uid>/bus.
-UDIR=/run/user/65534
-if [ ! -e "$UDIR" ]; then
-	[ -e /run/user ] || { mkdir /run/user; sl_defer "rmdir /run/user"; }
-	mkdir "$UDIR" && chown 65534 "$UDIR" && chmod 700 "$UDIR"
-	sl_defer "rm -rf $UDIR"
-	sl_bg busd setpriv --reuid 65534 --regid 65534 --clear-groups "$PY" -c '
-import socket, sys
-s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(8)
-while True:
-    c, _ = s.accept(); c.sendall(b"SESSIONBUS\n"); c.close()
-' "$UDIR/bus"
-	sl_wait_for test -S "$UDIR/bus" || sl_fail "the stand-in session bus did not start"
-	probe='import socket, sys
+# Host daemons' sockets that would act for the sandbox outside it are hidden:
+# the user's session bus (systemd-run --user starts units outside the
+# sandbox's cgroup) and the system bus (systemd-resolved resolves any name).
+# Stand-in listeners at their paths, created only where nothing is.
+probe='import socket, sys
 s = socket.socket(socket.AF_UNIX)
 try:
     s.connect(sys.argv[1]); print("bus", s.recv(64).decode().strip())
 except OSError as e:
     print("bus error", e.errno)'
-	o=$(setpriv --reuid 65534 --regid 65534 --clear-groups "$PY" -c "$probe" "$UDIR/bus")
-	sl_assert_contains "$o" "bus SESSIONBUS" "outside: the stand-in session bus answers uid 65534"
-	out=$(timeout 60 "$SLUICE" run --name "$NAME" --run-dir "$T/run" --ca-dir "$T/ca" -- "$PY" -c "$probe" "$UDIR/bus" 2>&1)
-	sl_assert_contains "$out" "bus error" "the sandbox (uid 65534) cannot reach its user's session bus"
-	sl_assert_not_contains "$out" "SESSIONBUS" "nothing came back from the session bus"
-else
-	sl_log "$UDIR exists on this host: the session bus case is not run"
-	sl_fail "$UDIR exists: the test needs to own it (remove it, or run on a clean machine)"
-fi
+bus_case() { # dir socket-path label
+	local dir=$1 path=$2 label=$3 o
+	if [ -e "$path" ]; then
+		sl_fail "$path exists on this host: the test needs to own it (run on a clean machine)"
+		return
+	fi
+	[ -e "$(dirname "$dir")" ] || { mkdir "$(dirname "$dir")"; sl_defer "rmdir $(dirname "$dir")"; }
+	[ -e "$dir" ] || { mkdir "$dir"; chown 65534 "$dir"; chmod 755 "$dir"; sl_defer "rm -rf $dir"; }
+	sl_bg "bus-$label" "$PY" -c '
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o777); s.listen(8)
+while True:
+    c, _ = s.accept(); c.sendall(b"HOSTBUS\n"); c.close()
+' "$path"
+	sl_defer "rm -f $path"
+	sl_wait_for test -S "$path" || sl_fail "the stand-in $label did not start"
+	o=$(setpriv --reuid 65534 --regid 65534 --clear-groups "$PY" -c "$probe" "$path")
+	sl_assert_contains "$o" "bus HOSTBUS" "outside: the stand-in $label answers uid 65534"
+	o=$(timeout 60 "$SLUICE" run --name "$NAME" --run-dir "$T/run" --ca-dir "$T/ca" -- "$PY" -c "$probe" "$path" 2>&1)
+	sl_assert_contains "$o" "bus error" "the sandbox (uid 65534) cannot reach the $label"
+	sl_assert_not_contains "$o" "HOSTBUS" "nothing came back from the $label"
+}
+bus_case /run/user/65534 /run/user/65534/bus "session bus"
+bus_case /run/dbus /run/dbus/system_bus_socket "system bus"
 
 # Signals go through the sandbox's init to the command; its status comes back.
 cat >"$T/sig.py" <<EOF

@@ -91,4 +91,16 @@ before=$(orig_count)
 out=$(timeout 60 "$SLUICE" run --broker "$T/maxconns.sh" --run-dir "$T/run" --ca-dir "$T/ca" --allow api.test -- "$PY" "$T/refused.py" 2>&1)
 sl_assert_contains "$out" "refused 20" "the broker refused the 20 connections over --max-conns 1"
 sl_assert_eq "$before" "$(orig_count)" "no original-destination record is left behind by refused connections"
+
+# A network socket handed in as stdin (inetd, bash's /dev/tcp) was made outside
+# the sandbox's cgroup, so no hook applies to it: sluice refuses to run.
+out=$("$PY" - "$SLUICE" "$FI_IP4" <<'EOPY'
+import socket, subprocess, sys
+s = socket.create_connection((sys.argv[2], 9000), 5)
+p = subprocess.run([sys.argv[1], "run", "--", "true"], stdin=s.fileno(), capture_output=True, text=True, timeout=60)
+print("rc", p.returncode, p.stderr.strip())
+EOPY
+)
+sl_assert_contains "$out" "rc 2 " "sluice run with a TCP socket as stdin refuses to run"
+sl_assert_contains "$out" "file descriptor 0 is a network socket" "and says which descriptor and why"
 sl_pass
