@@ -1736,7 +1736,8 @@ static int rq_on_headers_complete(llhttp_t *p)
 		h->rq_fr = h->scan_body && h->allow[LOC_BODY] ? FR_DEFER : FR_CL;
 	}
 	h->holding = h->scan_body;
-	if (h->holding && expect) {
+	/* A 100-continue expectation in an HTTP/1.0 request is ignored (RFC 9110 10.1.1). */
+	if (h->holding && expect && !h->rq_http10) {
 		/* The head is held until the body is checked, so the upstream
 		 * cannot answer 100: answer it here. */
 		puts_(h, h->to_client, "HTTP/1.1 100 Continue\r\n\r\n");
@@ -2050,6 +2051,9 @@ static int rs_on_headers_complete(llhttp_t *p)
 		 * Content-Length or Transfer-Encoding it claims (RFC 9110 15.2). */
 		if (status == 100 && h->expect_local)
 			return 1; /* already answered to the client */
+		/* An HTTP/1.0 client takes any response for the final one (RFC 9110 15.2). */
+		if (h->rq_http10)
+			return 1;
 		rs_head_out(h, status, false);
 		put(h, h->to_client, "\r\n", 2);
 		h->bytes_out += h->to_client->len - before;
@@ -2601,8 +2605,10 @@ int hx_on_upstream(struct hx *h, const char *data, size_t len, struct buf *to_cl
 		llhttp_errno_t e;
 		size_t pos;
 
-		if (!h->rq_fwd || h->rs_done) {
-			/* Bytes nobody asked for: this connection cannot be trusted. */
+		if (!h->rq_fwd || h->rs_done || h->holding) {
+			/* Bytes nobody asked for (while a request is held, nothing of it
+			 * left yet: an idle upstream's 408, say): this connection cannot
+			 * be trusted. A held request goes to a new one. */
 			*ev |= HX_EV_UPSTREAM_DONE;
 			h->up_open = false;
 			break;
@@ -2662,7 +2668,9 @@ int hx_on_upstream_eof(struct hx *h, struct buf *to_client, unsigned *ev)
 	}
 	*ev |= HX_EV_UPSTREAM_DONE;
 	h->up_open = false;
-	if (h->closed || !h->rq_fwd || h->rs_done)
+	/* Held (its body still being checked): nothing of it went to this
+	 * connection, so an idle one closing is no failure; it goes to a new one. */
+	if (h->closed || !h->rq_fwd || h->rs_done || h->holding)
 		return 0;
 	feed_begin(h, NULL, 0, NULL, to_client, ev ? ev : &dummy);
 	if (h->rs_active && llhttp_message_needs_eof(&h->rs_p)) {
@@ -2679,7 +2687,7 @@ int hx_on_upstream_error(struct hx *h, int status, const char *reason, struct bu
 {
 	*ev |= HX_EV_UPSTREAM_DONE;
 	h->up_open = false;
-	if (h->tunnel || h->closed)
+	if (h->tunnel || h->closed || h->holding)
 		return 0;
 	feed_begin(h, NULL, 0, NULL, to_client, ev);
 	if (!h->rq_fwd || h->rs_done)

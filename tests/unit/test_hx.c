@@ -270,6 +270,13 @@ static const struct fwd_case FWD[] = {
 	  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n",
 	  "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nab",
 	  HX_EV_OPEN_UPSTREAM, HX_EV_CLOSE, "" },
+	{ "HTTP/1.0 client: a 1xx is not passed on (it would take it for the final response)", NULL,
+	  "api.test", 443, true,
+	  "GET /v1/old HTTP/1.0\r\nHost: api.test\r\n\r\n",
+	  "GET /v1/old HTTP/1.1\r\nHost: api.test\r\n\r\n",
+	  "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nab",
+	  "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nab",
+	  HX_EV_OPEN_UPSTREAM, HX_EV_CLOSE, "" },
 	/* ---- secrets ---- */
 	{ "placeholder in a header and the query is substituted", POLICY_SECRETS, "api.test", 443, true,
 	  "GET /v1/s?key=SLUICE_PLACEHOLDER_TOK&x=1 HTTP/1.1\r\nHost: api.test\r\n"
@@ -1267,6 +1274,34 @@ static void test_upstream_errors(void **state)
 	assert_int_equal(hx_on_upstream_error(h, 504, "timeout", &cl, &ev), 0);
 	assert_true(strstr(S(&cl), "HTTP/1.1 504 Gateway Timeout\r\n") == S(&cl));
 	hx_free(h);
+
+	/* A request held while its body is checked (a policy with secrets) has
+	 * sent nothing yet: the kept-alive upstream closing meanwhile (idle) is no
+	 * failure; the request goes whole to a new connection. */
+	load_policy(POLICY_SECRETS);
+	h = mk("api.test", 443, true);
+	reset(&up);
+	reset(&cl);
+	ev = 0;
+	feed(h, "GET /v1/x HTTP/1.1\r\nHost: api.test\r\n\r\n", &up, &cl, &ev);
+	upstream(h, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", &cl, &ev);
+	reset(&up);
+	reset(&cl);
+	ev = 0;
+	feed(h, "POST /v1/y HTTP/1.1\r\nHost: api.test\r\nContent-Length: 10\r\n\r\nabc", &up, &cl, &ev);
+	assert_int_equal(up.len, 0); /* held */
+	ev = 0;
+	assert_int_equal(hx_on_upstream_eof(h, &cl, &ev), 0);
+	assert_int_equal(cl.len, 0);
+	assert_true(ev & HX_EV_UPSTREAM_DONE);
+	ev = 0;
+	feed(h, "defghij", &up, &cl, &ev);
+	assert_true(ev & HX_EV_OPEN_UPSTREAM);
+	assert_non_null(strstr(S(&up), "POST /v1/y HTTP/1.1\r\n"));
+	assert_non_null(strstr(S(&up), "\r\n\r\nabcdefghij"));
+	assert_int_equal(cl.len, 0);
+	hx_free(h);
+	load_policy(POLICY_PLAIN);
 
 	/* Malformed response: 502 and close. */
 	h = mk("api.test", 443, true);
