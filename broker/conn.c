@@ -1086,6 +1086,13 @@ static bool up_retry(struct conn *c)
 
 	if (!c->replay_ok || c->retried || c->tunnel || !buf_len(&c->replay) || c->closing)
 		return false;
+	/* The server may have acted on it before closing: a POST is not sent
+	 * twice by a proxy (RFC 9110 9.2.2); the client gets 502 and decides. */
+	if (!c->hx || !hx_request_idempotent(c->hx)) {
+		pr_info("upstream %s:%u closed a reused connection before answering a non-idempotent "
+			"request; not sending it again", c->up_host, c->port);
+		return false;
+	}
 	if (buf_append(&c->replay, buf_head(&c->uout), buf_len(&c->uout)))
 		return false;
 	n = buf_len(&c->uout);

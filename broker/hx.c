@@ -2764,6 +2764,18 @@ bool hx_ws_scrubbing(const struct hx *h)
 	return h->tunnel && h->ws_scrub;
 }
 
+bool hx_request_idempotent(const struct hx *h)
+{
+	static const char *const idem[] = { "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE", NULL };
+	bool m = false, alt = !h->alt_method;
+
+	for (int i = 0; idem[i]; i++) {
+		m |= h->method_len == strlen(idem[i]) && !memcmp(h->method, idem[i], h->method_len);
+		alt |= h->alt_method && ieq(h->alt_method, h->alt_method_len, idem[i]);
+	}
+	return m && alt;
+}
+
 bool hx_rule_names_host(const struct hx *h)
 {
 	return h->rule_names_host;

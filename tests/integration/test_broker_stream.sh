@@ -121,6 +121,13 @@ sl_assert_eq "200 200 " "$codes" "pooled upstream closed by the server: retried 
 sl_assert_contains "$(cat "$T/closer.log")" "dropped" "the server really dropped reused connections"
 grep -q "sending the request again" "$T/broker2.log" || sl_fail "the broker did not say it retried"
 sl_ok "the broker logged the retry"
+# A POST on a reused connection the server drops is not sent again: the server
+# may have acted on it (RFC 9110 9.2.2). The client gets 502.
+d0=$(grep -c dropped "$T/closer.log")
+code=$("${C2[@]}" -X POST -d x "https://api.test:4446/f")
+sl_assert_eq "502 " "$code" "a POST the server dropped on a reused connection: 502, not retried"
+sl_assert_eq $((d0 + 1)) "$(grep -c dropped "$T/closer.log")" "the server saw the POST once"
+grep -q "not sending it again" "$T/broker2.log" || sl_fail "the broker did not say why it did not retry"
 
 # ---- header timeout on a later request of a kept-alive connection (slowloris) ----
 out=$(timeout 20 "$PY" - "$BPORT" "$T/run/ca.crt" <<'PY'
