@@ -482,9 +482,11 @@ int main(int argc, char **argv)
 {
 	static struct broker_cfg cfg;
 	static struct ca ca;
-	struct certcache *cc;
-	struct resolver *res;
-	SSL_CTX *srv_ctx, *cli_ctx;
+	/* Static, as cfg and ca: a start-up failure returns early, and what these
+	 * hold stays reachable until exit instead of showing as leaked. */
+	static struct certcache *cc;
+	static struct resolver *res;
+	static SSL_CTX *srv_ctx, *cli_ctx;
 	struct broker *b0;
 	char err[1024];
 	int opt, rc, lis4, lis6, udp4, udp6, sfd, audit_fd;
