@@ -125,7 +125,37 @@ code=$("${C[@]}" -o /dev/null -w '%{http_code}' "https://other.test/hello")
 sl_assert_eq 200 "$code" "bad policy file: the old policy stays in force"
 
 # ---- SIGTERM ----
+# A response whose last bytes still wait for a slow reader when the broker is
+# told to stop is delivered whole before the connection closes.
+"$PY" - "$BPORT" "$T/run/ca.crt" "$T/slowread" <<'EOPY' &
+import os, socket, ssl, sys, time
+port, ca, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+raw = socket.socket()
+raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+raw.connect(("127.0.0.1", port))
+s = ssl.create_default_context(cafile=ca).wrap_socket(raw, server_hostname="other.test")
+s.sendall(b"GET /bytes?n=3000000 HTTP/1.1\r\nHost: other.test\r\n\r\n")
+open(out + ".sent", "w").close()
+time.sleep(2)  # the test sends SIGTERM meanwhile
+data = b""
+try:
+    s.settimeout(10)
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        data += d
+except OSError as e:
+    data += b" <" + type(e).__name__.encode() + b">"
+head, _, body = data.partition(b"\r\n\r\n")
+open(out, "w").write("body %d %s" % (len(body), "clean" if not data.endswith(b">") else data[-40:].decode("latin-1")))
+EOPY
+SLOW=$!
+sl_wait_for test -e "$T/slowread.sent" || sl_fail "the slow reader did not start"
+sleep 0.7
 kill -TERM "$BPID"
+wait $SLOW
+sl_assert_eq "body 3000000 clean" "$(cat "$T/slowread" 2>/dev/null)" "draining: a response still leaving to a slow reader arrives whole"
 for i in $(seq 50); do kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$BPID" 2>/dev/null && sl_fail "broker did not exit on SIGTERM"
 sl_assert_contains "$(cat "$T/broker.log")" "exited cleanly" "SIGTERM drains and exits"
