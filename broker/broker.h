@@ -146,6 +146,7 @@ struct broker {
 	uint64_t drain_deadline;
 	uint16_t port, dns_port;
 	unsigned long n_accepted, n_refused;
+	unsigned dns_inflight;         /* DNS queries waiting for a lookup (worker 0) */
 };
 
 /* Policy in force (shared by workers; swapped on SIGHUP). */

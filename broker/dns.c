@@ -21,6 +21,11 @@
 
 #define DNS_TTL 30
 #define DNS_MAX_MSG 1232
+/* Queries waiting for the resolver's threads at once; more get SERVFAIL at
+ * once. Under a glob rule a sandbox can ask for endless new names, each
+ * a lookup that may wait seconds on a slow name server: without a bound, the
+ * queue and its memory grow as fast as it sends. */
+#define DNS_MAX_INFLIGHT 256
 
 /*
  * Which names this resolver answered with which address, so a raw TCP
@@ -223,6 +228,7 @@ static void dns_resolved(void *ctx, const struct rs_result *r)
 	struct dns_pending *p = ctx;
 	struct dns_query q;
 
+	p->b->dns_inflight--;
 	if (dns_parse_query(p->msg, p->len, &q) == 0)
 		send_reply(p->b, p->fd, &q, r->err == -ENOENT ? 3 : r->err ? 2 : 0, r->err ? NULL : r,
 			   (struct sockaddr *)&p->peer, p->peer_len);
@@ -257,6 +263,17 @@ static void handle_query(struct broker *b, int fd, const uint8_t *msg, size_t le
 		send_reply(b, fd, &q, 0, &r, peer, plen);
 		return;
 	}
+	if (b->dns_inflight >= DNS_MAX_INFLIGHT) {
+		static uint64_t warned_ms;
+
+		if (ev_now_ms() - warned_ms > 10000) {
+			warned_ms = ev_now_ms();
+			pr_warn("dns: %u lookups already waiting; answering SERVFAIL to new ones (a sandbox "
+				"asking for many names at once)", b->dns_inflight);
+		}
+		send_reply(b, fd, &q, 2, NULL, peer, plen);
+		return;
+	}
 	{
 		struct dns_pending *p = malloc(sizeof(*p));
 
@@ -268,8 +285,11 @@ static void handle_query(struct broker *b, int fd, const uint8_t *msg, size_t le
 		p->peer_len = plen;
 		p->len = len;
 		memcpy(p->msg, msg, len);
-		if (!resolver_submit(b->res, q.name, dns_resolved, p))
+		b->dns_inflight++;
+		if (!resolver_submit(b->res, q.name, dns_resolved, p)) {
+			b->dns_inflight--;
 			free(p);
+		}
 	}
 }
 

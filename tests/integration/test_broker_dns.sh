@@ -77,6 +77,43 @@ sl_assert_eq "127.0.0.1" "$(q 127.0.0.1 localhost)" "the resolver still answers 
 [ $(( $(wc -l <"$T/broker.log") - lines0 )) -lt 20 ] || sl_fail "CHAOS questions wrote $(( $(wc -l <"$T/broker.log") - lines0 )) log lines"
 sl_ok "CHAOS questions were dropped quietly"
 
+# A flood of new names under an allowed glob while the name server is slow:
+# the lookups waiting at once are bounded, and the rest get SERVFAIL at once
+# (the queue, and the broker's memory, would otherwise grow with the flood).
+# The name server here (127.0.0.1:53, this test's resolv.conf) never answers.
+sl_bg blackhole "$PY" -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 53))
+open(sys.argv[1], "w").close()
+while True: s.recvfrom(2048)
+' "$T/blackhole.up"
+sl_wait_for test -e "$T/blackhole.up" || sl_fail "could not bind 127.0.0.1:53 for a silent name server: $(cat "$T/blackhole.log")"
+o=$("$PY" - "$BDNS" <<'EOPY'
+import os, socket, struct, sys, time
+port = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.2)
+def q(i, name):
+    hdr = struct.pack("!HHHHHH", i, 0x0100, 1, 0, 0, 0)
+    return hdr + b"".join(bytes([len(l)]) + l for l in name.encode().split(b".")) + b"\0" + struct.pack("!HH", 1, 1)
+for i in range(600):
+    s.sendto(q(i, "n%d-%s.glob.test" % (i, os.urandom(4).hex())), ("127.0.0.1", port))
+servfail, end = 0, time.time() + 2.5  # waiting lookups end in SERVFAIL too, about 4 a second
+while time.time() < end:
+    try:
+        d = s.recv(2048)
+    except socket.timeout:
+        continue
+    if len(d) >= 4 and d[3] & 0x0f == 2:
+        servfail += 1
+print("servfail", servfail)
+EOPY
+)
+n=$(echo "$o" | awk '{print $2}')
+[ "${n:-0}" -ge 200 ] || sl_fail "600 new names with a silent name server: only ${n:-0} answered SERVFAIL at once ($o)"
+sl_ok "600 new names with a silent name server: $n answered SERVFAIL at once, the rest wait"
+kill -0 "$(cat "$T/broker.pid")" || sl_fail "the broker died under the DNS flood"
+sl_kill_pid "$(cat "$T/blackhole.pid")"
+
 # No other process (here uid 65534) can bind the resolver's port beside it
 # and take the queries the sandboxes send there.
 for fam in 4 6; do
