@@ -797,6 +797,21 @@ static void raw_refuse(struct conn *c, const char *why)
 	conn_close(c, "non-HTTP TCP refused");
 }
 
+/* The tunnel's decision was made at accept; a reload since (in the wait for
+ * the first bytes) may have changed it either way: decide again with the
+ * policy in force. false: refused (and closed). */
+static bool raw_recheck(struct conn *c)
+{
+	char why[256];
+
+	free(c->raw);
+	c->raw = NULL;
+	if (raw_prepare(c, why, sizeof(why)))
+		return true;
+	raw_refuse(c, why);
+	return false;
+}
+
 /* Both sides of a raw tunnel pass EOF on as a half-close; done when both did. */
 static bool raw_half_close(struct conn *c)
 {
@@ -877,19 +892,8 @@ static bool do_peek(struct conn *c)
 	}
 	/* Not TLS, not HTTP: raw TCP, allowed only when accept found a proto: tcp
 	 * rule for this destination. */
-	if (c->raw) {
-		raw_start(c);
-		return true;
-	}
-	{
-		char why[256];
-
-		if (!raw_prepare(c, why, sizeof(why)) && !c->raw) {
-			raw_refuse(c, why);
-			return false;
-		}
-	}
-	/* A reload since accept allows it now. */
+	if (!raw_recheck(c))
+		return false;
 	raw_start(c);
 	return true;
 }
@@ -1453,7 +1457,8 @@ static void conn_expire(struct ev_tnode *n)
 	case TK_FIRST:
 		/* Silent client, destination allowed raw: the server speaks first. */
 		c->tk = TK_NONE;
-		raw_start(c);
+		if (raw_recheck(c))
+			raw_start(c);
 		break;
 	case TK_HANDSHAKE:
 		conn_close(c, "handshake timeout");

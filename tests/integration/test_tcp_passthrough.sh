@@ -90,6 +90,33 @@ sl_assert_contains "$audit" "\"method\":\"TCP\",\"host\":\"$FI_IP4\",\"port\":90
 sl_assert_contains "$audit" '"bytes_in":0,"bytes_out":6' "audit: bytes both ways"
 sl_assert_contains "$audit" "proto=tcp" "audit: the rule that allowed it"
 
+# 1b. A reload in the wait for the server's first bytes (the rule is gone):
+#     the tunnel is decided again when it starts, and refused.
+"$PY" - "$BPORT" "$T/silent.connected" >"$T/silent.out" <<'PY' &
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 3)
+open(sys.argv[2], "w").close()
+s.settimeout(3)
+got = b""
+try:
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break
+        got += d
+except OSError:
+    pass
+print("got=%r" % got)
+PY
+SILENT=$!
+sl_wait_for test -e "$T/silent.connected" || sl_fail "the silent client did not connect"
+c0=$(fi_conns 9000)
+printf 'rules: []\n' >"$T/lit.yaml"
+kill -HUP "$(cat "$T/lit.pid")"
+wait $SILENT
+sl_assert_eq "got=b''" "$(cat "$T/silent.out")" "a reload before the tunnel started: refused"
+sl_assert_eq "$c0" "$(fi_conns 9000)" "the server counted no connection after the reload"
+
 # 2. The same destination allowed only by name: refused until the sandbox
 #    resolved the name through the broker's DNS, then allowed.
 start_broker name "$FI_IP4:9000" "rules:
