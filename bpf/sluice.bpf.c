@@ -476,11 +476,10 @@ refuse:
 /* Tags the socket with the sandbox that bound it: loopback passes to the
  * sandbox's own sockets only (receiver_ours, sluice_egress). A failed tag
  * only means loopback to it goes to the broker. */
-static __always_inline int post_bind(struct bpf_sock *sk, int v6)
+static __always_inline int post_bind(struct bpf_sock *sk)
 {
 	__u64 cgid = 0, *owner;
 
-	(void)v6;
 	if (!sandbox_find(&cgid))
 		return SL_REFUSE;
 	owner = bpf_sk_storage_get(&sluice_sk_owner, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
@@ -492,13 +491,13 @@ static __always_inline int post_bind(struct bpf_sock *sk, int v6)
 SEC("cgroup/post_bind4")
 int sluice_post_bind4(struct bpf_sock *sk)
 {
-	return post_bind(sk, 0);
+	return post_bind(sk);
 }
 
 SEC("cgroup/post_bind6")
 int sluice_post_bind6(struct bpf_sock *sk)
 {
-	return post_bind(sk, 1);
+	return post_bind(sk);
 }
 
 /*
@@ -568,7 +567,7 @@ int sluice_egress(struct __sk_buff *skb)
 		if ((bpf_ntohl(w[1]) >> 24) != 127 || (b[0] & 0xf) != 5)
 			return 0; /* not loopback, or IP options (a source route) */
 		proto = b[1];
-		l4 = (b[0] & 0xf) * 4;
+		l4 = 20; /* no options, checked above */
 		t.ipv4.saddr = w[0];
 		t.ipv4.daddr = w[1];
 		len = sizeof(t.ipv4);

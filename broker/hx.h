@@ -115,11 +115,11 @@ int hx_on_ws_upstream(struct hx *h, const char *data, size_t len, struct buf *to
 
 /* Host to dial (lower-case, no port): the SNI on TLS, the Host header on plain HTTP. */
 const char *hx_upstream_host(const struct hx *h);
-/* True when the rule that allowed the current request names its host exactly:
- * only then may its upstream be inside this host (policy_rule_names_host). */
 /* The request in flight may be sent twice (RFC 9110 9.2.2: GET, HEAD,
  * OPTIONS, TRACE, PUT, DELETE; a method override header counts too). */
 bool hx_request_idempotent(const struct hx *h);
+/* True when the rule that allowed the current request names its host exactly:
+ * only then may its upstream be inside this host (policy_rule_names_host). */
 bool hx_rule_names_host(const struct hx *h);
 /* conn tells hx that the upstream it dialled is an internal address: later
  * requests on that connection need a rule naming the host too, else 502. */

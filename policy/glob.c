@@ -242,6 +242,12 @@ static size_t alt_sep(const char *t, size_t len, size_t i)
 	return 0;
 }
 
+/* Whether t[i] starts a segment's ";parameters" (';' or %3B, any case). */
+static bool param_start(const char *t, size_t len, size_t i)
+{
+	return t[i] == ';' || (t[i] == '%' && i + 2 < len && t[i + 1] == '3' && lc(t[i + 2]) == 'b');
+}
+
 bool policy_target_ambiguous(const char *t, size_t len)
 {
 	size_t i, end = len, ps = 0, k, dots = 0;
@@ -277,7 +283,7 @@ bool policy_target_ambiguous(const char *t, size_t len)
 			return true; /* NUL: C servers end the path there */
 		} else if (param) {
 			continue;
-		} else if (t[i] == ';' || (t[i] == '%' && i + 2 < end && t[i + 1] == '3' && lc(t[i + 2]) == 'b')) {
+		} else if (param_start(t, end, i)) {
 			param = true;
 		} else if (t[i] == '.') {
 			dots++;
@@ -405,8 +411,7 @@ int policy_path_wide(const char *path, size_t len, char *out, size_t outlen)
 			i += k;
 			continue;
 		}
-		if (path[i] == ';' ||
-		    (path[i] == '%' && i + 2 < len && path[i + 1] == '3' && lc(path[i + 2]) == 'b'))
+		if (param_start(path, len, i))
 			param = true;
 		if (!param)
 			out[w++] = lc(path[i]);

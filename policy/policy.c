@@ -325,20 +325,14 @@ static bool port_match(const struct rule *r, uint16_t port)
 	return false;
 }
 
-static bool paths_match(const char *const *globs, size_t n, const char *path, size_t pl)
+/* fold: ASCII case folded (the wide view of a path). */
+static bool paths_match(const char *const *globs, size_t n, const char *path, size_t pl, bool fold)
 {
 	if (!n)
 		return true;
 	for (size_t i = 0; i < n; i++)
-		if (policy_path_glob_match(globs[i], path, pl))
-			return true;
-	return false;
-}
-
-static bool paths_match_fold(const char *const *globs, size_t n, const char *path, size_t pl)
-{
-	for (size_t i = 0; i < n; i++)
-		if (policy_path_glob_match_fold(globs[i], path, pl))
+		if (fold ? policy_path_glob_match_fold(globs[i], path, pl)
+			 : policy_path_glob_match(globs[i], path, pl))
 			return true;
 	return false;
 }
@@ -455,21 +449,21 @@ int policy_decide(const struct policy *p, const struct policy_req *r, struct pol
 		if (ru->n_methods && !list_has_ci(ru->methods, ru->n_methods, r->method ? r->method : "",
 						  r->method ? r->method_len : 0))
 			continue;
-		if (!paths_match(ru->paths, ru->n_paths, path, (size_t)pl)) {
-			if (ru->allow || !ru->n_paths)
+		if (!paths_match(ru->paths, ru->n_paths, path, (size_t)pl, false)) {
+			/* A deny rule also takes the widest view an upstream may have
+			 * (made once, when the first deny rule needs it). */
+			if (ru->allow)
 				continue;
-			/* A deny rule also takes the widest view an upstream may have. */
-			if (wl < 0) {
+			if (!wide) {
+				wide = pl + 2 <= (int)sizeof(wstack) ? wstack : malloc((size_t)pl + 2);
 				if (!wide) {
-					wide = pl + 2 <= (int)sizeof(wstack) ? wstack : malloc((size_t)pl + 2);
-					if (!wide) {
-						free(heap);
-						return -ENOMEM;
-					}
+					free(heap);
+					return -ENOMEM;
 				}
 				wl = policy_path_wide(path, (size_t)pl, wide, (size_t)pl + 2);
 			}
-			if (wl < 0 || !paths_match_fold(ru->paths, ru->n_paths, wide, (size_t)wl))
+			/* No wide view (cannot happen: the buffer fits): the deny holds. */
+			if (wl >= 0 && !paths_match(ru->paths, ru->n_paths, wide, (size_t)wl, true))
 				continue;
 		}
 		v->allow = ru->allow;
@@ -610,7 +604,7 @@ bool policy_secret_allowed(const struct policy_secret *ps, const char *host, siz
 	pl = normalise_target(target, target_len, stack, sizeof(stack), &path, &heap);
 	if (pl < 0)
 		return false;
-	ok = paths_match(ps->paths, ps->n_paths, path, (size_t)pl);
+	ok = paths_match(ps->paths, ps->n_paths, path, (size_t)pl, false);
 	free(heap);
 	return ok;
 }

@@ -244,13 +244,6 @@ static int build_env(struct sandbox *s)
 	return s->envp ? 0 : -ENOMEM;
 }
 
-/* Keys, the policy (it may hold literal secrets), secret files, the audit and
- * broker logs: a uid 0 sandbox would pass owner permission checks on them. */
-/* A directory named sluice is sluice's own (/etc/sluice, ~/.config/sluice):
- * all of it is hidden, so a file in it replaced by rename stays hidden too.
- * Elsewhere only the file is covered, and Linux drops a mount over a file
- * that the host renames another over (an editor's save, mv, sed -i): the new
- * one is then visible inside. sensitive: the file holds secret values. */
 /* The directory named sluice that path is directly in, or false. */
 static bool sluice_dir_of(const char *path, char *dir, size_t dirlen)
 {
@@ -266,6 +259,11 @@ static bool sluice_dir_of(const char *path, char *dir, size_t dirlen)
 	return false;
 }
 
+/* A directory named sluice is sluice's own (/etc/sluice, ~/.config/sluice):
+ * all of it is hidden, so a file in it replaced by rename stays hidden too.
+ * Elsewhere only the file is covered, and Linux drops a mount over a file
+ * that the host renames another over (an editor's save, mv, sed -i): the new
+ * one is then visible inside. sensitive: the file holds secret values. */
 static int hide_file(struct sandbox *s, const char *path, bool sensitive, const char **what)
 {
 	char dir[4096], *real;
@@ -328,6 +326,8 @@ static int hide_daemons(struct sandbox *s, uid_t uid)
 	return err;
 }
 
+/* Keys, the policy (it may hold literal secrets), secret files, the audit and
+ * broker logs: a uid 0 sandbox would pass owner permission checks on them. */
 static int hide_list(struct sandbox *s, uid_t uid)
 {
 	const char *run_dir = s->o->run_dir ? s->o->run_dir : SLUICE_RUN_DIR;

@@ -137,20 +137,13 @@ if mode == "main":
         out("cbpf", "error", errno.errorcode.get(e.errno, e.errno))
     r.close()
     # a segment routing header would send a datagram to its first segment, not
-    # to the broker the hook chose; IPv4 options carry source routes
+    # to the broker the hook chose; IPv4 options carry source routes; a broadcast
+    # to 127.255.255.255 reaches every socket on 0.0.0.0 of the port; a multicast
+    # join makes the kernel send a report naming the group on the LAN
     srh = bytes([17, 4, 4, 1, 1, 0, 0, 0]) + socket.inet_pton(socket.AF_INET6, FI6) + socket.inet_pton(socket.AF_INET6, "::1")
-    for name, fam, lvl, opt, val in (("srh", socket.AF_INET6, socket.IPPROTO_IPV6, 57, srh),
-                                     ("ipopts", socket.AF_INET, socket.IPPROTO_IP, 4, b"\x01\x01\x01\x00")):
-        r = socket.socket(fam, socket.SOCK_DGRAM)
-        try:
-            r.setsockopt(lvl, opt, val); out(name, "set")
-        except OSError as e:
-            out(name, "error", errno.errorcode.get(e.errno, e.errno))
-        r.close()
-    # a broadcast to 127.255.255.255 reaches every socket on 0.0.0.0 of the port;
-    # a multicast join makes the kernel send a report naming the group on the LAN
-    import ipaddress
     for name, fam, lvl, opt, val in (
+            ("srh", socket.AF_INET6, socket.IPPROTO_IPV6, 57, srh),
+            ("ipopts", socket.AF_INET, socket.IPPROTO_IP, 4, b"\x01\x01\x01\x00"),
             ("broadcast", socket.AF_INET, socket.SOL_SOCKET, socket.SO_BROADCAST, 1),
             ("mcast4", socket.AF_INET, socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
              socket.inet_aton("239.1.2.3") + socket.inet_aton("127.0.0.1")),
