@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/eventfd.h>
+#include <sys/fsuid.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -222,6 +223,34 @@ static int parse_origdst(const char *s, struct sluice_orig_dst *d)
 	return 0;
 }
 
+/*
+ * A socket owned by SLUICE_LISTEN_UID, a uid no sandbox has: the kernel lets
+ * a socket join a SO_REUSEPORT group only with the uid of its members, and a
+ * uid 0 sandbox (no capabilities, but the broker's uid) would otherwise bind
+ * the broker's port with SO_REUSEPORT and be handed a share of every
+ * sandbox's connections. fsuid is per thread and only the main thread makes
+ * these sockets.
+ */
+static int listen_socket(int family, int type, bool reuseport)
+{
+	uid_t prev = (uid_t)setfsuid(SLUICE_LISTEN_UID);
+	bool switched = (uid_t)setfsuid(SLUICE_LISTEN_UID) == SLUICE_LISTEN_UID;
+	int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), e = errno;
+
+	setfsuid(prev);
+	if (fd < 0)
+		return -e;
+	if (!switched && reuseport) {
+		/* Not root: a group under our own uid is open to any process of it. */
+		pr_err("--workers needs sluiced to run as root: its SO_REUSEPORT listeners belong to uid %u "
+		       "so that no sandbox can join them; run it as root or with --workers 1",
+		       SLUICE_LISTEN_UID);
+		close(fd);
+		return -EPERM;
+	}
+	return fd;
+}
+
 static int bind_sock(int family, int type, const char *addr, uint16_t port, bool reuseport)
 {
 	struct sockaddr_storage ss;
@@ -245,9 +274,9 @@ static int bind_sock(int family, int type, const char *addr, uint16_t port, bool
 		s6->sin6_addr = in6addr_loopback;
 		sl = sizeof(*s6);
 	}
-	fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = listen_socket(family, type, reuseport);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	/* Listeners only (a restart on the port of one in TIME_WAIT). On UDP it
 	 * would let any process bind the resolver's port too and take its queries. */
 	if (type == SOCK_STREAM)

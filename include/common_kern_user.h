@@ -23,6 +23,15 @@
  * cgroup/getsockopt SO_ORIGINAL_DST emulation. */
 #define SLUICE_MAP_SK_ORIG   "sluice_sk_orig"
 
+/*
+ * The uid the broker's listening sockets are created under (its fsuid while
+ * it makes them). The kernel lets a socket join a SO_REUSEPORT group, and so
+ * take a share of the connections, only with the uid of the sockets already
+ * in it: a sandbox running as root, without CAP_SETUID, cannot take this one.
+ * `sluice run` refuses it as a sandbox user.
+ */
+#define SLUICE_LISTEN_UID 4294967294u
+
 #define SLUICE_MAX_SANDBOXES 1024
 #define SLUICE_MAX_ORIG      65536
 /* How far up from the current cgroup the programs look for a sandbox entry

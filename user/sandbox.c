@@ -202,7 +202,23 @@ static int own_proc(char *err, size_t errlen)
 	return 0;
 }
 
+static int ident_resolve(const char *user, struct sb_ident *id, char *err, size_t errlen);
+
+/* The sandbox's user: --user, else the one sudo ran sluice for, else nobody.
+ * Never the broker's listening uid, which would open its SO_REUSEPORT group. */
 int sb_ident_resolve(const char *user, struct sb_ident *id, char *err, size_t errlen)
+{
+	int rc = ident_resolve(user, id, err, errlen);
+
+	if (!rc && id->uid == SLUICE_LISTEN_UID) {
+		snprintf(err, errlen, "uid %u is reserved for the broker's listening sockets: run the sandbox "
+			 "as another user (--user)", SLUICE_LISTEN_UID);
+		return -EINVAL;
+	}
+	return rc;
+}
+
+static int ident_resolve(const char *user, struct sb_ident *id, char *err, size_t errlen)
 {
 	const char *su = getenv("SUDO_UID"), *sg = getenv("SUDO_GID");
 	struct passwd *pw;

@@ -11,7 +11,8 @@
 #  2. Raw TCP allowed by a `proto: tcp` rule naming git.test: the name is
 #     answered by worker 0's DNS, the connections land on both workers (the
 #     run makes no other connection, and worker 1's counter is not 0) and all
-#     pass.
+#     pass. The sandbox runs as uid 0 and cannot join the broker's
+#     SO_REUSEPORT group (its listeners belong to SLUICE_LISTEN_UID).
 #  3. SIGTERM on a directly started sluiced --workers 2 with slow requests in
 #     flight: every request finishes, no new connection is taken, exit 0. A
 #     second broker on its port is refused (not joined to its listeners).
@@ -138,6 +139,25 @@ sl_assert_contains "$check" "bad=0 ids=200 once=200" "audit: every line well-for
 printf 'rules:\n  - {action: allow, proto: tcp, host: git.test, port: 9000}\n' >"$T/tcp.yaml"
 cat >"$T/tcp.py" <<'EOF'
 import socket, sys, threading
+# A uid 0 sandbox, as the broker's uid, tries to join every loopback listener's
+# SO_REUSEPORT group (the broker's port included) and keeps what it got while
+# the connections below run: a member would be handed a share of them.
+joined = []
+for f, fam, host in (("/proc/net/tcp", socket.AF_INET, "127.0.0.1"), ("/proc/net/tcp6", socket.AF_INET6, "::1")):
+    want = "0100007F" if fam == socket.AF_INET else "00000000000000000000000001000000"
+    for line in open(f).read().splitlines()[1:]:
+        loc, st = line.split()[1], line.split()[3]
+        if st != "0A" or loc.split(":")[0] != want:
+            continue
+        port = int(loc.split(":")[1], 16)
+        if (fam, port) in [(x.family, p) for p, x in joined]:
+            continue
+        l = socket.socket(fam); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            l.bind((host, port)); l.listen(64); l.setblocking(False); joined.append((port, l))
+        except OSError:
+            l.close()
+print("joined", " ".join(str(p) for p, _ in joined) or "none")
 a = socket.getaddrinfo("git.test", 9000, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
 out = []
 def talk():
@@ -158,14 +178,28 @@ for t in ts: t.start()
 for t in ts: t.join()
 print("resolved", a)
 print("ok", sum(1 for g in out if g == b"hello\n"), "of", len(out))
+stolen = 0
+for _, l in joined:
+    try:
+        while True:
+            l.accept()[0].close(); stolen += 1
+    except OSError:
+        pass
+print("stolen", stolen)
 EOF
 c0=$(fi_conns 9000)
 # git.test is not in the hosts file: the sandbox asks the broker's DNS (worker 0).
-out=$(e2e_run --name tcp --policy "$T/tcp.yaml" -- /usr/bin/python3 "$T/tcp.py" 2>"$T/tcp.err")
+out=$(e2e_run --name tcp --user root --writable "$T" --policy "$T/tcp.yaml" -- /usr/bin/python3 "$T/tcp.py" 2>"$T/tcp.err")
+TLOG=$T/run/tcp/sluiced.log
+bport=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$TLOG" | head -n 1)
+sl_ok "the uid 0 sandbox joined: $(grep '^joined' <<<"$out") (broker on $bport)"
+[ -n "$bport" ] || sl_fail "no broker port in $TLOG"
+grep '^joined' <<<"$out" | grep -qw -- "$bport" &&
+	sl_fail "a uid 0 sandbox joined the broker's SO_REUSEPORT group on port $bport"
+sl_assert_contains "$out" "stolen 0" "no connection reached a listener of the sandbox's"
 sl_assert_contains "$out" "resolved $FI_IP4" "the sandbox resolved git.test through the broker ($(tail -n 3 "$T/tcp.err"))"
 sl_assert_contains "$out" "ok 24 of 24" "raw TCP allowed by name: all 24 connections got the banner"
 sl_assert_eq $((c0 + 24)) "$(fi_conns 9000)" "the server saw 24 connections"
-TLOG=$T/run/tcp/sluiced.log
 w1=$(worker_count "$TLOG" 1)
 sl_ok "raw TCP connections: worker 0 $(worker_count "$TLOG" 0), worker 1 $w1"
 [ "$w1" != none ] && [ "$w1" -gt 0 ] ||

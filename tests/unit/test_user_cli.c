@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -197,11 +198,31 @@ static void test_caps(void **st)
 	assert_non_null(strstr(err, "--cap-add"));
 }
 
+/* The broker's listening uid is never a sandbox's: as that uid, a sandbox
+ * could join the broker's SO_REUSEPORT group. */
+static void test_ident_reserved_uid(void **st)
+{
+	struct sb_ident id;
+	char err[512], v[32];
+
+	(void)st;
+	snprintf(v, sizeof(v), "%u", SLUICE_LISTEN_UID);
+	setenv("SUDO_UID", v, 1);
+	unsetenv("SUDO_GID");
+	assert_int_equal(sb_ident_resolve(NULL, &id, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "reserved for the broker"));
+	setenv("SUDO_UID", "1000", 1);
+	assert_int_equal(sb_ident_resolve(NULL, &id, err, sizeof(err)), 0);
+	assert_int_equal(id.uid, 1000);
+	unsetenv("SUDO_UID");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_kernel_release),
 		cmocka_unit_test(test_caps),
+		cmocka_unit_test(test_ident_reserved_uid),
 		cmocka_unit_test(test_mountinfo_hybrid),
 		cmocka_unit_test(test_mountinfo_unified_optional_fields),
 		cmocka_unit_test(test_mountinfo_escaped_and_missing),
