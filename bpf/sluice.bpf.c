@@ -476,6 +476,64 @@ refuse:
 /* Tags the socket with the sandbox that bound it: loopback passes to the
  * sandbox's own sockets only (receiver_ours, sluice_egress). A failed tag
  * only means loopback to it goes to the broker. */
+/*
+ * A SO_REUSEPORT bind next to a listener this sandbox does not own would join
+ * that listener's group (the kernel asks only for the same uid: a root
+ * sandbox and a root host service). The checks at connect and egress repeat
+ * the kernel's choice of member for a SYN, except for one that meets a
+ * TIME_WAIT entry: the listener behind it can only be looked up without the
+ * source, which hashes to another member. So no mixed group may exist; a bind
+ * that would make one is refused. Without SO_REUSEPORT the kernel refuses it
+ * itself (EADDRINUSE, which programs probing for a free port expect).
+ */
+static __always_inline int bind_check(struct bpf_sock_addr *ctx, int v6)
+{
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+	__u64 cgid = 0, *owner;
+	int on = 0, ours;
+	__u32 len;
+
+	if (!ctx->user_port || ctx->type != SL_SOCK_STREAM)
+		return SL_PASS; /* a fresh port; UDP delivery is checked with the real source */
+	/* An option that cannot be read counts as set: the lookup decides. */
+	if (!bpf_getsockopt(ctx, SL_SOL_SOCKET, SL_SO_REUSEPORT, &on, sizeof(on)) && !on)
+		return SL_PASS;
+	if (!sandbox_find(&cgid))
+		return SL_REFUSE;
+	if (!v6) {
+		t.ipv4.daddr = ctx->user_ip4;
+		t.ipv4.dport = (__u16)ctx->user_port;
+		len = sizeof(t.ipv4);
+	} else {
+		t.ipv6.daddr[0] = ctx->user_ip6[0];
+		t.ipv6.daddr[1] = ctx->user_ip6[1];
+		t.ipv6.daddr[2] = ctx->user_ip6[2];
+		t.ipv6.daddr[3] = ctx->user_ip6[3];
+		t.ipv6.dport = (__u16)ctx->user_port;
+		len = sizeof(t.ipv6);
+	}
+	sk = bpf_sk_lookup_tcp(ctx, &t, len, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return SL_PASS;
+	owner = bpf_sk_storage_get(&sluice_sk_owner, sk, 0, 0);
+	ours = owner && *owner == cgid;
+	bpf_sk_release(sk);
+	return ours ? SL_PASS : SL_REFUSE;
+}
+
+SEC("cgroup/bind4")
+int sluice_bind4(struct bpf_sock_addr *ctx)
+{
+	return bind_check(ctx, 0);
+}
+
+SEC("cgroup/bind6")
+int sluice_bind6(struct bpf_sock_addr *ctx)
+{
+	return bind_check(ctx, 1);
+}
+
 static __always_inline int post_bind(struct bpf_sock *sk)
 {
 	__u64 cgid = 0, *owner;

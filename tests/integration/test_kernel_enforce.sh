@@ -72,7 +72,7 @@ while True:
 sl_wait_for test -s "$T/hostsvc.port" || sl_fail "host service did not start"
 HOSTSVC_PORT=$(cat "$T/hostsvc.port")
 # A host service in a SO_REUSEPORT group, same uid as the (root) sandbox: the
-# sandbox may join the group, but no connection of its may land on the host's member.
+# sandbox may not join the group, and no connection of its may land on the host's member.
 sl_bg rpsvc "$PY" -c '
 import socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -175,22 +175,42 @@ if mode == "main":
     except OSError as e:
         out("unspec6", "error", errno.errorcode.get(e.errno, e.errno))
     c.close(); l6.close()
-    # fifteen members of the host service's SO_REUSEPORT group (so that the check at
-    # connect(), made before the source port exists, mostly picks one of them): whatever
-    # each SYN's 4-tuple picks, the host's member is never reached
+    # Joining the host service's SO_REUSEPORT group is refused; a group of the sandbox's
+    # own works. (An IPv6 socket on the v4-mapped address makes a group of its own: a group
+    # holds one family, and IPv4 lookups prefer the IPv4 listener.) Then,
+    # whatever each SYN's 4-tuple picks, the host's member is never reached.
     import threading
-    def serve(l):
+    def serve(l, what=b"SELF\n"):
         while True:
             try:
                 a, _ = l.accept()
             except OSError:
                 return
-            a.sendall(b"SELF\n"); a.close()
+            a.sendall(what); a.close()
     rp = []
-    for _ in range(15):
+    for name, fam, addr in (("rpjoin", socket.AF_INET, "127.0.0.1"),):
+        l = socket.socket(fam); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            l.bind((addr, $RP_PORT)); l.listen(64); rp.append(l); out(name, "bound")
+            threading.Thread(target=serve, args=(l,), daemon=True).start()
+        except OSError as e:
+            out(name, "error", errno.errorcode.get(e.errno, e.errno)); l.close()
+    own = []
+    for _ in range(2):
         l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        l.bind(("127.0.0.1", $RP_PORT)); l.listen(64); rp.append(l)
-        threading.Thread(target=serve, args=(l,), daemon=True).start()
+        try:
+            l.bind(("127.0.0.1", own[0].getsockname()[1] if own else 0)); l.listen(16); own.append(l)
+            threading.Thread(target=serve, args=(l, b"OWNRP\n"), daemon=True).start()
+        except OSError as e:
+            out("rpown", "error", errno.errorcode.get(e.errno, e.errno))
+    if len(own) == 2:
+        got = set()
+        for _ in range(8):
+            c = socket.create_connection(("127.0.0.1", own[0].getsockname()[1]), 3)
+            got.add(c.recv(64).decode().strip()); c.close()
+        out("rpown", "connected", " ".join(sorted(got)))
+    for l in own:
+        l.close()
     seen = {}
     for _ in range(40):
         c = socket.socket(); c.settimeout(1.5)  # a SYN dropped at egress: no answer, the connect times out
@@ -365,6 +385,8 @@ sl_assert_contains "$out" "mcast4 error EPERM" "no IPv4 multicast join in the sa
 sl_assert_contains "$out" "mcast6 error EPERM" "no IPv6 multicast join in the sandbox"
 sl_assert_contains "$out" "ucif error EPERM" "a datagram to the broker's loopback address routed out of another device is dropped"
 sl_assert_contains "$out" "unspec6 connected BROKER" "'::' from a v4-mapped source is checked as 127.0.0.1: to the broker, not the host service"
+sl_assert_contains "$out" "rpjoin error EPERM" "a SO_REUSEPORT bind into a host service's group is refused"
+sl_assert_contains "$out" "rpown connected OWNRP" "a SO_REUSEPORT group of the sandbox's own works"
 sl_assert_not_contains "$(grep '^reuseport ' <<<"$out")" "RPSVC" "a SO_REUSEPORT group shared with a host service: no connection reached the host's member"
 sl_assert_eq "$rp0" "$(wc -l <"$T/rpsvc.log" 2>/dev/null || echo 0)" "the reuseport host service saw nothing"
 sl_assert_contains "$out" "selfany connected SELFANY" "0.0.0.0 to the sandbox's own wildcard listener passes"
