@@ -41,6 +41,8 @@
 #define FIRST_BYTES_MS 300
 /* Names remembered for one address, checked against the tcp rules. */
 #define RAW_NAMES 8
+/* Longest method token taken for the start of a request line (see request_line_start). */
+#define RAW_METHOD_MAX 24
 
 /* A raw TCP connection a proto: tcp rule allows (allocated only for those). */
 struct rawtcp {
@@ -848,11 +850,30 @@ static int hx_start(struct conn *c)
 	return c->hx ? 0 : -ENOMEM;
 }
 
+/*
+ * Upper-case first bytes toward a destination a proto: tcp rule allows: HTTP
+ * only if they start a request line, a method token then a space. Clients of
+ * other protocols speak first in capitals too: OpenSSH sends "SSH-2.0-...",
+ * Redis "PING\r\n". 1: HTTP; 0: not; -EAGAIN: only capitals so far.
+ */
+static int request_line_start(const unsigned char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n && i < RAW_METHOD_MAX; i++) {
+		if (p[i] == ' ')
+			return i > 0;
+		if (p[i] < 'A' || p[i] > 'Z')
+			return 0;
+	}
+	return i < RAW_METHOD_MAX ? -EAGAIN : 0;
+}
+
 static bool do_peek(struct conn *c)
 {
 	struct broker *b = c->b;
-	unsigned char first;
-	ssize_t r = recv(c->cl.io.fd, &first, 1, MSG_PEEK);
+	unsigned char head[RAW_METHOD_MAX], first;
+	ssize_t r = recv(c->cl.io.fd, head, c->raw ? sizeof(head) : 1, MSG_PEEK);
 
 	if (r < 0) {
 		if (errno == EAGAIN)
@@ -864,6 +885,19 @@ static bool do_peek(struct conn *c)
 	if (r == 0) {
 		conn_close(c, "client closed before sending anything");
 		return false;
+	}
+	first = head[0];
+	if (c->raw && first >= 'A' && first <= 'Z') {
+		int http = request_line_start(head, (size_t)r);
+
+		if (http == -EAGAIN) {
+			/* The rest of the line comes with the next EPOLLIN; if
+			 * it does not, the first-bytes timer starts the tunnel. */
+			c->cl.rd_blocked = true;
+			return false;
+		}
+		if (!http)
+			first = 0; /* raw TCP below */
 	}
 	if (first == 0x16 || (first >= 'A' && first <= 'Z')) {
 		/* TLS or HTTP: the HTTP rules apply, whatever tcp rule exists. */

@@ -40,7 +40,7 @@ sl_wait_for fi_probe 9100 || sl_fail "echo server did not start"
 # client PORT MODE: connects to the broker on 127.0.0.1:PORT; MODE "silent"
 # reads what the server says first, "send" sends a line first. Prints what came back.
 client() {
-	"$PY" - "$1" "$2" <<'PY'
+	"$PY" - "$1" "$2" "${3:-}" <<'PY'
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 3)
 s.settimeout(2)
@@ -48,6 +48,12 @@ got = b""
 try:
     if sys.argv[2] == "send":
         s.sendall(b"ping from sandbox\n")
+    elif sys.argv[2] == "ssh":
+        s.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")  # OpenSSH clients speak first
+    elif sys.argv[2] == "ping":
+        s.sendall(b"PING\r\n")  # Redis inline command
+    elif sys.argv[2] == "http":
+        s.sendall(b"GET /x HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % sys.argv[3].encode())
     elif sys.argv[2] == "raw":
         s.sendall(b"\x00\x01binary")
     while True:
@@ -139,6 +145,17 @@ start_broker echo "$FI_IP4:9100" "rules:
 out=$(client "$BPORT" send)
 sl_assert_eq "got=b'echo:ping from sandbox\\n'" "$out" "client-first: the bytes went both ways"
 sl_assert_eq "ping from sandbox" "$(cat "$FI_DIR/echo.log")" "client-first: the server read the client's bytes"
+# Client-first protocols whose first bytes are capitals, as an HTTP method's are.
+: >"$FI_DIR/echo.log"
+out=$(client "$BPORT" ssh)
+sl_assert_eq "got=b'echo:SSH-2.0-OpenSSH_9.2p1 Debian-2\\r\\n'" "$out" "client-first SSH banner: tunnelled, not taken for HTTP"
+out=$(client "$BPORT" ping)
+sl_assert_eq "got=b'echo:PING\\r\\n'" "$out" "client-first Redis PING: tunnelled"
+sl_assert_eq "SSH-2.0-OpenSSH_9.2p1 Debian-2
+PING" "$(cat "$FI_DIR/echo.log")" "the server read both"
+# A request line to that destination still goes by the HTTP rules (none here: 403).
+out=$(client "$BPORT" http "$FI_IP4:9100")
+sl_assert_contains "$out" "HTTP/1.1 403" "an HTTP request to a proto: tcp destination gets the HTTP rules"
 
 # 4. An HTTP rule (and a tcp rule for another port) do not open raw TCP.
 start_broker http "$FI_IP4:9000" "rules:
