@@ -96,6 +96,7 @@ struct hx {
 	bool hs_eol;                    /* the last line end seen was not followed by text yet */
 	bool hs_any;                    /* some text seen in this head (leading empty lines don't end it) */
 	char hs_prev;                   /* last byte scanned */
+	bool rq_trailers;               /* in the trailer section: head_scan checks its lines */
 	bool rq_ws;                     /* WebSocket upgrade forwarded, waiting for 101 */
 	char ws_accept[32];             /* the Sec-WebSocket-Accept a real 101 must carry, or "" */
 	bool rule_names_host;           /* this request's allow rule names its host exactly */
@@ -1391,6 +1392,7 @@ static int rq_on_message_begin(llhttp_t *p)
 	head_reset(&h->rq);
 	h->rq_bad = NULL;
 	h->rq_crlf = 0;
+	h->rq_trailers = false;
 	h->rq_active = true;
 	h->rq_local = h->rq_fwd = h->rq_done = h->rq_close = h->rq_head = false;
 	h->rq_ws = h->holding = h->scan_body = h->rq_http10 = false;
@@ -1842,6 +1844,25 @@ static int rq_on_body(llhttp_t *p, const char *at, size_t n)
 	return h->err ? -1 : 0;
 }
 
+/*
+ * The last chunk: what follows is the trailer section and the empty line that
+ * ends the message, lines that llhttp also ends at a bare LF ("0\r\n\n"). The
+ * parser pauses here so that head_scan checks them as it checks a head, from
+ * a line start after a non-empty line (the empty one ends the section).
+ */
+static int rq_on_chunk_header(llhttp_t *p)
+{
+	struct hx *h = hx_of(p);
+
+	if (p->content_length)
+		return 0;
+	h->rq_trailers = true;
+	h->hs_body = false;
+	h->hs_eol = h->hs_any = true;
+	h->hs_prev = '\n';
+	return HPE_PAUSED;
+}
+
 static void exchange_end(struct hx *h)
 {
 	h->rq_active = false;
@@ -2156,6 +2177,7 @@ static const llhttp_settings_t rq_settings = {
 	.on_header_value_complete = piece_done,
 	.on_headers_complete = rq_on_headers_complete,
 	.on_body = rq_on_body,
+	.on_chunk_header = rq_on_chunk_header,
 	.on_message_complete = rq_on_message_complete,
 };
 
@@ -2350,7 +2372,16 @@ int hx_on_client(struct hx *h, const char *data, size_t len, size_t *consumed,
 
 		if (h->rq_done && h->rq_fwd)
 			break; /* one request in flight */
-		if (!h->hs_body && head_scan(h, data + off, len - off)) {
+		if (h->rq_trailers) {
+			if (!h->hs_body && head_scan(h, data + off, len - off)) {
+				/* Its head may be upstream already: a broken body. */
+				h->rq_bad = "bare LF or CR in the trailer section: lines must end with CRLF "
+					    "(RFC 9112)";
+				rq_parse_error(h, HPE_USER);
+				off = len;
+				break;
+			}
+		} else if (!h->hs_body && head_scan(h, data + off, len - off)) {
 			/* Audit the broken request too, as a new one: llhttp has
 			 * not begun it, so nothing of the last request (its method,
 			 * path, HEAD-ness) may stand for it. */

@@ -469,6 +469,47 @@ static void test_chunk_crlf(void **state)
 			buf_free(&cl);
 		}
 	}
+	/* The lines after the last chunk (trailers, the empty line): bare LF
+	 * refused at every split point, CRLF taken, and a pipelined request after
+	 * good trailers served. */
+	static const char *const tbad[] = { "3\r\nabc\r\n0\r\n\n", "0\r\nX-T: 1\n\r\n",
+					    "0\r\nX-T: 1\r\n\nGET /v1/t3 HTTP/1.1\r\nHost: api.test\r\n\r\n" };
+	for (size_t b = 0; b < sizeof(tbad) / sizeof(tbad[0]); b++) {
+		size_t len = (size_t)snprintf(req, sizeof(req), "%s%s", head, tbad[b]);
+
+		for (size_t split = 0; split <= len; split++) {
+			struct buf up = {0}, cl = {0};
+			unsigned ev = 0;
+			struct hx *h = mk("api.test", 443, true);
+
+			feed_split(h, req, len, split, &up, &cl, &ev);
+			if (strstr(S(&cl), "HTTP/1.1 400 Bad Request\r\n") != S(&cl) || !(ev & HX_EV_CLOSE) ||
+			    !strstr(S(&cl), "trailer section") || strstr(S(&up), "/v1/t3"))
+				fail_msg("trailers #%zu split at %zu: not refused: %s", b, split, S(&cl));
+			hx_free(h);
+			buf_free(&up);
+			buf_free(&cl);
+		}
+	}
+	{
+		size_t len = (size_t)snprintf(req, sizeof(req), "%s%s", head,
+					      "3\r\nabc\r\n0\r\nX-T: 1\r\nX-U: 2\r\n\r\n");
+
+		for (size_t split = 0; split <= len; split++) {
+			struct buf up = {0}, cl = {0};
+			unsigned ev = 0;
+			struct hx *h = mk("api.test", 443, true);
+
+			feed_split(h, req, len, split, &up, &cl, &ev);
+			/* (the body is re-chunked per read: "abc" may leave as two chunks) */
+			if (buf_len(&cl) || (ev & HX_EV_CLOSE) || buf_len(&up) < 5 ||
+			    strcmp(S(&up) + buf_len(&up) - 5, "0\r\n\r\n"))
+				fail_msg("good trailers split at %zu: to_up %s, to_client %s", split, S(&up), S(&cl));
+			hx_free(h);
+			buf_free(&up);
+			buf_free(&cl);
+		}
+	}
 	/* The same framing from the upstream, split the same ways. */
 	for (size_t b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
 		size_t len = (size_t)snprintf(rs, sizeof(rs), "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%s",
