@@ -119,7 +119,11 @@ static int write_pem_file(const char *path, mode_t mode, EVP_PKEY *key, X509 *ce
 	FILE *f;
 	int fd, ok;
 
-	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (excl ? O_EXCL : O_TRUNC), mode);
+	/* No O_TRUNC: the run dir's ca.crt is bind-mounted into running
+	 * sandboxes (the same inode), and a restarting broker that emptied it
+	 * first would fail their TLS until the rewrite. The same bytes are
+	 * written over themselves, then the file is cut to their length. */
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (excl ? O_EXCL : 0), mode);
 	if (fd < 0)
 		return -errno;
 	fchmod(fd, mode);
@@ -130,6 +134,7 @@ static int write_pem_file(const char *path, mode_t mode, EVP_PKEY *key, X509 *ce
 	}
 	ok = key ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL)
 		 : PEM_write_X509(f, cert);
+	ok = ok && !fflush(f) && ftell(f) >= 0 && !ftruncate(fd, ftell(f));
 	if (fclose(f) || !ok)
 		return -EIO;
 	return 0;
@@ -174,6 +179,31 @@ int ca_load_or_create(struct ca *ca, const char *ca_dir, char *err, size_t errle
 	return rc;
 }
 
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf; (void)size; (void)rwflag; (void)u;
+	return -1;
+}
+
+/* A CA that cannot sign leaves clients accept: said at start, not as a
+ * verification error in every sandboxed client. An hour of margin. */
+static int ca_cert_usable(X509 *cert, const char *cpath, const char *ca_dir, char *err, size_t errlen)
+{
+	time_t soon = time(NULL) + 3600;
+	const char *why = NULL;
+
+	if (X509_check_ca(cert) != 1)
+		why = "is not a CA certificate (basicConstraints CA:TRUE with keyCertSign)";
+	else if (X509_cmp_current_time(X509_get0_notBefore(cert)) > 0)
+		why = "is not valid yet";
+	else if (X509_cmp_time(X509_get0_notAfter(cert), &soon) < 0)
+		why = "has expired or expires within the hour";
+	if (!why)
+		return 0;
+	snprintf(err, errlen, "The CA certificate %s %s; move %s away to create a new CA", cpath, why, ca_dir);
+	return -EINVAL;
+}
+
 static int load_or_create_locked(struct ca *ca, const char *ca_dir, const char *kpath,
 				 const char *cpath, char *err, size_t errlen)
 {
@@ -183,7 +213,19 @@ static int load_or_create_locked(struct ca *ca, const char *ca_dir, const char *
 
 	f = fopen(kpath, "re");
 	if (f) {
-		ca->key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+		/* A key others could read may have been copied: every leaf it
+		 * signs would be forgeable. Not repaired silently. */
+		if (fstat(fileno(f), &st) == 0 && ((st.st_mode & 077) || st.st_uid != geteuid())) {
+			snprintf(err, errlen, "The CA key %s is %s (mode %04o, owner uid %u): it may have been "
+				 "copied; move %s away to create a new CA, or chmod 600 and chown it if you know "
+				 "it was not", kpath, (st.st_mode & 077) ? "readable or writable by others"
+				 : "owned by another user", (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
+				 ca_dir);
+			fclose(f);
+			return -EPERM;
+		}
+		/* An encrypted key: fail, never prompt on the terminal. */
+		ca->key = PEM_read_PrivateKey(f, NULL, no_passphrase, NULL);
 		fclose(f);
 		f = fopen(cpath, "re");
 		if (f) {
@@ -191,13 +233,17 @@ static int load_or_create_locked(struct ca *ca, const char *ca_dir, const char *
 			fclose(f);
 		}
 		if (!ca->key || !ca->cert || X509_check_private_key(ca->cert, ca->key) != 1) {
-			snprintf(err, errlen, "The CA in %s is unreadable or its key and cert do not match (%s); "
-				 "move %s away to create a new CA", ca_dir, ossl_err(), ca_dir);
+			snprintf(err, errlen, "The CA in %s is unreadable (or its key is encrypted) or its key "
+				 "and cert do not match (%s); move %s away to create a new CA", ca_dir, ossl_err(),
+				 ca_dir);
 			ca_fini(ca);
 			return -EINVAL;
 		}
-		if (stat(kpath, &st) == 0 && (st.st_mode & 077))
-			chmod(kpath, 0600);
+		rc = ca_cert_usable(ca->cert, cpath, ca_dir, err, errlen);
+		if (rc) {
+			ca_fini(ca);
+			return rc;
+		}
 	} else if (errno == ENOENT) {
 		ca->key = EVP_EC_gen("P-256");
 		ca->cert = ca->key ? make_ca_cert(ca->key) : NULL;
@@ -318,10 +364,16 @@ X509 *ca_mint(const struct ca *ca, const char *name, long valid_secs)
 	if (!x)
 		return NULL;
 	nm = X509_get_subject_name(x);
-	snprintf(san, sizeof(san), "DNS:%s", name);
+	/* Without a CN the subject is empty, and then the SAN must be critical
+	 * (RFC 5280 4.2.1.6): strict verifiers (Python 3.13's default context)
+	 * refuse the leaf otherwise. */
+	snprintf(san, sizeof(san), "%sDNS:%s", strlen(name) <= 64 ? "" : "critical,", name);
 	if (!X509_set_version(x, 2) || set_serial(x) ||
 	    !X509_gmtime_adj(X509_getm_notBefore(x), -3600) ||
 	    !X509_gmtime_adj(X509_getm_notAfter(x), valid_secs) ||
+	    /* never past the CA: a leaf outliving its issuer does not verify */
+	    (ASN1_TIME_compare(X509_get0_notAfter(ca->cert), X509_get0_notAfter(x)) < 0 &&
+	     !X509_set1_notAfter(x, X509_get0_notAfter(ca->cert))) ||
 	    !X509_set_pubkey(x, ca->leaf_key) ||
 	    /* CN is at most 64 bytes; clients match on the SAN anyway. */
 	    (strlen(name) <= 64 &&

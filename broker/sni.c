@@ -1,7 +1,30 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include "sni.h"
+
+/*
+ * An address is never a server name (RFC 6066 section 3), and one written as a
+ * name is read two ways: OpenSSL's host check takes "0177.0.0.1" as decimal
+ * 177.0.0.1 while getaddrinfo dials octal 127.0.0.1. So a name that inet_aton
+ * takes (hex, octal, fewer than four parts) or whose last label is all digits
+ * (no top-level domain is) is refused.
+ */
+static int looks_like_address(const char *name, size_t len)
+{
+	char tmp[256];
+	struct in_addr a;
+	size_t i = len;
+
+	while (i > 0 && name[i - 1] >= '0' && name[i - 1] <= '9')
+		i--;
+	if (i == 0 || name[i - 1] == '.')
+		return 1;
+	memcpy(tmp, name, len);
+	tmp[len] = 0;
+	return inet_aton(tmp, &a);
+}
 
 int sni_name_valid(const char *name, size_t len)
 {
@@ -25,7 +48,7 @@ int sni_name_valid(const char *name, size_t len)
 			return 0;
 	}
 	/* An empty last label: "x.." would leave "x." after the one dot the caller strips. */
-	return label != 0;
+	return label != 0 && !looks_like_address(name, len);
 }
 
 int sni_parse_ext(const uint8_t *p, size_t len, char *out, size_t outlen)

@@ -472,8 +472,19 @@ SSL_CTX *tls_client_ctx_new(const char *const *cas, size_t n_cas, char *err, siz
 	/* Upstreams send the bulk: a bigger buffer means fewer recv() calls. */
 	SSL_CTX_set_default_read_buffer_len(ctx, TLS_READ_BUF);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	if (SSL_CTX_set_default_verify_paths(ctx) != 1)
-		pr_warn("Couldn't load the system trust store: %s", tls_err_text());
+	/* The system store by its compiled-in paths, not SSL_CERT_FILE or
+	 * SSL_CERT_DIR: the broker inherits its starter's environment, and
+	 * trust anchors for upstreams come from the system and --upstream-ca
+	 * only. (The directory is read at each verification.) */
+	{
+		int f = SSL_CTX_load_verify_file(ctx, X509_get_default_cert_file());
+		int d = SSL_CTX_load_verify_dir(ctx, X509_get_default_cert_dir());
+
+		if (f != 1 && d != 1)
+			pr_warn("Couldn't load the system trust store (%s, %s): %s", X509_get_default_cert_file(),
+				X509_get_default_cert_dir(), tls_err_text());
+		ERR_clear_error();
+	}
 	for (i = 0; i < n_cas; i++) {
 		if (SSL_CTX_load_verify_locations(ctx, cas[i], NULL) != 1) {
 			snprintf(err, errlen, "Couldn't load the upstream CA %s: %s; give a PEM file",

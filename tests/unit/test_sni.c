@@ -36,6 +36,18 @@ static void test_table(void **state)
 		{ "evil\nhost", -EINVAL, NULL },
 		{ "x,DNS:other", -EINVAL, NULL },
 		{ "", -EINVAL, NULL },
+		/* addresses are not names; the octal and hex forms read differently by
+		 * the host check (decimal) and the resolver */
+		{ "1.2.3.4", -EINVAL, NULL },
+		{ "0177.0.0.1", -EINVAL, NULL },
+		{ "010.010.010.010", -EINVAL, NULL },
+		{ "0x7f000001", -EINVAL, NULL },
+		{ "2130706433", -EINVAL, NULL },
+		{ "host.123", -EINVAL, NULL },
+		{ "1.2.3.4.", -EINVAL, NULL },
+		{ "123.example.com", 15, "123.example.com" },
+		{ "1password.com", 13, "1password.com" },
+		{ "s3.amazonaws.com", 16, "s3.amazonaws.com" },
 	};
 	uint8_t buf[600];
 	char out[256];
