@@ -96,12 +96,16 @@ struct hx {
 	bool hs_eol;                    /* the last line end seen was not followed by text yet */
 	bool hs_any;                    /* some text seen in this head (leading empty lines don't end it) */
 	char hs_prev;                   /* last byte scanned */
+	uint64_t hs_len;                /* bytes of this head (or trailer section) scanned: its wire size */
 	bool rq_trailers;               /* in the trailer section: head_scan checks its lines */
 	bool rq_ws;                     /* WebSocket upgrade forwarded, waiting for 101 */
 	char ws_accept[32];             /* the Sec-WebSocket-Accept a real 101 must carry, or "" */
 	bool rule_names_host;           /* this request's allow rule names its host exactly */
-	const char *alt_method, *alt_target; /* an override header's method / path (in the head) */
+	/* an override header's method / path: pointers into rq.b, valid only
+	 * until the head buffer grows again (trailers): read in headers_complete */
+	const char *alt_method, *alt_target;
 	size_t alt_method_len, alt_target_len;
+	bool alt_nonidem;               /* an override header named a method that is not idempotent */
 	bool up_internal;               /* the open upstream is an internal address (conn says) */
 	bool rq_http10;
 	bool rq_close_on_refuse;        /* a refusal cannot drain the body (Expect): close */
@@ -1406,6 +1410,7 @@ static int rq_on_message_begin(llhttp_t *p)
 	h->rule_names_host = false;
 	h->alt_method = h->alt_target = NULL;
 	h->alt_method_len = h->alt_target_len = 0;
+	h->alt_nonidem = false;
 	memset(h->allow, 0, sizeof(h->allow));
 	h->leak = -1;
 	h->start_us = ev_now_us();
@@ -1464,6 +1469,18 @@ static int rq_check_host(struct hx *h, const char *auth, size_t auth_len, const 
 	return 0;
 }
 
+/* RFC 9110 section 9.2.2; the request's own method is upper case as sent,
+ * an override header's is compared without case. */
+static bool method_idempotent(const char *m, size_t n)
+{
+	static const char *const idem[] = { "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE", NULL };
+
+	for (int i = 0; idem[i]; i++)
+		if (ieq(m, n, idem[i]))
+			return true;
+	return false;
+}
+
 static int rq_on_headers_complete(llhttp_t *p)
 {
 	struct hx *h = hx_of(p);
@@ -1477,7 +1494,9 @@ static int rq_on_headers_complete(llhttp_t *p)
 	uint64_t ok_mask = 0, host_mask = 0;
 	int r, st;
 
-	h->bytes_in += m->bytes + 2;
+	/* The head as it came, request line and CRLFs included (head_scan saw
+	 * all of it before llhttp did). */
+	h->bytes_in += h->hs_len;
 	h->method_len = m->a_len ? set_str(h->method, sizeof(h->method), hp(m, m->a), m->a_len) : 0;
 	h->method[h->method_len] = 0;
 	h->rq_http10 = p->http_major == 1 && p->http_minor == 0;
@@ -1646,6 +1665,7 @@ static int rq_on_headers_complete(llhttp_t *p)
 			alt.method_len = x->val_len;
 			h->alt_method = alt.method;
 			h->alt_method_len = alt.method_len;
+			h->alt_nonidem |= !method_idempotent(alt.method, alt.method_len);
 		} else {
 			alt.target = hp(m, x->val);
 			alt.target_len = x->val_len;
@@ -1857,6 +1877,7 @@ static int rq_on_chunk_header(llhttp_t *p)
 	if (p->content_length)
 		return 0;
 	h->rq_trailers = true;
+	h->hs_len = 0;
 	h->hs_body = false;
 	h->hs_eol = h->hs_any = true;
 	h->hs_prev = '\n';
@@ -1883,6 +1904,8 @@ static int rq_on_message_complete(llhttp_t *p)
 	int r;
 
 	h->rq_done = true;
+	if (h->rq_trailers)
+		h->bytes_in += h->hs_len;
 	head_scan_reset(h); /* the next bytes start the next request's head */
 	if (h->rq_fwd && !h->rq_local) {
 		if (h->scan_body) {
@@ -2311,6 +2334,7 @@ static int head_scan(struct hx *h, const char *d, size_t n)
 		h->hs_prev = '\n';
 		i = end + 1;
 	}
+	h->hs_len += h->hs_body ? i : n;
 	return 0;
 }
 
@@ -2318,6 +2342,7 @@ static void head_scan_reset(struct hx *h)
 {
 	h->hs_body = h->hs_eol = h->hs_any = false;
 	h->hs_prev = 0;
+	h->hs_len = 0;
 }
 
 static void rq_parse_error(struct hx *h, llhttp_errno_t e)
@@ -2797,14 +2822,8 @@ bool hx_ws_scrubbing(const struct hx *h)
 
 bool hx_request_idempotent(const struct hx *h)
 {
-	static const char *const idem[] = { "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE", NULL };
-	bool m = false, alt = !h->alt_method;
-
-	for (int i = 0; idem[i]; i++) {
-		m |= h->method_len == strlen(idem[i]) && !memcmp(h->method, idem[i], h->method_len);
-		alt |= h->alt_method && ieq(h->alt_method, h->alt_method_len, idem[i]);
-	}
-	return m && alt;
+	/* Not h->alt_method: trailers may have moved the head buffer since. */
+	return method_idempotent(h->method, h->method_len) && !h->alt_nonidem;
 }
 
 bool hx_rule_names_host(const struct hx *h)

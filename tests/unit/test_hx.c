@@ -803,6 +803,40 @@ static void test_421_every_request(void **state)
 /* ------------------------------------------------------------------ */
 /* Flow                                                               */
 
+/* Whether a request may be sent again on a fresh upstream connection is
+ * asked after the whole request went through, trailers included: by then a
+ * long trailer has grown (moved) the head buffer an override header's method
+ * was read from (ASan: heap-use-after-free before). */
+static void test_idempotent_after_trailers(void **state)
+{
+	static const char *const over[] = { "GET", "POST" };
+	char req[8192], trailer[700]; /* under the 1 KiB head limit, past the buffer's first size */
+	struct buf up = {0}, cl = {0};
+	unsigned ev;
+	size_t consumed;
+
+	memset(trailer, 'v', sizeof(trailer) - 1);
+	trailer[sizeof(trailer) - 1] = 0;
+	load_policy(POLICY_PLAIN);
+	for (int i = 0; i < 2; i++) {
+		struct hx *h = mk("api.test", 443, true);
+		int n = snprintf(req, sizeof(req),
+				 "PUT /v1/x HTTP/1.1\r\nHost: api.test\r\nX-HTTP-Method-Override: %s\r\n"
+				 "Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-Big: %s\r\n\r\n",
+				 over[i], trailer);
+
+		ev = 0;
+		assert_int_equal(hx_on_client(h, req, (size_t)n, &consumed, &up, &cl, &ev), 0);
+		if (buf_len(&cl))
+			fail_msg("override %s: answered locally: %s", over[i], S(&cl));
+		assert_int_equal(hx_request_idempotent(h), i == 0);
+		hx_free(h);
+		reset(&up);
+	}
+	buf_free(&up);
+	buf_free(&cl);
+}
+
 static void test_pipelining(void **state)
 {
 	const char *two = "GET /v1/1 HTTP/1.1\r\nHost: api.test\r\n\r\nGET /v1/2 HTTP/1.1\r\nHost: api.test\r\n\r\n";
@@ -833,6 +867,9 @@ static void test_pipelining(void **state)
 	assert_out(&cl, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2");
 	assert_int_equal(T.n_audit, 2);
 	assert_string_equal(T.a[1].target, "/v1/2");
+	/* bytes in: each head as sent, request line and CRLFs included */
+	assert_int_equal(T.a[0].bytes_in, first);
+	assert_int_equal(T.a[1].bytes_in, strlen(two) - first);
 	hx_free(h);
 	buf_free(&up);
 	buf_free(&cl);
@@ -1710,6 +1747,7 @@ int main(void)
 		cmocka_unit_test(test_refused_then_next),
 		cmocka_unit_test(test_421_every_request),
 		cmocka_unit_test(test_pipelining),
+		cmocka_unit_test(test_idempotent_after_trailers),
 		cmocka_unit_test(test_connection_close),
 		cmocka_unit_test(test_expect_100),
 		cmocka_unit_test(test_websocket),
