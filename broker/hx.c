@@ -2349,6 +2349,12 @@ static void rq_parse_error(struct hx *h, llhttp_errno_t e)
 {
 	const char *why = h->rq_bad ? h->rq_bad : llhttp_get_error_reason(&h->rq_p);
 
+	if (h->rq_active && h->rq_local) {
+		/* Broken in the body of a request already answered here: the
+		 * client has its one response; the connection just ends. */
+		close_now(h, h->ev);
+		return;
+	}
 	if (!h->rq_active)
 		h->rq_active = true; /* audit the broken request too */
 	if (h->rq_fwd && !h->rq_local) {
@@ -2774,7 +2780,9 @@ int hx_on_timeout(struct hx *h, struct buf *to_client, unsigned *ev)
 	feed_begin(h, NULL, 0, NULL, to_client, ev);
 	if (h->rq_fwd && h->rq_done)
 		return hx_on_upstream_error(h, 504, "the upstream did not answer in time", to_client, ev);
-	if (h->rq_active && !(h->rq_fwd && h->rs_sent)) {
+	/* Not after a local answer (a refusal whose body is being drained):
+	 * its client has its response, and one request gets one. */
+	if (h->rq_active && !h->rq_local && !(h->rq_fwd && h->rs_sent)) {
 		h->rq_fwd = false;
 		answer_error(h, 408, "request timeout", "the request was not received in time", true);
 	}

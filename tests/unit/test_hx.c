@@ -837,6 +837,41 @@ static void test_idempotent_after_trailers(void **state)
 	buf_free(&cl);
 }
 
+/* A refused request whose body is still being drained: a header timeout or a
+ * broken chunk in that body ends the connection without a second response or
+ * a second audit line. */
+static void test_one_answer_per_request(void **state)
+{
+	static const char *const tail[] = { NULL, "5\r\nhelloXX" };
+	const char *req = "POST /x HTTP/1.1\r\nHost: evil.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n";
+	struct buf up = {0}, cl = {0};
+	unsigned ev;
+	size_t consumed;
+
+	load_policy(POLICY_PLAIN);
+	for (int i = 0; i < 2; i++) {
+		struct hx *h = mk("evil.test", 443, true);
+		int before = T.n_audit;
+
+		ev = 0;
+		assert_int_equal(hx_on_client(h, req, strlen(req), &consumed, &up, &cl, &ev), 0);
+		assert_non_null(strstr(S(&cl), "HTTP/1.1 403 Forbidden"));
+		reset(&cl);
+		if (tail[i])
+			assert_int_equal(hx_on_client(h, tail[i], strlen(tail[i]), &consumed, &up, &cl, &ev), 0);
+		else
+			assert_int_equal(hx_on_timeout(h, &cl, &ev), 0);
+		if (buf_len(&cl))
+			fail_msg("case %d: a second response: %s", i, S(&cl));
+		assert_true(ev & HX_EV_CLOSE);
+		assert_int_equal(T.n_audit, before + 1);
+		assert_int_equal(buf_len(&up), 0);
+		hx_free(h);
+	}
+	buf_free(&up);
+	buf_free(&cl);
+}
+
 static void test_pipelining(void **state)
 {
 	const char *two = "GET /v1/1 HTTP/1.1\r\nHost: api.test\r\n\r\nGET /v1/2 HTTP/1.1\r\nHost: api.test\r\n\r\n";
@@ -1748,6 +1783,7 @@ int main(void)
 		cmocka_unit_test(test_421_every_request),
 		cmocka_unit_test(test_pipelining),
 		cmocka_unit_test(test_idempotent_after_trailers),
+		cmocka_unit_test(test_one_answer_per_request),
 		cmocka_unit_test(test_connection_close),
 		cmocka_unit_test(test_expect_100),
 		cmocka_unit_test(test_websocket),
