@@ -1310,6 +1310,11 @@ static bool client_write(struct conn *c)
 	return false;
 }
 
+static bool tls_out_waiting(const struct conn *c)
+{
+	return c->cl.ssl && tls_pending_out(c->cl.ssl);
+}
+
 static void timer_update(struct conn *c, bool progress)
 {
 	struct broker *b = c->b;
@@ -1330,13 +1335,15 @@ static void timer_update(struct conn *c, bool progress)
 		want = TK_HEADER;
 	else
 		want = TK_IO;
+	/* Draining: an idle connection goes, once the TLS records of its last
+	 * response have left too (they wait in the socket BIO, not in cout). */
+	if (want == TK_IDLE && c->b->draining && !tls_out_waiting(c)) {
+		conn_close(c, "draining");
+		return;
+	}
 	if (want == c->tk && (!progress || want == TK_HANDSHAKE || want == TK_HEADER || want == TK_FIRST))
 		return;
 	if (want == TK_IDLE && c->tk != TK_IDLE) {
-		if (c->b->draining) {
-			conn_close(c, "draining");
-			return;
-		}
 		/* Idle keep-alive connections should cost little memory, but a
 		 * busy one goes idle between every two requests: trim later. */
 		ev_timer_arm(&b->loop, &b->t_trim, &c->trim);
@@ -1833,7 +1840,8 @@ void broker_drain(struct broker *b)
 	lis_close(b);
 	/* Idle connections go now; busy ones finish their request (timer_update closes them). */
 	for (c = b->conns.next; c != &b->conns; c = c->next)
-		if (c->st != CS_HTTP || (c->hx && hx_idle(c->hx) && !buf_len(&c->cout) && !buf_len(&c->cin)))
+		if (c->st != CS_HTTP || (c->hx && hx_idle(c->hx) && !buf_len(&c->cout) && !buf_len(&c->cin) &&
+					 !tls_out_waiting(c)))
 			conn_close(c, "draining");
 	while (b->pool)
 		pool_expire(&b->pool->timer);

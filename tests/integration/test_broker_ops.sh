@@ -127,14 +127,16 @@ sl_assert_eq 200 "$code" "bad policy file: the old policy stays in force"
 # ---- SIGTERM ----
 # A response whose last bytes still wait for a slow reader when the broker is
 # told to stop is delivered whole before the connection closes.
-"$PY" - "$BPORT" "$T/run/ca.crt" "$T/slowread" <<'EOPY' &
+# Two sizes: 3 MB still waits in the broker's own buffer at the signal; 100 KB
+# has all left it into TLS records that the socket has not taken yet.
+cat >"$T/slowread.py" <<'EOPY'
 import os, socket, ssl, sys, time
-port, ca, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+port, ca, out, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 raw = socket.socket()
 raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 raw.connect(("127.0.0.1", port))
 s = ssl.create_default_context(cafile=ca).wrap_socket(raw, server_hostname="other.test")
-s.sendall(b"GET /bytes?n=3000000 HTTP/1.1\r\nHost: other.test\r\n\r\n")
+s.sendall(b"GET /bytes?n=%d HTTP/1.1\r\nHost: other.test\r\n\r\n" % n)
 open(out + ".sent", "w").close()
 time.sleep(2)  # the test sends SIGTERM meanwhile
 data = b""
@@ -150,12 +152,18 @@ except OSError as e:
 head, _, body = data.partition(b"\r\n\r\n")
 open(out, "w").write("body %d %s" % (len(body), "clean" if not data.endswith(b">") else data[-40:].decode("latin-1")))
 EOPY
+"$PY" "$T/slowread.py" "$BPORT" "$T/run/ca.crt" "$T/slowread" 3000000 &
 SLOW=$!
+"$PY" "$T/slowread.py" "$BPORT" "$T/run/ca.crt" "$T/slowread2" 100000 &
+SLOW2=$!
 sl_wait_for test -e "$T/slowread.sent" || sl_fail "the slow reader did not start"
+sl_wait_for test -e "$T/slowread2.sent" || sl_fail "the second slow reader did not start"
 sleep 0.7
 kill -TERM "$BPID"
 wait $SLOW
+wait $SLOW2
 sl_assert_eq "body 3000000 clean" "$(cat "$T/slowread" 2>/dev/null)" "draining: a response still leaving to a slow reader arrives whole"
+sl_assert_eq "body 100000 clean" "$(cat "$T/slowread2" 2>/dev/null)" "draining: a response whose last TLS records wait for the socket arrives whole"
 for i in $(seq 50); do kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$BPID" 2>/dev/null && sl_fail "broker did not exit on SIGTERM"
 sl_assert_contains "$(cat "$T/broker.log")" "exited cleanly" "SIGTERM drains and exits"
