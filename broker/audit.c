@@ -109,7 +109,7 @@ void audit_record(struct broker *b, const struct conn *c, const struct hx_audit 
 	/* One reservation for the line (strings at their worst-case escaping):
 	 * every append below then takes the inline path. */
 	buf_reserve(o, 320 + 6 * (sb_len + comm_len + rec->method_len + rec->host_len +
-				  rec->target_len + rule_len + sec_len));
+				  rec->target_len + rule_len + sec_len + (rec->cut ? strlen(rec->cut) : 0)));
 	PUT_LIT(o, "{\"time\":\"");
 	buf_put(o, ts, ts_len);
 	buf_put(o, ms, sizeof(ms));
@@ -147,6 +147,10 @@ void audit_record(struct broker *b, const struct conn *c, const struct hx_audit 
 	buf_put_u64(o, rec->bytes_out);
 	PUT_LIT(o, ",\"duration_us\":");
 	buf_put_u64(o, rec->end_us >= rec->start_us ? rec->end_us - rec->start_us : 0);
+	if (rec->cut) {
+		PUT_LIT(o, ",\"cut\":");
+		audit_json_str(o, rec->cut, strlen(rec->cut));
+	}
 	PUT_LIT(o, "}\n");
 	if (buf_len(o) > 64 * 1024)
 		audit_flush(b);

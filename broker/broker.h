@@ -95,6 +95,7 @@ struct conn {
 	const char *close_reason;
 	bool tls;                      /* client side is TLS */
 	bool tunnel;                   /* after an upgrade: raw bytes both ways */
+	uint64_t tun_in, tun_out;      /* tunnel bytes from / to the sandbox, for the audit line */
 	bool hx_paused;                /* request in flight: hx took part of cin, waits for RESUME */
 	bool client_eof_fed;           /* hx_on_client_eof was called */
 	bool up_eof_fed;

@@ -499,6 +499,7 @@ static void handle_events(struct conn *c, unsigned ev)
 				conn_close(c, "out of memory");
 				return;
 			}
+			c->tun_in += buf_len(&c->cin);
 			buf_consume(&c->cin, buf_len(&c->cin));
 		}
 	}
@@ -1062,6 +1063,8 @@ static bool client_read(struct conn *c)
 		buf_commit(dst, (size_t)r);
 		if (c->raw)
 			c->raw->bytes_in += (uint64_t)r;
+		else if (c->tunnel)
+			c->tun_in += (uint64_t)r;
 		return true;
 	}
 	if (r == 0) {
@@ -1070,7 +1073,7 @@ static bool client_read(struct conn *c)
 	}
 	if (r == -EIO) {
 		pr_debug("client read: %s", why);
-		conn_close(c, "client read error");
+		conn_close(c, "client connection lost (read failed)");
 	}
 	return false;
 }
@@ -1247,8 +1250,10 @@ static bool up_read_once(struct conn *c)
 	}
 	if (ws) {
 		/* Frames from a host with secrets: rebuilt with scrubbed payloads. */
+		size_t before = buf_len(&c->cout);
 		int e = hx_on_ws_upstream(c->hx, p, (size_t)r, &c->cout);
 
+		c->tun_out += buf_len(&c->cout) - before;
 		if (e) {
 			c->abort = true;
 			conn_close(c, e == -EPROTO ? "the upstream sent a WebSocket frame RFC 6455 forbids here"
@@ -1261,6 +1266,8 @@ static bool up_read_once(struct conn *c)
 		buf_commit(&c->cout, (size_t)r);
 		if (c->raw)
 			c->raw->bytes_out += (uint64_t)r;
+		else
+			c->tun_out += (uint64_t)r;
 		return true;
 	}
 	if (c->replay_ok) {
@@ -1305,7 +1312,7 @@ static bool client_write(struct conn *c)
 	}
 	if (r == -EIO) {
 		pr_debug("client write: %s", why);
-		conn_close(c, "client write error");
+		conn_close(c, "client connection lost (write failed)");
 	}
 	return false;
 }
@@ -1383,7 +1390,7 @@ static void conn_run(struct conn *c)
 			return;
 		/* Handshake flights and alerts that no write of ours carried. */
 		if (side_flush(&c->cl) < 0) {
-			conn_close(c, "client write error");
+			conn_close(c, "client connection lost (write failed)");
 			return;
 		}
 		if (c->ust == US_READY && side_flush(&c->up) < 0) {
@@ -1581,6 +1588,8 @@ static void conn_free(struct conn *c)
 		ERR_clear_error();
 		SSL_free(c->cl.ssl);
 	}
+	/* Before the sockets go: a request cut short still gets its audit line. */
+	hx_end(c->hx, c->close_reason, c->tun_in, c->tun_out);
 	hx_free(c->hx);
 	buf_free(&c->cin);
 	buf_free(&c->cout);
@@ -1853,7 +1862,7 @@ void broker_fini(struct broker *b)
 
 	lis_close(b);
 	for (c = b->conns.next; c != &b->conns; c = c->next)
-		conn_close(c, "exit");
+		conn_close(c, "the broker stopped (drain deadline passed)");
 	broker_before_sleep(b);
 	while (b->pool)
 		pool_expire(&b->pool->timer);

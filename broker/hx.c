@@ -130,6 +130,9 @@ struct hx {
 	uint64_t start_us, bytes_in, bytes_out;
 	int status;                     /* final status given to the sandbox */
 	char why[256];                  /* rule or refusal reason for the audit line */
+	bool audited;                   /* this request's audit line is written: one per request */
+	bool rq_head_done;              /* the request head was complete (the policy saw it) */
+	char cut[128];                  /* why the exchange ended early, for its audit line, or "" */
 
 	/* Response state. */
 	bool rs_active;                 /* response head seen, body not complete */
@@ -310,9 +313,13 @@ static void audit_emit(struct hx *h)
 	struct hx_audit rec;
 	struct hx_head *m = &h->rq;
 
-	if (!h->env.audit || !h->rq_active)
+	/* A WebSocket tunnel's line is written when it closes (hx_end), with
+	 * the tunnel's bytes and lifetime; rq_active is false by then. */
+	if (!h->env.audit || !(h->rq_active || h->tunnel) || h->audited)
 		return;
+	h->audited = true;
 	memset(&rec, 0, sizeof(rec));
+	rec.cut = h->cut[0] ? h->cut : NULL;
 	rec.method = h->method;
 	rec.method_len = h->method_len;
 	rec.host = h->host;
@@ -343,6 +350,31 @@ static void audit_emit(struct hx *h)
 	rec.start_us = h->start_us;
 	rec.end_us = ev_now_us();
 	h->env.audit(h->env.ctx, &rec);
+}
+
+/* Why the request in flight ends without its response complete (the first
+ * reason given wins): its audit line, written by hx_end, carries it. */
+static void set_cut(struct hx *h, const char *why)
+{
+	if (!h->cut[0] && why && *why)
+		snprintf(h->cut, sizeof(h->cut), "%s", why);
+}
+
+void hx_end(struct hx *h, const char *why, uint64_t tunnel_in, uint64_t tunnel_out)
+{
+	if (!h || h->audited)
+		return;
+	if (h->tunnel) {
+		h->bytes_in += tunnel_in;
+		h->bytes_out += tunnel_out;
+		audit_emit(h);
+		return;
+	}
+	/* A request whose head never completed reached no rule and no upstream. */
+	if (!h->rq_active || !h->rq_head_done)
+		return;
+	set_cut(h, why ? why : "the connection closed");
+	audit_emit(h);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1176,6 +1208,7 @@ static void rq_abort_leak(struct hx *h)
 		if (h->rs_sent) {
 			h->closed = true;
 			*h->ev |= HX_EV_CLOSE | HX_EV_ABORT;
+			set_cut(h, "the request carried a secret's placeholder toward a host that secret is not for");
 			audit_emit(h);
 			h->rq_local = true;
 			return;
@@ -1402,7 +1435,8 @@ static int rq_on_message_begin(llhttp_t *p)
 	h->rq_ws = h->holding = h->scan_body = h->rq_http10 = false;
 	h->expect_local = false;
 	h->rq_fr = FR_NONE;
-	h->method[0] = h->host[0] = h->why[0] = 0;
+	h->method[0] = h->host[0] = h->why[0] = h->cut[0] = 0;
+	h->audited = h->rq_head_done = false;
 	h->method_len = 0;
 	h->host_len = h->host_port_len = 0;
 	h->status = 0;
@@ -1497,6 +1531,7 @@ static int rq_on_headers_complete(llhttp_t *p)
 	/* The head as it came, request line and CRLFs included (head_scan saw
 	 * all of it before llhttp did). */
 	h->bytes_in += h->hs_len;
+	h->rq_head_done = true;
 	h->method_len = m->a_len ? set_str(h->method, sizeof(h->method), hp(m, m->a), m->a_len) : 0;
 	h->method[h->method_len] = 0;
 	h->rq_http10 = p->http_major == 1 && p->http_minor == 0;
@@ -1963,6 +1998,8 @@ static void close_now(struct hx *h, unsigned *ev)
 
 static void rs_fail(struct hx *h, const char *reason)
 {
+	if (h->rq_active && h->rs_sent)
+		set_cut(h, reason);
 	*h->ev |= HX_EV_UPSTREAM_DONE;
 	h->up_open = false;
 	if (h->rq_fwd && !h->rs_sent && h->rq_active) {
@@ -2355,8 +2392,13 @@ static void rq_parse_error(struct hx *h, llhttp_errno_t e)
 		close_now(h, h->ev);
 		return;
 	}
-	if (!h->rq_active)
-		h->rq_active = true; /* audit the broken request too */
+	if (!h->rq_active) {
+		/* Audit the broken request too (it began before llhttp saw a
+		 * message start: nothing of the last request's line carries over). */
+		h->rq_active = true;
+		h->audited = false;
+		h->cut[0] = 0;
+	}
 	if (h->rq_fwd && !h->rq_local) {
 		/* Broken mid-body after the head went upstream (too large
 		 * trailers count here too): nothing sane can follow, and no
@@ -2364,6 +2406,8 @@ static void rq_parse_error(struct hx *h, llhttp_errno_t e)
 		*h->ev |= HX_EV_UPSTREAM_DONE;
 		h->up_open = false;
 		if (h->rs_sent) {
+			set_cut(h, h->rq.too_big ? "the request's trailers exceed the header limit"
+						 : why && *why ? why : llhttp_errno_name(e));
 			h->closed = true;
 			*h->ev |= HX_EV_CLOSE | HX_EV_ABORT;
 			return;
@@ -2459,6 +2503,8 @@ int hx_on_client_eof(struct hx *h, struct buf *to_up, unsigned *ev)
 			*ev |= HX_EV_UPSTREAM_DONE;
 			h->up_open = false;
 		}
+		if (h->rq_active && !h->rq_done)
+			set_cut(h, "the client closed the connection before the end of its request");
 		close_now(h, ev);
 	}
 	/* Else the response in flight is delivered, then the connection closes. */
@@ -2686,10 +2732,11 @@ int hx_on_upstream(struct hx *h, const char *data, size_t len, struct buf *to_cl
 		}
 		if (e == HPE_PAUSED_UPGRADE && h->tunnel) {
 			off = pos;
-			audit_emit(h);
-			h->rq_active = false;
+			h->rq_active = false; /* its audit line waits for the tunnel's end (hx_end) */
 			h->rq_fwd = false;
 			*ev |= HX_EV_TUNNEL | HX_EV_RESUME_CLIENT;
+			size_t before = to_client->len;
+
 			if (h->ws_scrub) {
 				int r = hx_on_ws_upstream(h, data + off, len - off, to_client);
 
@@ -2702,6 +2749,8 @@ int hx_on_upstream(struct hx *h, const char *data, size_t len, struct buf *to_cl
 			} else if (buf_append(to_client, data + off, len - off)) {
 				h->err = -ENOMEM;
 			}
+			/* The tunnel's first bytes, read with the 101. */
+			h->bytes_out += to_client->len - before;
 			break;
 		}
 		if (!h->err && !h->closed) {
@@ -2757,6 +2806,7 @@ int hx_on_upstream_error(struct hx *h, int status, const char *reason, struct bu
 	if (h->rs_sent) {
 		/* Part of the response went out: a clean close would pass the cut
 		 * for the end of a body that runs to the connection's close. */
+		set_cut(h, reason ? reason : "upstream failed");
 		h->closed = true;
 		*ev |= HX_EV_CLOSE | HX_EV_ABORT;
 		return 0;
@@ -2785,6 +2835,8 @@ int hx_on_timeout(struct hx *h, struct buf *to_client, unsigned *ev)
 	if (h->rq_active && !h->rq_local && !(h->rq_fwd && h->rs_sent)) {
 		h->rq_fwd = false;
 		answer_error(h, 408, "request timeout", "the request was not received in time", true);
+	} else if (h->rq_active) {
+		set_cut(h, "the rest of the request was not received in time");
 	}
 	close_now(h, ev);
 	return h->err;

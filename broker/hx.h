@@ -40,6 +40,7 @@ struct hx_audit {
 	uint64_t bytes_in;                        /* request bytes from the sandbox (head + body) */
 	uint64_t bytes_out;                       /* response bytes to the sandbox */
 	uint64_t start_us, end_us;                /* CLOCK_MONOTONIC, microseconds */
+	const char *cut;                          /* why the exchange ended before its end, or NULL */
 };
 
 struct hx_env {
@@ -67,6 +68,12 @@ enum hx_event {
 /* Returns NULL on ENOMEM. env is copied; the strings it points to must outlive hx. */
 struct hx *hx_new(const struct hx_env *env);
 void hx_free(struct hx *h);  /* NULL-safe */
+
+/* The connection is going away (why: the broker's reason). Writes the audit
+ * line of a request it cut short (with why, unless hx knew better), and a
+ * WebSocket tunnel's, whose bytes (tunnel_in from the sandbox, tunnel_out to
+ * it, after the 101) only the caller counted. Call once, before hx_free. */
+void hx_end(struct hx *h, const char *why, uint64_t tunnel_in, uint64_t tunnel_out);
 
 /* Bytes from the client. Appends to to_up (toward the upstream) and/or to_client
  * (local answers: 400, 403, 421, 431...). Sets *consumed to the bytes taken and

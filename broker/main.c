@@ -126,13 +126,14 @@ static const char usage[] =
 "  --log-level L          error|warn|info|debug\n"
 "  --max-conns N          connections open at once, split evenly between workers (default 16384)\n"
 "  --handshake-timeout S, --header-timeout S, --idle-timeout S, --io-timeout S   (seconds, decimals ok)\n"
+"  --drain-timeout S      on SIGTERM/SIGINT, how long busy connections may finish (default 10)\n"
 "  --max-header-bytes N   request/response head limit (default 65536)\n"
 "  --origdst-fixed ADDR:PORT  TEST AID: treat every connection as redirected from ADDR:PORT\n";
 
 enum {
 	OPT_LISTEN = 256, OPT_READY, OPT_POLICY, OPT_ALLOW, OPT_UPCA, OPT_RESOLVE, OPT_CADIR,
 	OPT_RUNDIR, OPT_AUDIT, OPT_PIN, OPT_SANDBOX, OPT_WORKERS, OPT_LOGLEVEL, OPT_ORIGFIXED,
-	OPT_MAXCONNS, OPT_HS_TO, OPT_HDR_TO, OPT_IDLE_TO, OPT_IO_TO, OPT_MAXHDR, OPT_HELP,
+	OPT_MAXCONNS, OPT_HS_TO, OPT_HDR_TO, OPT_IDLE_TO, OPT_IO_TO, OPT_DRAIN_TO, OPT_MAXHDR, OPT_HELP,
 };
 
 static const struct option opts[] = {
@@ -155,6 +156,7 @@ static const struct option opts[] = {
 	{ "header-timeout", required_argument, NULL, OPT_HDR_TO },
 	{ "idle-timeout", required_argument, NULL, OPT_IDLE_TO },
 	{ "io-timeout", required_argument, NULL, OPT_IO_TO },
+	{ "drain-timeout", required_argument, NULL, OPT_DRAIN_TO },
 	{ "max-header-bytes", required_argument, NULL, OPT_MAXHDR },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ 0 },
@@ -180,7 +182,8 @@ static int parse_secs(const char *s, uint32_t *ms)
 	char *end;
 	double d = strtod(s, &end);
 
-	if (!*s || *end || d <= 0 || d > 86400)
+	/* Written so that NaN fails too; under a millisecond would be a timer of 0. */
+	if (!*s || *end || !(d >= 0.001 && d <= 86400))
 		return -EINVAL;
 	*ms = (uint32_t)(d * 1000);
 	return 0;
@@ -634,12 +637,14 @@ int main(int argc, char **argv)
 		case OPT_HS_TO:
 		case OPT_HDR_TO:
 		case OPT_IDLE_TO:
-		case OPT_IO_TO: {
+		case OPT_IO_TO:
+		case OPT_DRAIN_TO: {
 			uint32_t *ms = opt == OPT_HS_TO ? &cfg.handshake_ms : opt == OPT_HDR_TO ? &cfg.header_ms
-				     : opt == OPT_IDLE_TO ? &cfg.idle_ms : &cfg.io_ms;
+				     : opt == OPT_IDLE_TO ? &cfg.idle_ms : opt == OPT_IO_TO ? &cfg.io_ms
+				     : &cfg.drain_ms;
 
 			if (parse_secs(optarg, ms)) {
-				fprintf(stderr, "sluiced: --%s %s: expected seconds (0 < S <= 86400)\n",
+				fprintf(stderr, "sluiced: --%s %s: expected seconds (0.001 <= S <= 86400)\n",
 					opts[opt - OPT_LISTEN].name, optarg);
 				return 2;
 			}

@@ -20,7 +20,7 @@ ulimit -S -c "$(ulimit -H -c)"
 sl_bg broker "$SLUICED" --listen 127.0.0.1:0 --ready-fd "$rfd" --ca-dir "$T/ca" --run-dir "$T/run" \
 	--origdst-fixed "$FI_IP4:443" --upstream-ca "$FI_CA" --resolve "api.test:$FI_IP4" \
 	--resolve "other.test:$FI_IP4" --resolve "meta.test:169.254.169.254" --policy "$T/policy.yaml" \
-	--audit "$T/audit" --handshake-timeout 1 --header-timeout 1.5 --log-level debug
+	--audit "$T/audit" --handshake-timeout 1 --header-timeout 1.5 --drain-timeout 5 --log-level debug
 exec {rfd}>&-
 sl_wait_for grep -q READY "$T/ready" || sl_fail "broker did not get ready: $(cat "$T/broker.log")"
 read -r _ BPORT BDNS <"$T/ready"
@@ -124,6 +124,14 @@ sl_assert_contains "$(grep 'keeping the policy' "$T/broker.log")" "policy.yaml:"
 code=$("${C[@]}" -o /dev/null -w '%{http_code}' "https://other.test/hello")
 sl_assert_eq 200 "$code" "bad policy file: the old policy stays in force"
 
+# ---- bad option values: a clear refusal, never a timer of 0 ----
+for v in nan 0.0001 -1 1e9 2x; do
+	err=$("$SLUICED" --idle-timeout "$v" --help 2>&1 >/dev/null); rc=$?
+	sl_assert_eq 2 "$rc" "--idle-timeout $v is refused"
+	sl_assert_contains "$err" "expected seconds (0.001 <= S <= 86400)" "--idle-timeout $v: the message says what is expected"
+done
+"$SLUICED" --drain-timeout 0.5 --help >/dev/null 2>&1 || sl_fail "--drain-timeout 0.5 refused"
+
 # ---- SIGTERM ----
 # A response whose last bytes still wait for a slow reader when the broker is
 # told to stop is delivered whole before the connection closes.
@@ -156,6 +164,23 @@ EOPY
 SLOW=$!
 "$PY" "$T/slowread.py" "$BPORT" "$T/run/ca.crt" "$T/slowread2" 100000 &
 SLOW2=$!
+# A reader that stops reading past the drain deadline (--drain-timeout 5): its
+# connection is cut when the broker stops, and its request still has an audit
+# line that says so.
+cat >"$T/stall.py" <<'EOPY'
+import socket, ssl, sys, time
+raw = socket.socket()
+raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+raw.connect(("127.0.0.1", int(sys.argv[1])))
+s = ssl.create_default_context(cafile=sys.argv[2]).wrap_socket(raw, server_hostname="other.test")
+s.sendall(b"GET /bytes?n=50000000 HTTP/1.1\r\nHost: other.test\r\n\r\n")
+s.recv(1000)
+open(sys.argv[3], "w").close()
+time.sleep(8)
+EOPY
+"$PY" "$T/stall.py" "$BPORT" "$T/run/ca.crt" "$T/stall.sent" &
+STALL=$!
+sl_wait_for test -e "$T/stall.sent" || sl_fail "the stalled reader did not start"
 sl_wait_for test -e "$T/slowread.sent" || sl_fail "the slow reader did not start"
 sl_wait_for test -e "$T/slowread2.sent" || sl_fail "the second slow reader did not start"
 sleep 0.7
@@ -167,4 +192,9 @@ sl_assert_eq "body 100000 clean" "$(cat "$T/slowread2" 2>/dev/null)" "draining: 
 for i in $(seq 50); do kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$BPID" 2>/dev/null && sl_fail "broker did not exit on SIGTERM"
 sl_assert_contains "$(cat "$T/broker.log")" "exited cleanly" "SIGTERM drains and exits"
+kill "$STALL" 2>/dev/null; wait "$STALL" 2>/dev/null
+line=$(grep -F '"path":"/bytes?n=50000000"' "$T/audit")
+sl_log "audit: $line"
+sl_assert_contains "$line" '"cut":"the broker stopped (drain deadline passed)"' \
+	"a response cut at the drain deadline has its audit line, with the reason"
 sl_pass

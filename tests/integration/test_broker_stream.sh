@@ -77,6 +77,36 @@ slow=$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}')
 awk -v v="$slow" 'BEGIN{exit !(v <= 6)}' || sl_fail "16 MiB at 8 MiB/s took ${slow}s (stalled?)"
 sl_ok "16 MiB to a slow reader in ${slow}s (2 s at its rate)"
 
+# ---- a client that goes away mid-download still gets its audit line ----
+# One closes cleanly after 64 KiB, one resets; both requests went upstream, so
+# both are on record, with how far they got and why they ended.
+"$PY" - "$BPORT" "$T/run/ca.crt" <<'PY' || sl_fail "mid-download clients failed"
+import socket, ssl, struct, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+for path, reset in (("/big?quit", False), ("/big?reset", True)):
+    raw = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    s = ctx.wrap_socket(raw, server_hostname="api.test")
+    s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: api.test:4443\r\n\r\n")
+    got = 0
+    while got < 65536:
+        got += len(s.recv(65536))
+    if reset:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+PY
+cut_line() { grep -F "\"path\":\"$1\"" "$T/audit" | grep -F '"cut":'; }
+sl_wait_for cut_line "/big?quit" || sl_fail "no audit line for a download the client quit: $(tail -n 3 "$T/audit")"
+sl_wait_for cut_line "/big?reset" || sl_fail "no audit line for a download the client reset: $(tail -n 3 "$T/audit")"
+for q in quit reset; do
+	line=$(cut_line "/big?$q")
+	sl_log "audit: $line"
+	sl_assert_contains "$line" '"status":200' "the cut download ($q) is on record with the status it got"
+	out=$(sed 's/.*"bytes_out":\([0-9]*\).*/\1/' <<<"$line")
+	[ "$out" -ge 65536 ] && [ "$out" -lt $((50 * 1024 * 1024)) ] ||
+		sl_fail "the cut download ($q) says bytes_out $out: not how far it got"
+done
+sl_ok "downloads cut short by the client have audit lines with their bytes and the reason"
+
 # ---- a reused upstream connection the server closed: retried once, not a 502 ----
 # Each connection answers its first request (keep-alive) and closes on the next
 # one without a word: what a server whose keep-alive timer fired just as the

@@ -103,6 +103,14 @@ e2e_expect ws 101 "websocket: 101 from the upstream"
 sl_assert_eq "hello-ws
 second message through the tunnel" "$(e2e_body ws)" "websocket: both messages echoed"
 sl_assert_contains "$(cat "$FI_DIR/ws.443.log" 2>/dev/null)" "second message through the tunnel" "websocket: the upstream got the frames"
+# Its audit line is written when the tunnel ends, with the frames' bytes:
+# 156 bytes of upgrade request, then 53 of masked frames from the client.
+wsl=$(grep -F '"path":"/ws?id=ws1"' "$T/audit.log")
+sl_log "websocket audit: $wsl"
+sl_assert_contains "$wsl" '"status":101' "websocket: one audit line, status 101"
+wsin=$(sed 's/.*"bytes_in":\([0-9]*\).*/\1/' <<<"$wsl")
+[ "$wsin" = 209 ] || sl_fail "websocket: the audit line counts $wsin bytes in, not the 156 of the upgrade + 53 of frames"
+sl_ok "websocket: the audit line counts the tunnel's bytes"
 
 # Host/SNI mismatch
 e2e_expect sm 421 "mismatch: curl with Host other.test on SNI api.test"

@@ -40,7 +40,7 @@
 
 struct audit_copy {
 	int status;
-	char method[16], host[64], target[256], rule[256], secrets[128];
+	char method[16], host[64], target[256], rule[256], secrets[128], cut[128];
 	uint64_t bytes_in, bytes_out;
 };
 
@@ -76,6 +76,7 @@ static void t_audit(void *ctx, const struct hx_audit *r)
 	snprintf(c->target, sizeof(c->target), "%.*s", (int)r->target_len, r->target ? r->target : "");
 	snprintf(c->rule, sizeof(c->rule), "%s", r->rule ? r->rule : "");
 	snprintf(c->secrets, sizeof(c->secrets), "%s", r->secrets ? r->secrets : "");
+	snprintf(c->cut, sizeof(c->cut), "%s", r->cut ? r->cut : "");
 	c->bytes_in = r->bytes_in;
 	c->bytes_out = r->bytes_out;
 }
@@ -1294,8 +1295,17 @@ static void test_websocket(void **state)
 	assert_int_equal(hx_on_client(h, req + hl, 3, &consumed, &up, &cl, &ev), 0);
 	assert_int_equal(consumed, 3);
 	assert_out(&up, "\x81\x01X");
+	/* The tunnel's line is written when it ends, with its bytes (the caller
+	 * counts those after the 101; the first frame came with the 101). */
+	assert_int_equal(T.n_audit, 0);
+	hx_end(h, "tunnel closed by client", 3 + 100, 200);
 	assert_int_equal(T.n_audit, 1);
 	assert_int_equal(T.a[0].status, 101);
+	assert_int_equal(T.a[0].bytes_in, hl + 103);
+	assert_int_equal(T.a[0].bytes_out, strlen(S(&cl)) + 200);
+	assert_string_equal(T.a[0].cut, "");
+	hx_end(h, "again", 1, 1);
+	assert_int_equal(T.n_audit, 1);
 	hx_free(h);
 
 	/* Only a real handshake opens the tunnel: a bare 101 (a status echo), a
@@ -1765,6 +1775,82 @@ static void test_client_eof(void **state)
 	buf_free(&cl);
 }
 
+/* A request that went upstream gets its audit line also when the exchange
+ * ends early, saying why; a request whose head never completed gets none. */
+static void test_cut_short(void **state)
+{
+	static const char get[] = "GET /v1/x HTTP/1.1\r\nHost: api.test\r\n\r\n";
+	static const char head10[] = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+	struct buf up = {0}, cl = {0};
+	unsigned ev = 0;
+	struct hx *h;
+
+	(void)state;
+	load_policy(POLICY_PLAIN);
+
+	/* The upstream closes mid-body. */
+	h = mk("api.test", 443, true);
+	feed(h, get, &up, &cl, &ev);
+	upstream(h, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabcd", &cl, &ev);
+	ev = 0;
+	assert_int_equal(hx_on_upstream_eof(h, &cl, &ev), 0);
+	assert_true(ev & HX_EV_ABORT);
+	hx_end(h, "done", 0, 0);
+	assert_int_equal(T.n_audit, 1);
+	assert_int_equal(T.a[0].status, 200);
+	assert_string_equal(T.a[0].target, "/v1/x");
+	assert_string_equal(T.a[0].cut, "the upstream closed the connection before the response was complete");
+	assert_int_equal(T.a[0].bytes_in, strlen(get));
+	assert_int_equal(T.a[0].bytes_out, strlen(S(&cl)));
+	hx_end(h, "done", 0, 0); /* one line per request */
+	assert_int_equal(T.n_audit, 1);
+	hx_free(h);
+
+	/* The client goes away (read error, reset) mid-response. */
+	reset(&up);
+	reset(&cl);
+	h = mk("api.test", 443, true);
+	feed(h, get, &up, &cl, &ev);
+	upstream(h, head10, &cl, &ev);
+	hx_end(h, "client read error", 0, 0);
+	assert_int_equal(T.n_audit, 1);
+	assert_int_equal(T.a[0].status, 200);
+	assert_string_equal(T.a[0].cut, "client read error");
+	hx_free(h);
+
+	/* The client closes mid-body of a request that went upstream: nothing
+	 * was answered (status 0). */
+	reset(&up);
+	reset(&cl);
+	h = mk("api.test", 443, true);
+	feed(h, "POST /v1/p HTTP/1.1\r\nHost: api.test\r\nContent-Length: 10\r\n\r\nabc", &up, &cl, &ev);
+	assert_true(strlen(S(&up)) > 0);
+	ev = 0;
+	assert_int_equal(hx_on_client_eof(h, &up, &ev), 0);
+	assert_true(ev & HX_EV_CLOSE);
+	hx_end(h, "done", 0, 0);
+	assert_int_equal(T.n_audit, 1);
+	assert_int_equal(T.a[0].status, 0);
+	assert_string_equal(T.a[0].method, "POST");
+	assert_string_equal(T.a[0].cut, "the client closed the connection before the end of its request");
+	hx_free(h);
+
+	/* A complete exchange, then half a head: no second line. */
+	reset(&up);
+	reset(&cl);
+	h = mk("api.test", 443, true);
+	feed(h, get, &up, &cl, &ev);
+	upstream(h, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", &cl, &ev);
+	assert_int_equal(T.n_audit, 1);
+	assert_string_equal(T.a[0].cut, "");
+	feed(h, "GET /v1/y HT", &up, &cl, &ev);
+	hx_end(h, "client read error", 0, 0);
+	assert_int_equal(T.n_audit, 1);
+	hx_free(h);
+	buf_free(&up);
+	buf_free(&cl);
+}
+
 static int teardown(void **state)
 {
 	t_teardown_all();
@@ -1798,6 +1884,7 @@ int main(void)
 		cmocka_unit_test(test_bare_lf_after_head),
 		cmocka_unit_test(test_big_trailers_mid_response),
 		cmocka_unit_test(test_client_eof),
+		cmocka_unit_test(test_cut_short),
 		cmocka_unit_test(test_injection),
 		cmocka_unit_test(test_no_policy),
 		cmocka_unit_test(test_sandcat_alias),
