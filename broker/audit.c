@@ -2,6 +2,7 @@
 /* The audit log: one JSON object per line per request, batched per loop wake-up. */
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -165,24 +166,35 @@ void audit_record(struct broker *b, const struct conn *c, const struct hx_audit 
  */
 /* Written by every worker's flush, read by every worker: atomic. */
 static atomic_bool audit_failing;
+/* The log ends in part of a line (a write stopped mid-line): the next write
+ * starts with a newline, so the next line is not glued to the fragment.
+ * Global: with several workers, whichever writes next follows the fragment. */
+static atomic_bool audit_torn;
 
 bool audit_ok(void)
 {
 	return !atomic_load(&audit_failing);
 }
 
-static int write_all_raw(int fd, const char *p, size_t n)
+/* *done counts what went out, also when an error stops the rest. A full pipe
+ * (a non-blocking stdout) gets a second to drain before that counts as a failure. */
+static int write_all_raw(int fd, const char *p, size_t n, size_t *done)
 {
 	while (n) {
 		ssize_t w = write(fd, p, n);
 
 		if (w < 0) {
+			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+
 			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN && poll(&pfd, 1, 1000) > 0)
 				continue;
 			return -errno;
 		}
 		p += w;
 		n -= (size_t)w;
+		*done += (size_t)w;
 	}
 	return 0;
 }
@@ -204,21 +216,31 @@ size_t audit_pipe_chunk(const char *p, size_t n)
 /* Whole lines, never interleaved with another worker's: one write() on an
  * O_APPEND file is, but on a pipe only up to PIPE_BUF bytes are, so there
  * the lines go in chunks cut by audit_pipe_chunk(). */
-static int write_all(int fd, bool fifo, const char *p, size_t n)
+static int write_all(int fd, bool fifo, const char *p, size_t n, size_t *done)
 {
 	size_t off = 0;
 
+	*done = 0;
 	if (n <= PIPE_BUF || !fifo)
-		return write_all_raw(fd, p, n);
+		return write_all_raw(fd, p, n, done);
 	while (off < n) {
 		size_t k = audit_pipe_chunk(p + off, n - off);
-		int rc = write_all_raw(fd, p + off, k);
+		int rc = write_all_raw(fd, p + off, k, done);
 
 		if (rc)
 			return rc;
 		off += k;
 	}
 	return 0;
+}
+
+/* Where the line holding byte done of p starts: the lines before it are
+ * whole in the log; it and the rest must be written elsewhere. */
+size_t audit_resume_at(const char *p, size_t done)
+{
+	const char *nl = done ? memrchr(p, '\n', done) : NULL;
+
+	return nl ? (size_t)(nl - p) + 1 : 0;
 }
 
 static bool fd_is_fifo(int fd)
@@ -237,21 +259,34 @@ void audit_set_fd(struct broker *b, int fd)
 void audit_flush(struct broker *b)
 {
 	struct buf *o = &b->audit_buf;
-	int rc;
+	size_t done = 0, from;
+	int rc = 0;
 
 	if (!buf_len(o))
 		return;
-	rc = write_all(b->audit_fd, b->audit_fifo, buf_head(o), buf_len(o));
+	if (atomic_exchange(&audit_torn, false)) {
+		rc = write_all(b->audit_fd, b->audit_fifo, "\n", 1, &done);
+		done = 0;
+		if (rc)
+			atomic_store(&audit_torn, true);
+	}
+	if (!rc)
+		rc = write_all(b->audit_fd, b->audit_fifo, buf_head(o), buf_len(o), &done);
 	if (rc) {
 		char why[256];
 		int n = snprintf(why, sizeof(why),
 				 "sluiced: error: Couldn't write the audit log: %s; its lines follow here "
 				 "(free space on the audit log's filesystem)\n", strerror(-rc));
-
 		bool fifo = fd_is_fifo(STDERR_FILENO);
+		size_t ignored;
 
-		if (write_all(STDERR_FILENO, fifo, why, (size_t)n) ||
-		    write_all(STDERR_FILENO, fifo, buf_head(o), buf_len(o))) {
+		/* The lines the log took whole stay there only; one it took in
+		 * part is written whole here. */
+		from = audit_resume_at(buf_head(o), done);
+		if (done > from)
+			atomic_store(&audit_torn, true);
+		if (write_all(STDERR_FILENO, fifo, why, (size_t)n, &ignored) ||
+		    write_all(STDERR_FILENO, fifo, buf_head(o) + from, buf_len(o) - from, &ignored)) {
 			if (!atomic_exchange(&audit_failing, true))
 				pr_err("audit log and stderr both unwritable: refusing requests until the "
 				       "audit log can be written");

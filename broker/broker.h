@@ -170,6 +170,8 @@ bool audit_ok(void);  /* false: neither the audit log nor stderr takes lines: re
  * split between writes of two workers: whole lines, at most PIPE_BUF bytes
  * (a single longer line alone). */
 size_t audit_pipe_chunk(const char *p, size_t n);
+/* Start of the line holding byte done of p (0 if in the first line). */
+size_t audit_resume_at(const char *p, size_t done);
 /* Writes a JSON string (quoted, escaped) of n bytes into out. */
 int audit_json_str(struct buf *out, const char *s, size_t n);
 
