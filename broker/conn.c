@@ -1348,7 +1348,10 @@ static void timer_update(struct conn *c, bool progress)
 		conn_close(c, "draining");
 		return;
 	}
-	if (want == c->tk && (!progress || want == TK_HANDSHAKE || want == TK_HEADER || want == TK_FIRST))
+	/* Idle: absolute too, from the end of the last exchange; an empty line
+	 * (CRLF, which RFC 9112 2.2 lets precede a request) is no request. */
+	if (want == c->tk && (!progress || want == TK_HANDSHAKE || want == TK_HEADER || want == TK_FIRST ||
+			      want == TK_IDLE))
 		return;
 	if (want == TK_IDLE && c->tk != TK_IDLE) {
 		/* Idle keep-alive connections should cost little memory, but a
@@ -1365,10 +1368,12 @@ static void timer_update(struct conn *c, bool progress)
 
 static void conn_run(struct conn *c)
 {
-	bool any = false, progress = false;
+	bool progress = false, moved = false;
 	int guard;
 
 	for (guard = 0; guard < CONN_RUN_ROUNDS && !c->closing; guard++) {
+		bool read;
+
 		progress = false;
 		if (c->st == CS_PEEK)
 			progress = do_peek(c);
@@ -1379,8 +1384,12 @@ static void conn_run(struct conn *c)
 				break;
 			continue;
 		}
-		progress |= client_read(c);
-		progress |= feed_hx(c);
+		/* Bytes read from the client renew no timer by themselves: only
+		 * once they move on (taken by hx, sent upstream). Else bytes of a
+		 * pipelined request, trickled, would hold off the 504 of the one
+		 * waiting for its upstream. */
+		read = client_read(c);
+		progress = feed_hx(c);
 		if (c->ust == US_CONNECTING || c->ust == US_HANDSHAKE)
 			progress |= up_progress_connect(c);
 		progress |= up_write(c);
@@ -1412,9 +1421,10 @@ static void conn_run(struct conn *c)
 			conn_close(c, "tunnel closed by client");
 			return;
 		}
+		moved |= progress;
+		progress |= read;
 		if (!progress)
 			break;
-		any = true;
 	}
 	if (c->closing)
 		return;
@@ -1425,7 +1435,7 @@ static void conn_run(struct conn *c)
 		c->next_run = c->b->run_list;
 		c->b->run_list = c;
 	}
-	timer_update(c, any);
+	timer_update(c, moved);
 }
 
 static struct conn *conn_from_io(struct ev_io *io, bool up)

@@ -194,4 +194,68 @@ sl_assert_contains "$out" "408" "a trickled second request head gets 408"
 awk -v t="${out%% *}" 'BEGIN{exit !(t < 3)}' || sl_fail "the second request head was cut off only after ${out%% *}s (header timeout 1 s)"
 sl_ok "second request head cut off in ${out%% *}s"
 
+# ---- timers that trickled bytes must not renew ----
+# An upstream that takes requests and never answers (port 4447), and a broker
+# with 1 s idle and I/O timeouts.
+sl_bg silent ip netns exec "$FI_NS" "$PY" -c '
+import socket, ssl, sys, threading, time
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[3], 4447)); s.listen(64)
+def serve(c):
+    try:
+        t = ctx.wrap_socket(c, server_side=True)
+        while t.recv(4096):
+            pass
+    except OSError:
+        pass
+while True:
+    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+' "$FI_DIR/pki/srv.crt" "$FI_DIR/pki/srv.key" "$FI_IP4"
+silent_up() { ip netns exec "$FI_NS" "$PY" -c "import socket; socket.create_connection(('$FI_IP4', 4447), 1)"; }
+sl_wait_for silent_up || sl_fail "silent server did not start"
+exec {rfd}>"$T/ready3"
+sl_bg broker3 "$SLUICED" --listen 127.0.0.1:0 --ready-fd "$rfd" --ca-dir "$T/ca" --run-dir "$T/run" \
+	--origdst-fixed "$FI_IP4:4447" --upstream-ca "$FI_CA" --resolve "api.test:$FI_IP4" \
+	--allow api.test --audit "$T/audit3" --header-timeout 5 --idle-timeout 1 --io-timeout 1
+exec {rfd}>&-
+sl_wait_for grep -q READY "$T/ready3" || sl_fail "broker3 did not get ready: $(cat "$T/broker3.log")"
+read -r _ BPORT3 _ <"$T/ready3"
+trickle() { # mode: idle (empty lines on an idle connection) | pipelined (a next request, byte by byte)
+	timeout 20 "$PY" - "$BPORT3" "$T/run/ca.crt" "$1" <<'PY'
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="api.test")
+if sys.argv[3] == "pipelined":
+    s.sendall(b"GET /never HTTP/1.1\r\nHost: api.test:4447\r\n\r\n")
+    drip = b"GET /next HTTP/1.1\r\nHost: api.test:4447\r\n"
+else:
+    drip = b"\r\n" * 40
+t0 = time.time(); resp = b""; s.settimeout(0.25)
+for ch in drip:
+    if time.time() - t0 > 5:
+        break
+    try:
+        s.sendall(bytes([ch]))
+        d = s.recv(4096)
+        if not d:
+            break
+        resp += d
+    except socket.timeout:
+        pass
+    except OSError:
+        break
+print("%.1f %s" % (time.time() - t0, resp.split(b"\r\n")[0].decode(errors="replace") or "closed"))
+PY
+}
+out=$(trickle idle)
+sl_log "empty lines trickled on an idle connection: $out"
+awk -v t="${out%% *}" 'BEGIN{exit !(t < 2.5)}' || sl_fail "empty lines kept an idle connection open for ${out%% *}s (idle timeout 1 s)"
+sl_ok "empty lines do not renew the idle timeout (closed after ${out%% *}s)"
+out=$(trickle pipelined)
+sl_log "a next request trickled while the upstream is silent: $out"
+sl_assert_contains "$out" "504" "the request waiting for a silent upstream gets 504"
+awk -v t="${out%% *}" 'BEGIN{exit !(t < 2.5)}' || sl_fail "the 504 came after ${out%% *}s: trickled pipelined bytes held it off (I/O timeout 1 s)"
+sl_ok "trickled pipelined bytes do not hold off the 504 (${out%% *}s)"
+
 sl_pass
