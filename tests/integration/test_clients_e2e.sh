@@ -2,10 +2,12 @@
 # SPDX-License-Identifier: MIT
 # Unmodified real clients inside `sluice run`, trusting sluice's CA only through
 # the variables it sets: curl, Python http.client and requests, Node https.
-# GET, POST with Content-Length and chunked bodies, a 50 MiB download,
+# GET, POST with Content-Length and chunked bodies, a 50 MiB download (curl,
+# http.client, Node), a redirect passed back, a 103 before the 200, h2c not
+# passed on, a head over the limit (431),
 # pipelined requests in one TLS write, a WebSocket echo, Host/SNI mismatch
 # (421, also on the second request of a connection), an upstream whose
-# certificate does not verify (502 naming the reason), and malformed requests
+# certificate does not verify (502 naming the reason; all three clients), and malformed requests
 # (CL+TE, differing duplicate Content-Length, obs-fold, bare LF, NUL in a
 # header name): each gets 400, never reaches the upstream, and the broker stays up.
 . "$(dirname "$0")/../lib.sh"
@@ -19,6 +21,7 @@ e2e_soft
 FX=$SL_ROOT/tests/fixtures/e2e
 BIG=$((50 * 1024 * 1024))
 
+BIGH=$(head -c 70000 /dev/zero | tr '\0' a)  # a header over the 64 KiB head limit
 head -c 300000 /dev/urandom | base64 -w 0 >"$T/upload.txt"
 head -c 3000000 /dev/zero | tr '\0' 'e' >"$T/upload3m.txt"
 chmod 644 "$T/upload.txt" "$T/upload3m.txt"
@@ -34,6 +37,10 @@ req c7 -H 'Expect: 100-continue' --data-binary @$T/upload3m.txt https://api.test
 req c8 -I "https://api.test/bytes?n=12345&id=c8"
 req bc https://bad.test:8443/hello?id=bc
 req sm -H 'Host: other.test' https://api.test/echo?id=sm
+req rd -D "\$O/rd.hdr" "https://api.test/redirect?id=rd"
+req eh -D "\$O/eh.hdr" "https://api.test/early?id=eh"
+req up2 -H 'Connection: Upgrade, HTTP2-Settings' -H 'Upgrade: h2c' -H 'HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA' "https://api.test/echo?id=up2"
+req h431 -H "X-Big: $BIGH" "https://api.test/echo?id=h431"
 /usr/bin/python3 $FX/clients_py.py "\$O"
 node $FX/clients_node.js "\$O"
 req last https://api.test/hello?id=last
@@ -87,6 +94,35 @@ e2e_expect n3 200 "node: POST chunked"
 sl_assert_contains "$(line n3)" '"body": "part1-part2"' "node: chunked body at the upstream"
 e2e_expect n4 200 "node: 3 MB download"
 sl_assert_eq 3000000 "$(e2e_body n4 | wc -c)" "node: download complete"
+
+# 50 MiB and a bad certificate, also from Python and Node
+for c in hbig:http.client nbig:node; do
+	e2e_expect "${c%%:*}" 200 "${c#*:}: 50 MiB download"
+	sl_assert_eq "$BIG 0" "$(e2e_body "${c%%:*}")" "${c#*:}: 50 MiB complete, every byte intact"
+done
+for c in hbc:http.client nbc:node; do
+	e2e_expect "${c%%:*}" 502 "${c#*:}: upstream with a bad certificate: 502"
+	sl_assert_contains "$(e2e_body "${c%%:*}" | tr 'A-Z' 'a-z')" "certificate" "${c#*:}: the 502 names the reason"
+done
+
+# redirects are passed back, never followed
+e2e_expect rd 302 "redirect: the 302 is passed back"
+sl_assert_contains "$(tr -d '\r' <"$T/out/rd.hdr" 2>/dev/null)" "Location: https://elsewhere.test/" "redirect: its Location is intact"
+sl_assert_eq 1 "$(e2e_seen 443 rd)" "redirect: one request upstream"
+# 1xx: forwarded ahead of the final response
+e2e_expect eh 200 "1xx: the final response"
+eh=$(tr -d '\r' <"$T/out/eh.hdr" 2>/dev/null)
+sl_assert_contains "$eh" "HTTP/1.1 103 Early Hints" "1xx: the 103 reached the client"
+sl_assert_contains "$eh" "rel=preload" "1xx: with its Link header"
+sl_assert_eq "after the hints" "$(e2e_body eh)" "1xx: then the final body"
+# Upgrade: h2c is not passed on: the request is served over HTTP/1.1
+e2e_expect up2 200 "h2c: served as HTTP/1.1"
+sl_assert_eq 1 "$(e2e_seen 443 up2)" "h2c: the request reached the upstream"
+sl_assert_not_contains "$(line up2 | tr 'A-Z' 'a-z')" '"upgrade"' "h2c: the Upgrade header did not reach the upstream"
+sl_assert_not_contains "$(line up2 | tr 'A-Z' 'a-z')" "http2-settings" "h2c: nor its settings"
+# a head over the limit
+e2e_expect h431 431 "a 70 KB header: 431"
+sl_assert_eq 0 "$(e2e_seen 443 h431)" "a 70 KB header: nothing reached the upstream"
 
 # pipelining
 pp=$(e2e_body pp)

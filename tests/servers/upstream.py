@@ -11,7 +11,7 @@ Every accepted TCP connection appends a line to LOGDIR/conn.PORT.log; every requ
 line to LOGDIR/req.PORT.log; every datagram a line to LOGDIR/udp.PORT.log. Tests count them.
 
 Endpoints: /hello, /echo (JSON: method, path, headers, body), /bytes?n=N (Content-Length),
-/chunked?n=N&size=S, /status/NNN, /redirect, /reflect?v=TEXT (TEXT back in body and X-Reflect),
+/chunked?n=N&size=S, /status/NNN, /redirect, /early (103 then 200), /reflect?v=TEXT (TEXT back in body and X-Reflect),
 /ws (WebSocket echo; X-Ws-Greet: V makes V its first message, in two fragments), /slow?ms=N, /sink (JSON: len and sha256 of the body, which is not logged).
 """
 import base64, hashlib, json, os, socket, socketserver, ssl, struct, sys, threading, time
@@ -109,6 +109,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         if p.startswith("/status/"):
             return self.send(int(p[8:]), b"status\n")
+        if p == "/early":
+            # an informational response first (RFC 8297), then the final one
+            self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+            return self.send(200, b"after the hints\n")
         if p == "/redirect":
             return self.send(302, b"moved\n", extra=[("Location", "https://elsewhere.test/")])
         if p == "/reflect":
