@@ -1798,6 +1798,7 @@ static int rq_on_headers_complete(llhttp_t *p)
 		/* The head is held until the body is checked, so the upstream
 		 * cannot answer 100: answer it here. */
 		puts_(h, h->to_client, "HTTP/1.1 100 Continue\r\n\r\n");
+		h->bytes_out += sizeof("HTTP/1.1 100 Continue\r\n\r\n") - 1;
 		h->expect_local = true;
 		drop_expect = true;
 	}

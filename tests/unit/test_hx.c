@@ -1073,6 +1073,9 @@ static void test_expect_100(void **state)
 	upstream(h, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", &cl, &ev);
 	assert_out(&cl, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
 	assert_int_equal(ev, HX_EV_RESUME_CLIENT);
+	/* bytes_out: everything the client got, the upstream's 100 included */
+	assert_int_equal(T.n_audit, 1);
+	assert_int_equal(T.a[0].bytes_out, cl.len);
 	hx_free(h);
 
 	/* With secrets the body is checked before anything leaves: hx answers 100. */
@@ -1091,6 +1094,9 @@ static void test_expect_100(void **state)
 	assert_out(&up, "PUT /v1/f HTTP/1.1\r\nHost: api.test\r\nAccept-Encoding: identity\r\nContent-Length: 3\r\n\r\nabc");
 	upstream(h, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", &cl, &ev);
 	assert_out(&cl, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+	/* ... and the one hx answered itself */
+	assert_int_equal(T.n_audit, 1);
+	assert_int_equal(T.a[0].bytes_out, cl.len);
 	hx_free(h);
 	buf_free(&up);
 	buf_free(&cl);
