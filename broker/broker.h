@@ -94,6 +94,7 @@ struct conn {
 	char up_host[256];             /* upstream name being dialled / connected */
 	const char *close_reason;
 	bool tls;                      /* client side is TLS */
+	bool over;                     /* accepted over --max-conns: every request gets 503 */
 	bool tunnel;                   /* after an upgrade: raw bytes both ways */
 	uint64_t tun_in, tun_out;      /* tunnel bytes from / to the sandbox, for the audit line */
 	bool hx_paused;                /* request in flight: hx took part of cin, waits for RESUME */
@@ -138,6 +139,7 @@ struct broker {
 	struct conn *close_list;
 	struct conn *run_list;         /* connections that yielded with work left (fairness) */
 	size_t n_conns;
+	size_t n_over;                 /* of them, over --max-conns: answered 503 (accept_one) */
 	struct upconn *pool;           /* idle upstream connections, most recent first */
 	struct upconn *pool_dead;      /* closed ones, freed before sleep (events may still point at them) */
 	size_t n_pool;

@@ -848,7 +848,12 @@ static int hx_start(struct conn *c)
 	env.audit = hx_audit_cb;
 	env.ctx = c;
 	c->hx = hx_new(&env);
-	return c->hx ? 0 : -ENOMEM;
+	if (!c->hx)
+		return -ENOMEM;
+	if (c->over)
+		hx_refuse_all(c->hx, "the broker has too many connections open (sluiced --max-conns); "
+				     "close idle connections or retry later");
+	return 0;
 }
 
 /*
@@ -1609,6 +1614,8 @@ static void conn_free(struct conn *c)
 	c->next->prev = c->prev;
 	c->magic = 0;
 	b->n_conns--;
+	if (c->over)
+		b->n_over--;
 	pr_debug("connection closed: %s", c->close_reason ? c->close_reason : "");
 	free(c);
 }
@@ -1656,10 +1663,14 @@ void broker_before_sleep(void *ctx)
  * comes from the listener (inherited by accepted sockets). */
 static void accept_one(struct broker *b, int fd, const struct sockaddr_storage *peer, int li)
 {
+	/* Over the limit, a few more (1/16 of it, 8 at least) are taken only to
+	 * be told so: 503 naming the limit, then closed. Beyond those: closed. */
+	size_t over_slots = b->cfg->max_conns / 16 > 8 ? b->cfg->max_conns / 16 : 8;
+	bool over = b->n_conns >= b->cfg->max_conns;
 	struct conn *c;
 	int rc;
 
-	if (b->n_conns >= b->cfg->max_conns || b->draining) {
+	if (b->draining || (over && b->n_over >= over_slots)) {
 		struct sluice_orig_dst od;
 
 		/* Its record goes too: refused connections must not fill the shared map. */
@@ -1700,6 +1711,13 @@ static void accept_one(struct broker *b, int fd, const struct sockaddr_storage *
 		return;
 	}
 	c->port = c->od.port;
+	if (over) {
+		c->over = true;
+		b->n_over++;
+		b->n_refused++;
+		pr_warn("too many connections (%zu open, --max-conns %u): the next one's requests get 503",
+			b->n_conns, b->cfg->max_conns);
+	}
 	c->next = &b->conns;
 	c->prev = b->conns.prev;
 	b->conns.prev->next = c;
@@ -1712,8 +1730,9 @@ static void accept_one(struct broker *b, int fd, const struct sockaddr_storage *
 		return;
 	}
 	/* Decided from the destination before any byte: only then may silence
-	 * mean a server-first protocol. */
-	{
+	 * mean a server-first protocol. (Not for a connection over the limit:
+	 * it is taken only to answer 503, which needs HTTP.) */
+	if (!c->over) {
 		char why[256];
 
 		if (raw_prepare(c, why, sizeof(why))) {

@@ -133,6 +133,7 @@ struct hx {
 	bool audited;                   /* this request's audit line is written: one per request */
 	bool rq_head_done;              /* the request head was complete (the policy saw it) */
 	char cut[128];                  /* why the exchange ended early, for its audit line, or "" */
+	const char *refuse_all;         /* hx_refuse_all: every request gets 503 with this reason */
 
 	/* Response state. */
 	bool rs_active;                 /* response head seen, body not complete */
@@ -299,6 +300,7 @@ static const char *reason_phrase(int status)
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
 	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
 	case 504: return "Gateway Timeout";
 	case 505: return "HTTP Version Not Supported";
 	default:  return "Error";
@@ -358,6 +360,11 @@ static void set_cut(struct hx *h, const char *why)
 {
 	if (!h->cut[0] && why && *why)
 		snprintf(h->cut, sizeof(h->cut), "%s", why);
+}
+
+void hx_refuse_all(struct hx *h, const char *reason)
+{
+	h->refuse_all = reason;
 }
 
 void hx_end(struct hx *h, const char *why, uint64_t tunnel_in, uint64_t tunnel_out)
@@ -1648,6 +1655,11 @@ static int rq_on_headers_complete(llhttp_t *p)
 		answer_error(h, st, st == 421 ? "misdirected request" : "bad request", reason,
 			     st == 400 || h->rq_close_on_refuse);
 		return h->closed ? -1 : 0;
+	}
+
+	if (h->refuse_all) {
+		answer_error(h, 503, "service unavailable", h->refuse_all, true);
+		return -1;
 	}
 
 	/* Policy, taken per request so a reload applies to the next one. */

@@ -69,6 +69,11 @@ enum hx_event {
 struct hx *hx_new(const struct hx_env *env);
 void hx_free(struct hx *h);  /* NULL-safe */
 
+/* Every request on this connection gets 503 naming reason (which must
+ * outlive hx), then the connection closes: a broker over its connection
+ * limit answers rather than dropping the connection unexplained. */
+void hx_refuse_all(struct hx *h, const char *reason);
+
 /* The connection is going away (why: the broker's reason). Writes the audit
  * line of a request it cut short (with why, unless hx knew better), and a
  * WebSocket tunnel's, whose bytes (tunnel_in from the sandbox, tunnel_out to

@@ -73,23 +73,38 @@ orig_count() { bpftool -j map dump pinned /sys/fs/bpf/sluice/sluice_orig 2>/dev/
 printf '#!/bin/sh\nexec "%s" --max-conns 1 "$@"\n' "$SLUICED" >"$T/maxconns.sh"
 chmod 755 "$T/maxconns.sh"
 cat >"$T/refused.py" <<EOF
-import socket, time
+import socket, ssl, time
 hold = socket.create_connection(("$FI_IP4", 443), 5)
 time.sleep(0.3)
-n = 0
+told = closed = 0
 for i in range(20):
     s = socket.create_connection(("$FI_IP4", 443), 5); s.settimeout(5)
     try:
-        if s.recv(1) == b"": n += 1
+        if i % 2:  # TLS, trusting sluice's CA through SSL_CERT_FILE
+            s = ssl.create_default_context().wrap_socket(s, server_hostname="api.test")
+        s.sendall(b"GET / HTTP/1.1\\r\\nHost: api.test\\r\\n\\r\\n")
+        r = b""
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            r += d
+        if r.startswith(b"HTTP/1.1 503 ") and b"--max-conns" in r:
+            told += 1
+        elif not r:
+            closed += 1
     except OSError:
-        n += 1
+        closed += 1
     s.close()
-print("refused", n)
+print("refused %d told %d" % (told + closed, told))
 hold.close()
 EOF
 before=$(orig_count)
 out=$(timeout 60 "$SLUICE" run --broker "$T/maxconns.sh" --run-dir "$T/run" --ca-dir "$T/ca" --allow api.test -- "$PY" "$T/refused.py" 2>&1)
-sl_assert_contains "$out" "refused 20" "the broker refused the 20 connections over --max-conns 1"
+sl_assert_contains "$out" "refused 20 " "the broker refused the 20 connections over --max-conns 1"
+told=$(sed -n 's/.*refused 20 told \([0-9]*\).*/\1/p' <<<"$out")
+[ "${told:-0}" -ge 10 ] || sl_fail "only ${told:-0} of 20 connections over the limit were told why (503 naming --max-conns): $out"
+sl_ok "connections over the limit get 503 naming --max-conns, over TLS and plain HTTP ($told of 20)"
 sl_assert_eq "$before" "$(orig_count)" "no original-destination record is left behind by refused connections"
 
 # A network socket handed in as stdin (inetd, bash's /dev/tcp) was made outside
