@@ -481,16 +481,21 @@ bool policy_host_may_allow(const struct policy *p, const char *host, size_t host
 {
 	if (!p || !host)
 		return false;
-	for (size_t i = 0; i < p->n_rules; i++) {
-		const struct rule *r = &p->rules[i];
+	/* HTTP requests meet only the HTTP rules, raw TCP only the proto: tcp
+	 * ones (policy_decide, policy_tcp_allowed): an unconditional deny
+	 * shadows the allows after it of its own kind only. */
+	bool http_shut = false, tcp_shut = false;
 
-		if (!rule_host_match(r, host, host_len))
+	for (size_t i = 0; i < p->n_rules && !(http_shut && tcp_shut); i++) {
+		const struct rule *r = &p->rules[i];
+		bool *shut = r->tcp ? &tcp_shut : &http_shut;
+
+		if (*shut || !rule_host_match(r, host, host_len))
 			continue;
 		if (r->allow)
 			return true;
-		/* an unconditional deny shadows everything after it for this host */
-		if (!r->tcp && !r->n_methods && !r->n_paths && !r->n_ports)
-			return false;
+		if (!r->n_methods && !r->n_paths && !r->n_ports)
+			*shut = true;
 	}
 	return false;
 }

@@ -155,6 +155,21 @@ static void test_order_and_empty(void **state)
 	}
 	policy_unref(p);
 	/* empty rule list, empty file, null rules: all deny everything */
+	/* DNS answers a name some rule of either kind could allow: an HTTP deny
+	 * does not shadow a proto: tcp allow for the same host, nor the reverse. */
+	p = load_str("rules:\n  - {action: deny, host: db.test}\n"
+		     "  - {action: allow, proto: tcp, host: db.test, port: 5432}\n", "kinds.yaml");
+	assert_true(policy_tcp_allowed(p, "db.test", 7, 5432, NULL));
+	assert_true(policy_host_may_allow(p, "db.test", 7));
+	policy_unref(p);
+	p = load_str("rules:\n  - {action: deny, proto: tcp, host: db.test}\n"
+		     "  - {action: allow, host: db.test}\n", "kinds2.yaml");
+	assert_true(policy_host_may_allow(p, "db.test", 7));
+	policy_unref(p);
+	p = load_str("rules:\n  - {action: deny, proto: tcp, host: db.test}\n  - {action: deny, host: db.test}\n"
+		     "  - {action: allow, host: db.test}\n  - {action: allow, proto: tcp, host: db.test}\n", "kinds3.yaml");
+	assert_false(policy_host_may_allow(p, "db.test", 7));
+	policy_unref(p);
 	p = load_str("rules: []\n", "empty.yaml");
 	check_decisions(p, any, 2);
 	assert_false(policy_host_may_allow(p, "a.test", 6));
