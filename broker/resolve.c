@@ -186,10 +186,12 @@ static void do_getaddrinfo(const char *name, struct rs_result *res)
 	/* The name looked up must be the name the rules checked: no search list
 	 * or default domain from resolv.conf ("db" must not become db.corp.example,
 	 * a name a deny rule may cover). A trailing dot would do it too, but glibc
-	 * then skips /etc/hosts. _res is this thread's; glibc may reload it when
-	 * resolv.conf changes, so it is set before every lookup. */
-	if (!(_res.options & RES_INIT))
-		res_init();
+	 * then skips /etc/hosts. _res is this thread's, and glibc takes a _res
+	 * whose options differ from resolv.conf's for one the program set up
+	 * itself: it would never reload it when resolv.conf changes (a VPN, DHCP).
+	 * res_init() before every lookup reloads it (glibc re-parses the file
+	 * only when its stat changed), then the options are set again. */
+	res_init();
 	_res.options &= ~(unsigned long)(RES_DEFNAMES | RES_DNSRCH);
 	rc = getaddrinfo(name, NULL, &hints, &ai);
 	if (rc) {
