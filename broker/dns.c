@@ -235,6 +235,52 @@ static void dns_resolved(void *ctx, const struct rs_result *r)
 	free(p);
 }
 
+/* A query refused before any lookup gets a 12-byte header, so the client
+ * fails at once instead of waiting out its timeout: FORMERR for a message
+ * that is not one question we understand, NOTIMP for an opcode other than
+ * QUERY, REFUSED for a class other than IN. Never longer than the query,
+ * and nothing for a message that is itself a response. */
+static void send_header_only(int fd, const uint8_t *msg, size_t len, int rcode,
+			     const struct sockaddr *peer, socklen_t plen)
+{
+	uint8_t out[12] = { 0 };
+
+	if (len < 12 || (msg[2] & 0x80))
+		return;
+	out[0] = msg[0];
+	out[1] = msg[1];
+	out[2] = (uint8_t)(0x80 | (msg[2] & 0x79)); /* QR, the opcode and RD as asked */
+	out[3] = (uint8_t)rcode;
+	if (sendto(fd, out, sizeof(out), MSG_DONTWAIT, peer, plen) < 0)
+		pr_debug("dns: sendto: %s", strerror(errno));
+}
+
+/* The sandbox can send refused queries as fast as it likes, and the broker's
+ * log is a file (often on tmpfs): 20 names per 10 s are logged, the rest
+ * counted. Only worker 0 answers DNS. */
+static void log_refused(const char *name)
+{
+	static uint64_t window_ms;
+	static unsigned logged, quiet;
+	uint64_t now = ev_now_ms();
+
+	if (now - window_ms >= 10000) {
+		if (quiet)
+			pr_info("dns: %u more names refused in the last %llu s", quiet,
+				(unsigned long long)(now - window_ms) / 1000);
+		window_ms = now;
+		logged = quiet = 0;
+	}
+	if (logged < 20) {
+		logged++;
+		pr_info("dns: refused %s (no rule could allow it)", name);
+		if (logged == 20)
+			pr_info("dns: 20 names refused within 10 s: the rest are counted, not logged");
+	} else {
+		quiet++;
+	}
+}
+
 static void handle_query(struct broker *b, int fd, const uint8_t *msg, size_t len,
 			 const struct sockaddr *peer, socklen_t plen)
 {
@@ -243,15 +289,20 @@ static void handle_query(struct broker *b, int fd, const uint8_t *msg, size_t le
 	struct policy *pol;
 	bool may;
 
-	if (dns_parse_query(msg, len, &q))
-		return; /* not a query we understand: no reply, like a firewall */
-	if (q.qclass != 1)
-		return; /* CHAOS, HESIOD, ANY: the same, before any lookup or log line */
+	if (dns_parse_query(msg, len, &q)) {
+		send_header_only(fd, msg, len, len >= 12 && (msg[2] & 0x78) ? 4 : 1, peer, plen);
+		return;
+	}
+	if (q.qclass != 1) {
+		/* CHAOS, HESIOD, ANY: before any lookup or log line */
+		send_header_only(fd, msg, len, 5, peer, plen);
+		return;
+	}
 	pol = broker_policy_get(b);
 	may = pol && policy_host_may_allow(pol, q.name, strlen(q.name));
 	policy_unref(pol);
 	if (!may) {
-		pr_info("dns: refused %s (no rule could allow it)", q.name);
+		log_refused(q.name);
 		send_reply(b, fd, &q, 5, NULL, peer, plen);
 		return;
 	}

@@ -77,6 +77,48 @@ sl_assert_eq "127.0.0.1" "$(q 127.0.0.1 localhost)" "the resolver still answers 
 [ $(( $(wc -l <"$T/broker.log") - lines0 )) -lt 20 ] || sl_fail "CHAOS questions wrote $(( $(wc -l <"$T/broker.log") - lines0 )) log lines"
 sl_ok "CHAOS questions were dropped quietly"
 
+# Queries refused before any lookup get an answer at once (no client waits
+# out its timeout): FORMERR for a broken message, NOTIMP for another opcode,
+# REFUSED for another class; a response sent to it gets nothing.
+o=$("$PY" - "$BDNS" <<'PY'
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)
+name = b'\x03api\x04test\x00'
+cases = [("truncated", struct.pack('!HHHHHH', 1, 0x0100, 1, 0, 0, 0) + name[:5]),
+         ("two-questions", struct.pack('!HHHHHH', 2, 0x0100, 2, 0, 0, 0) + (name + struct.pack('!HH', 1, 1)) * 2),
+         ("opcode-status", struct.pack('!HHHHHH', 3, 0x1100, 1, 0, 0, 0) + name + struct.pack('!HH', 1, 1)),
+         ("class-chaos", struct.pack('!HHHHHH', 4, 0x0100, 1, 0, 0, 0) + name + struct.pack('!HH', 1, 3)),
+         ("a-response", struct.pack('!HHHHHH', 5, 0x8100, 1, 0, 0, 0) + name + struct.pack('!HH', 1, 1))]
+for label, m in cases:
+    s.sendto(m, ("127.0.0.1", int(sys.argv[1])))
+    try:
+        d = s.recv(512)
+        ok = len(d) == 12 and d[:2] == m[:2] and d[2] & 0x80
+        print(label, {1: "FORMERR", 4: "NOTIMP", 5: "REFUSED"}.get(d[3] & 15, "rcode%d" % (d[3] & 15)) if ok else "bad-reply")
+    except socket.timeout:
+        print(label, "none")
+PY
+)
+for want in "truncated FORMERR" "two-questions FORMERR" "opcode-status NOTIMP" "class-chaos REFUSED" "a-response none"; do
+	sl_assert_contains "$o" "$want" "refused before any lookup: ${want% *} gets ${want#* }"
+done
+
+# 100 refused names: 20 are logged, then one line says the rest are counted
+# (a sandbox must not fill the broker's log, often on tmpfs, with them).
+r0=$(grep -c 'dns: refused ' "$T/broker.log")
+"$PY" - "$BDNS" <<'PY'
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(100):
+    s.sendto(struct.pack('!HHHHHH', i, 0x0100, 1, 0, 0, 0) + b'\x0cflood%07d\x04evil\x00' % i + struct.pack('!HH', 1, 1),
+             ("127.0.0.1", int(sys.argv[1])))
+PY
+sleep 0.5
+r1=$(grep -c 'dns: refused flood' "$T/broker.log")
+[ "$r1" -le 20 ] && [ "$r1" -ge 1 ] || sl_fail "100 refused names wrote $r1 log lines naming them (at most 20 expected)"
+sl_assert_contains "$(cat "$T/broker.log")" "the rest are counted, not logged" "the log says refused names are being counted"
+sl_ok "100 refused names: $r1 logged by name ($r0 before them), the rest counted"
+
 # A flood of new names under an allowed glob while the name server is slow:
 # the lookups waiting at once are bounded, and the rest get SERVFAIL at once
 # (the queue, and the broker's memory, would otherwise grow with the flood).
