@@ -184,6 +184,8 @@ void dns_udp6_cb(struct ev_io *io, uint32_t events);  /* udp[1] */
 /* Names this broker's DNS answered with addr (family AF_INET/AF_INET6, IPv4 in
  * addr[0..3]) whose TTL has not run out: copies up to max into names, returns
  * how many. For raw TCP, which knows only the address. */
+/* The resolver answered name with addr (kept for raw TCP, newest first). */
+void dns_seen_note(const char *name, int family, const uint8_t *addr);
 size_t dns_names_for(int family, const uint8_t *addr, char (*names)[DNS_SEEN_NAME], size_t max);
 void dns_seen_free(void);  /* at exit: frees the table */
 

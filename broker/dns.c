@@ -20,6 +20,9 @@
 #include "log.h"
 
 #define DNS_TTL 30
+/* How long an answer's name stays tied to its address for raw TCP: longer
+ * than the TTL given, since clients cache past it (Java, nscd, pools). */
+#define SEEN_KEEP_MS (10 * 60 * 1000ull)
 #define DNS_MAX_MSG 1232
 /* Queries waiting for the resolver's threads at once; more get SERVFAIL at
  * once. Under a glob rule a sandbox can ask for endless new names, each
@@ -31,7 +34,7 @@
  * Which names this resolver answered with which address, so a raw TCP
  * connection (which carries only an address) can be matched against
  * `proto: tcp` rules naming hosts. Bounded, least recently used out first,
- * each entry kept for its answer's TTL. Scope is the broker: the kernel does
+ * each entry kept SEEN_KEEP_MS after its last answer. Scope is the broker: the kernel does
  * not tell a UDP receiver the sender's cgroup, and one sluiced serves one
  * sandbox (one policy), so a name learnt here allows nothing that sandbox
  * could not resolve itself. With --workers N the table is one for all workers
@@ -116,8 +119,13 @@ static void seen_add(const char *name, int family, const uint8_t *addr, uint64_t
 
 	if (strlen(name) >= DNS_SEEN_NAME)
 		return;
-	for (e = seen.bucket[h]; e; e = e->hnext)
+	for (struct dns_seen **pp = &seen.bucket[h]; (e = *pp); pp = &e->hnext)
 		if (seen_same(e, family, addr) && !strcasecmp(e->name, name)) {
+			/* To the front of its chain too: dns_names_for reads the
+			 * first few names of an address, the ones asked for last. */
+			*pp = e->hnext;
+			e->hnext = seen.bucket[h];
+			seen.bucket[h] = e;
 			e->expires_ms = expires_ms;
 			seen_lru_unlink(e);
 			seen_lru_front(e);
@@ -140,6 +148,13 @@ static void seen_add(const char *name, int family, const uint8_t *addr, uint64_t
 	seen.bucket[h] = e;
 	seen_lru_front(e);
 	seen.n++;
+}
+
+void dns_seen_note(const char *name, int family, const uint8_t *addr)
+{
+	pthread_mutex_lock(&seen.lock);
+	seen_add(name, family, addr, ev_now_ms() + SEEN_KEEP_MS);
+	pthread_mutex_unlock(&seen.lock);
 }
 
 size_t dns_names_for(int family, const uint8_t *addr, char (*names)[DNS_SEEN_NAME], size_t max)
@@ -206,14 +221,8 @@ static void send_reply(struct broker *b, int fd, const struct dns_query *q, int 
 		memcpy(addrs + n * alen, r->a[i].addr, alen);
 		n++;
 	}
-	if (n) {
-		uint64_t exp = ev_now_ms() + DNS_TTL * 1000ull;
-
-		pthread_mutex_lock(&seen.lock);
-		for (i = 0; i < n; i++)
-			seen_add(q->name, want, addrs + i * alen, exp);
-		pthread_mutex_unlock(&seen.lock);
-	}
+	for (i = 0; i < n; i++)
+		dns_seen_note(q->name, want, addrs + i * alen);
 	len = dns_build_reply(q, rcode, n ? addrs : NULL, n, DNS_TTL, out, sizeof(out));
 	if (len < 0) {
 		pr_warn("dns: couldn't build the reply for %s: %s", q->name, strerror(-len));

@@ -198,20 +198,33 @@ static void do_getaddrinfo(const char *name, struct rs_result *res)
 		res->err = (rc == EAI_NONAME || rc == EAI_NODATA) ? -ENOENT : -EAGAIN;
 		return;
 	}
-	for (i = ai; i && res->n < RS_MAX_ADDRS; i = i->ai_next) {
-		struct rs_addr *a = &res->a[res->n];
+	/* Both families get room: a name with eight addresses of the family
+	 * sorted first must still answer a query for the other. The first pass
+	 * takes up to half the slots per family, in getaddrinfo's order; the
+	 * second fills the rest with what is left. */
+	for (int pass = 0; pass < 2; pass++) {
+		size_t seen4 = 0, seen6 = 0;
 
-		memset(a, 0, sizeof(*a));
-		if (i->ai_family == AF_INET) {
-			a->family = AF_INET;
-			memcpy(a->addr, &((struct sockaddr_in *)i->ai_addr)->sin_addr, 4);
-		} else if (i->ai_family == AF_INET6) {
-			a->family = AF_INET6;
-			memcpy(a->addr, &((struct sockaddr_in6 *)i->ai_addr)->sin6_addr, 16);
-		} else {
-			continue;
+		for (i = ai; i && res->n < RS_MAX_ADDRS; i = i->ai_next) {
+			struct rs_addr *a = &res->a[res->n];
+			size_t k;
+
+			if (i->ai_family == AF_INET)
+				k = seen4++;
+			else if (i->ai_family == AF_INET6)
+				k = seen6++;
+			else
+				continue;
+			if ((k < RS_MAX_ADDRS / 2) != (pass == 0))
+				continue;
+			memset(a, 0, sizeof(*a));
+			a->family = i->ai_family;
+			if (i->ai_family == AF_INET)
+				memcpy(a->addr, &((struct sockaddr_in *)i->ai_addr)->sin_addr, 4);
+			else
+				memcpy(a->addr, &((struct sockaddr_in6 *)i->ai_addr)->sin6_addr, 16);
+			res->n++;
 		}
-		res->n++;
 	}
 	freeaddrinfo(ai);
 	if (!res->n)

@@ -5,7 +5,8 @@
  * nameservers until a restart. Needs root (as make test is): a private mount
  * namespace puts a resolv.conf of the test's own over /etc/resolv.conf, and
  * two fake nameservers on 127.0.0.8 and 127.0.0.9 (loopback only) answer
- * every A query with an address naming the server that answered.
+ * every A query with an address naming the server that answered. And a name
+ * with nine addresses of each family keeps both families in its result.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,7 +37,12 @@ struct fake_ns {
 static void *ns_serve(void *arg)
 {
 	struct fake_ns *ns = arg;
-	uint8_t in[512], out[512], addr[4] = { 10, ns->last, 0, 1 };
+	uint8_t in[512], out[512], addr[4] = { 10, ns->last, 0, 1 }, many4[9 * 4], many6[9 * 16];
+
+	for (int i = 0; i < 9; i++) {
+		memcpy(many4 + i * 4, (uint8_t[4]){ 10, 77, 0, (uint8_t)(i + 1) }, 4);
+		memcpy(many6 + i * 16, (uint8_t[16]){ 0xfd, 0x77, [15] = (uint8_t)(i + 1) }, 16);
+	}
 
 	for (;;) {
 		struct sockaddr_storage peer;
@@ -49,7 +55,10 @@ static void *ns_serve(void *arg)
 			return NULL;
 		if (dns_parse_query(in, (size_t)n, &q))
 			continue;
-		len = dns_build_reply(&q, 0, q.qtype == 1 ? addr : NULL, q.qtype == 1, 5, out, sizeof(out));
+		if (!strncmp(q.name, "many.", 5))
+			len = dns_build_reply(&q, 0, q.qtype == 1 ? many4 : many6, 9, 5, out, sizeof(out));
+		else
+			len = dns_build_reply(&q, 0, q.qtype == 1 ? addr : NULL, q.qtype == 1, 5, out, sizeof(out));
 		if (len > 0)
 			sendto(ns->fd, out, (size_t)len, 0, (struct sockaddr *)&peer, plen);
 	}
@@ -86,6 +95,21 @@ static void on_done(void *ctx, const struct rs_result *r)
 
 	w->r = *r;
 	w->done = true;
+}
+
+static void wait_for(struct resolver *res, const char *name, struct rs_result *out)
+{
+	struct wait w = { 0 };
+	struct pollfd p = { .fd = resolver_eventfd(res), .events = POLLIN };
+
+	assert_int_equal(resolver_lookup_fast(res, name, &w.r), -EAGAIN);
+	assert_non_null(resolver_submit(res, name, on_done, &w));
+	while (!w.done) {
+		assert_true(poll(&p, 1, 10000) == 1);
+		resolver_dispatch(res);
+	}
+	assert_int_equal(w.r.err, 0);
+	*out = w.r;
 }
 
 /* The last byte of the second octet of name's first IPv4 address: which fake nameserver answered. */
@@ -144,6 +168,17 @@ static void test_follows_resolv_conf(void **state)
 	sleep(1);
 	write_conf(conf, "nameserver 127.0.0.9\noptions timeout:1 attempts:1 rotate\n");
 	assert_int_equal(lookup(res, "second.sluice-reload.test"), 9);
+	{
+		struct rs_result r;
+		size_t n4 = 0, n6 = 0;
+
+		wait_for(res, "many.sluice-reload.test", &r);
+		for (size_t i = 0; i < r.n; i++)
+			r.a[i].family == AF_INET ? n4++ : n6++;
+		assert_int_equal(r.n, RS_MAX_ADDRS);
+		assert_int_equal(n4, RS_MAX_ADDRS / 2);
+		assert_int_equal(n6, RS_MAX_ADDRS / 2);
+	}
 	resolver_free(res);
 
 	ns_stop(&a);
