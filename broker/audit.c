@@ -238,7 +238,7 @@ static int write_all(int fd, bool fifo, const char *p, size_t n, size_t *done)
  * whole in the log; it and the rest must be written elsewhere. */
 size_t audit_resume_at(const char *p, size_t done)
 {
-	const char *nl = done ? memrchr(p, '\n', done) : NULL;
+	const char *nl = p && done ? memrchr(p, '\n', done) : NULL;
 
 	return nl ? (size_t)(nl - p) + 1 : 0;
 }

@@ -189,7 +189,8 @@ wait $SLOW
 wait $SLOW2
 sl_assert_eq "body 3000000 clean" "$(cat "$T/slowread" 2>/dev/null)" "draining: a response still leaving to a slow reader arrives whole"
 sl_assert_eq "body 100000 clean" "$(cat "$T/slowread2" 2>/dev/null)" "draining: a response whose last TLS records wait for the socket arrives whole"
-for i in $(seq 50); do kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
+# the stalled reader holds it to the drain deadline (5 s after the signal)
+for i in $(seq 200); do kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$BPID" 2>/dev/null && sl_fail "broker did not exit on SIGTERM"
 sl_assert_contains "$(cat "$T/broker.log")" "exited cleanly" "SIGTERM drains and exits"
 kill "$STALL" 2>/dev/null; wait "$STALL" 2>/dev/null
