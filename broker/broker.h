@@ -97,6 +97,7 @@ struct conn {
 	bool over;                     /* accepted over --max-conns: every request gets 503 */
 	bool tunnel;                   /* after an upgrade: raw bytes both ways */
 	uint64_t tun_in, tun_out;      /* tunnel bytes from / to the sandbox, for the audit line */
+	size_t uout_mark;              /* uout's length before the last hx_on_client: older bytes belong to the last upstream */
 	bool hx_paused;                /* request in flight: hx took part of cin, waits for RESUME */
 	bool client_eof_fed;           /* hx_on_client_eof was called */
 	bool up_eof_fed;

@@ -70,6 +70,7 @@ struct upconn {
 };
 
 static void conn_run(struct conn *c);
+static bool up_read(struct conn *c);
 static void client_io_cb(struct ev_io *io, uint32_t events);
 static void up_io_cb(struct ev_io *io, uint32_t events);
 
@@ -453,6 +454,9 @@ static void up_open(struct conn *c)
 			memset(&c->uout, 0, sizeof(c->uout));
 			up_close(c);
 			buf_free(&c->uout);
+			/* Only this request's bytes: anything before them was for
+			 * the old connection. */
+			buf_consume(&req, c->uout_mark <= buf_len(&req) ? c->uout_mark : buf_len(&req));
 			c->uout = req;
 		}
 	}
@@ -481,14 +485,22 @@ static void handle_events(struct conn *c, unsigned ev)
 	if (ev & HX_EV_OPEN_UPSTREAM)
 		c->rq_sent = true;
 	if (ev & HX_EV_RESUME_CLIENT) {
+		/* The upstream answered before the whole request body left (an
+		 * early 401 or 413): the rest waits in uout. It belongs to that
+		 * connection, mid-body, and never to another: sent on a new one it
+		 * would be read as a request of its own, which no rule checked. */
+		if (buf_len(&c->uout) && !c->tunnel)
+			c->up_no_reuse = true;
 		c->hx_paused = false;
 		c->rq_sent = false;
 		c->retried = false;
 		/* The next request on this upstream may meet a server that closed it meanwhile. */
 		c->up_used = c->replay_ok = c->ust == US_READY;
 		buf_consume(&c->replay, buf_len(&c->replay));
-		if (c->up_no_reuse && c->ust != US_NONE)
+		if (c->up_no_reuse && c->ust != US_NONE) {
 			up_close(c);
+			hx_upstream_gone(c->hx); /* the next request asks for a new one */
+		}
 	}
 	if ((ev & HX_EV_TUNNEL) && !c->tunnel) {
 		c->tunnel = true;
@@ -1091,9 +1103,21 @@ static bool feed_hx(struct conn *c)
 
 	if (c->tunnel || !c->hx || c->hx_paused || c->want_close)
 		return false;
+	/* A next request goes out on a kept-alive upstream only once that one
+	 * has been read dry: bytes it sent after the last response (a body
+	 * read exactly to its end, a read stopped at UP_BATCH) would otherwise
+	 * be taken for the new request's answer. up_read gets there this round;
+	 * what it finds makes hx give the connection up. */
+	if (c->ust == US_READY && !c->up.rd_blocked && !c->up.eof && hx_idle(c->hx) && buf_len(&c->cin)) {
+		up_read(c);
+		if (c->closing || c->want_close || c->hx_paused ||
+		    (c->ust == US_READY && !c->up.rd_blocked && !c->up.eof))
+			return false;
+	}
 	if (buf_len(&c->cin) && buf_len(&c->uout) < OUT_MAX && buf_len(&c->cout) < OUT_MAX) {
 		size_t up_before = buf_len(&c->uout);
 
+		c->uout_mark = up_before;
 		if (hx_on_client(c->hx, buf_head(&c->cin), buf_len(&c->cin), &used, &c->uout, &c->cout, &ev)) {
 			conn_close(c, "out of memory");
 			return false;
@@ -1130,7 +1154,10 @@ static bool up_retry(struct conn *c)
 {
 	size_t n;
 
-	if (!c->replay_ok || c->retried || c->tunnel || !buf_len(&c->replay) || c->closing)
+	/* Not for a connection given up on (a request cut off mid-body, bytes
+	 * nobody asked for) or closing, nor with no request in flight. */
+	if (!c->replay_ok || c->retried || c->tunnel || !buf_len(&c->replay) || c->closing ||
+	    c->up_no_reuse || c->want_close || !c->hx || hx_idle(c->hx))
 		return false;
 	/* The server may have acted on it before closing: a POST is not sent
 	 * twice by a proxy (RFC 9110 9.2.2); the client gets 502 and decides. */
@@ -1143,7 +1170,12 @@ static bool up_retry(struct conn *c)
 		return false;
 	n = buf_len(&c->uout);
 	buf_consume(&c->uout, n);
-	up_close(c);
+	{
+		bool internal = c->up_internal; /* the same addresses are dialled again */
+
+		up_close(c);
+		c->up_internal = internal;
+	}
 	{
 		struct buf t = c->uout;
 

@@ -362,6 +362,11 @@ static void set_cut(struct hx *h, const char *why)
 		snprintf(h->cut, sizeof(h->cut), "%s", why);
 }
 
+void hx_upstream_gone(struct hx *h)
+{
+	h->up_open = false;
+}
+
 void hx_refuse_all(struct hx *h, const char *reason)
 {
 	h->refuse_all = reason;
@@ -2715,8 +2720,12 @@ int hx_on_upstream(struct hx *h, const char *data, size_t len, struct buf *to_cl
 		}
 		return r;
 	}
-	if (h->closed)
+	if (h->closed) {
+		/* Bytes after the end: this upstream is out of step, never pooled. */
+		if (len)
+			*ev |= HX_EV_UPSTREAM_DONE;
 		return 0;
+	}
 	feed_begin(h, data, len, NULL, to_client, ev);
 	if (h->rs_crlf && crlf_feed(&h->rs_crlf, data, data + len)) {
 		rs_fail(h, "malformed response from the upstream: a chunk's data is not followed by CRLF");

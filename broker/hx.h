@@ -69,6 +69,11 @@ enum hx_event {
 struct hx *hx_new(const struct hx_env *env);
 void hx_free(struct hx *h);  /* NULL-safe */
 
+/* conn closed the upstream connection between requests for a reason of its
+ * own (the last request's body had not all left): the next request asks for
+ * a new one (HX_EV_OPEN_UPSTREAM). */
+void hx_upstream_gone(struct hx *h);
+
 /* Every request on this connection gets 503 naming reason (which must
  * outlive hx), then the connection closes: a broker over its connection
  * limit answers rather than dropping the connection unexplained. */
