@@ -176,8 +176,13 @@ bool audit_ok(void)
 	return !atomic_load(&audit_failing);
 }
 
+/* A full pipe (a non-blocking stdout) whose reader did not drain it within
+ * the wait: later flushes do not wait again (the loop would stall a second
+ * per wake-up) until a write goes through. */
+static atomic_int stuck_fd = -1;
+
 /* *done counts what went out, also when an error stops the rest. A full pipe
- * (a non-blocking stdout) gets a second to drain before that counts as a failure. */
+ * gets a second to drain before that counts as a failure. */
 static int write_all_raw(int fd, const char *p, size_t n, size_t *done)
 {
 	while (n) {
@@ -188,10 +193,16 @@ static int write_all_raw(int fd, const char *p, size_t n, size_t *done)
 
 			if (errno == EINTR)
 				continue;
-			if (errno == EAGAIN && poll(&pfd, 1, 1000) > 0)
-				continue;
+			if (errno == EAGAIN) {
+				if (atomic_load(&stuck_fd) != fd && poll(&pfd, 1, 1000) > 0)
+					continue;
+				atomic_store(&stuck_fd, fd);
+				return -EAGAIN;
+			}
 			return -errno;
 		}
+		if (atomic_load(&stuck_fd) == fd)
+			atomic_store(&stuck_fd, -1);
 		p += w;
 		n -= (size_t)w;
 		*done += (size_t)w;

@@ -97,6 +97,7 @@ struct conn {
 	bool over;                     /* accepted over --max-conns: every request gets 503 */
 	bool tunnel;                   /* after an upgrade: raw bytes both ways */
 	uint64_t tun_in, tun_out;      /* tunnel bytes from / to the sandbox, for the audit line */
+	uint64_t idle_seq;             /* hx_requests() when the idle timer was armed */
 	size_t uout_mark;              /* uout's length before the last hx_on_client: older bytes belong to the last upstream */
 	bool hx_paused;                /* request in flight: hx took part of cin, waits for RESUME */
 	bool client_eof_fed;           /* hx_on_client_eof was called */
@@ -150,6 +151,8 @@ struct broker {
 	uint64_t drain_deadline;
 	uint16_t port, dns_port;
 	unsigned long n_accepted, n_refused;
+	uint64_t refused_warned_ms;     /* warn_refused: last line */
+	unsigned long refused_quiet;   /* refusals since, not logged one by one */
 	unsigned dns_inflight;         /* DNS queries waiting for a lookup (worker 0) */
 };
 

@@ -489,7 +489,7 @@ static void handle_events(struct conn *c, unsigned ev)
 		 * early 401 or 413): the rest waits in uout. It belongs to that
 		 * connection, mid-body, and never to another: sent on a new one it
 		 * would be read as a request of its own, which no rule checked. */
-		if (buf_len(&c->uout) && !c->tunnel)
+		if (buf_len(&c->uout) && !c->tunnel && !(ev & HX_EV_TUNNEL))
 			c->up_no_reuse = true;
 		c->hx_paused = false;
 		c->rq_sent = false;
@@ -942,6 +942,11 @@ static bool do_peek(struct conn *c)
 		}
 		return true;
 	}
+	/* Over the limit, taken only to answer 503: nothing to say to raw TCP. */
+	if (c->over) {
+		conn_close(c, "too many connections (raw TCP over --max-conns)");
+		return false;
+	}
 	/* Not TLS, not HTTP: raw TCP, allowed only when accept found a proto: tcp
 	 * rule for this destination. */
 	if (!raw_recheck(c))
@@ -1386,10 +1391,16 @@ static void timer_update(struct conn *c, bool progress)
 		return;
 	}
 	/* Idle: absolute too, from the end of the last exchange; an empty line
-	 * (CRLF, which RFC 9112 2.2 lets precede a request) is no request. */
-	if (want == c->tk && (!progress || want == TK_HANDSHAKE || want == TK_HEADER || want == TK_FIRST ||
-			      want == TK_IDLE))
+	 * (CRLF, which RFC 9112 2.2 lets precede a request) is no request. A
+	 * request answered here (403, 421) within one run is an exchange too:
+	 * hx counts the requests begun. */
+	if (want == TK_IDLE && c->tk == TK_IDLE && c->hx && hx_requests(c->hx) != c->idle_seq)
+		progress = true;
+	else if (want == c->tk && (!progress || want == TK_HANDSHAKE || want == TK_HEADER ||
+				   want == TK_FIRST || want == TK_IDLE))
 		return;
+	if (want == TK_IDLE && c->hx)
+		c->idle_seq = hx_requests(c->hx);
 	if (want == TK_IDLE && c->tk != TK_IDLE) {
 		/* Idle keep-alive connections should cost little memory, but a
 		 * busy one goes idle between every two requests: trim later. */
@@ -1691,6 +1702,20 @@ void broker_before_sleep(void *ctx)
 		b->loop.stop = true;
 }
 
+/* The sandbox can open connections as fast as it likes: one line per 10 s,
+ * with how many were refused meanwhile (the worker's own counters). */
+static void warn_refused(struct broker *b, const char *what)
+{
+	if (b->loop.now_ms - b->refused_warned_ms < 10000) {
+		b->refused_quiet++;
+		return;
+	}
+	pr_warn("refused a connection: %s (%zu open, --max-conns %u; %lu more refused since the last "
+		"such line)", what, b->n_conns - b->n_over, b->cfg->max_conns, b->refused_quiet);
+	b->refused_warned_ms = b->loop.now_ms;
+	b->refused_quiet = 0;
+}
+
 /* peer: from accept(); li: the listener (0 IPv4, 1 IPv6). TCP_NODELAY
  * comes from the listener (inherited by accepted sockets). */
 static void accept_one(struct broker *b, int fd, const struct sockaddr_storage *peer, int li)
@@ -1698,7 +1723,9 @@ static void accept_one(struct broker *b, int fd, const struct sockaddr_storage *
 	/* Over the limit, a few more (1/16 of it, 8 at least) are taken only to
 	 * be told so: 503 naming the limit, then closed. Beyond those: closed. */
 	size_t over_slots = b->cfg->max_conns / 16 > 8 ? b->cfg->max_conns / 16 : 8;
-	bool over = b->n_conns >= b->cfg->max_conns;
+	/* Those taken only to answer 503 do not count: they must not keep
+	 * others out once real connections are below the limit again. */
+	bool over = b->n_conns - b->n_over >= b->cfg->max_conns;
 	struct conn *c;
 	int rc;
 
@@ -1709,8 +1736,7 @@ static void accept_one(struct broker *b, int fd, const struct sockaddr_storage *
 		if (!b->cfg->origdst_fixed_set && b->origdst_take)
 			b->origdst_take(b, fd, peer, b->lis_local_ok[li] ? &b->lis_local[li] : NULL, &od);
 		b->n_refused++;
-		pr_warn("refused a connection: %s (%zu open, --max-conns %u)",
-			b->draining ? "shutting down" : "too many connections", b->n_conns, b->cfg->max_conns);
+		warn_refused(b, b->draining ? "shutting down" : "too many connections, closed");
 		close(fd);
 		return;
 	}
@@ -1747,8 +1773,7 @@ static void accept_one(struct broker *b, int fd, const struct sockaddr_storage *
 		c->over = true;
 		b->n_over++;
 		b->n_refused++;
-		pr_warn("too many connections (%zu open, --max-conns %u): the next one's requests get 503",
-			b->n_conns, b->cfg->max_conns);
+		warn_refused(b, "too many connections, answered 503");
 	}
 	c->next = &b->conns;
 	c->prev = b->conns.prev;

@@ -131,6 +131,7 @@ struct hx {
 	int status;                     /* final status given to the sandbox */
 	char why[256];                  /* rule or refusal reason for the audit line */
 	bool audited;                   /* this request's audit line is written: one per request */
+	uint64_t n_requests;            /* requests begun on this connection (hx_requests) */
 	bool rq_head_done;              /* the request head was complete (the policy saw it) */
 	char cut[128];                  /* why the exchange ended early, for its audit line, or "" */
 	const char *refuse_all;         /* hx_refuse_all: every request gets 503 with this reason */
@@ -1439,6 +1440,7 @@ static int rq_on_message_begin(llhttp_t *p)
 	struct hx *h = hx_of(p);
 
 	head_reset(&h->rq);
+	h->n_requests++;
 	h->rq_bad = NULL;
 	h->rq_crlf = 0;
 	h->rq_trailers = false;
@@ -2916,6 +2918,11 @@ bool hx_rule_names_host(const struct hx *h)
 void hx_set_upstream_internal(struct hx *h, bool internal)
 {
 	h->up_internal = internal;
+}
+
+uint64_t hx_requests(const struct hx *h)
+{
+	return h->n_requests;
 }
 
 bool hx_idle(const struct hx *h)

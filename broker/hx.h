@@ -143,5 +143,7 @@ bool hx_rule_names_host(const struct hx *h);
 void hx_set_upstream_internal(struct hx *h, bool internal);
 /* True between requests (for idle vs. header timeouts). */
 bool hx_idle(const struct hx *h);
+/* Requests begun on this connection so far (the idle timer restarts when it moves). */
+uint64_t hx_requests(const struct hx *h);
 
 #endif /* SLUICE_HX_H */

@@ -676,6 +676,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* A file size limit on the audit log: write() fails (EFBIG), the lines go
+	 * to stderr (audit_flush), the broker lives on. */
+	signal(SIGXFSZ, SIG_IGN);
 	/* Blocked before any thread starts, so only the signalfd ever sees them. */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);

@@ -132,6 +132,32 @@ for v in nan 0.0001 -1 1e9 2x; do
 done
 "$SLUICED" --drain-timeout 0.5 --help >/dev/null 2>&1 || sl_fail "--drain-timeout 0.5 refused"
 
+# ---- an audit log at the file size limit (ulimit -f): the broker lives on ----
+# The write that crosses the limit fails (EFBIG; SIGXFSZ is ignored), and the
+# lines go to the broker's stderr, whole.
+head -c $((2048 * 1024 - 200)) /dev/zero | tr '\0' '#' >"$T/fsz.audit"
+echo >>"$T/fsz.audit"
+exec {rfd}>"$T/ready-fsz"
+sl_bg fsz bash -c 'ulimit -f 2048; exec "$@"' fsz "$SLUICED" --listen 127.0.0.1:0 --ready-fd "$rfd" \
+	--ca-dir "$T/ca" --run-dir "$T/run-fsz" --origdst-fixed "$FI_IP4:443" --upstream-ca "$FI_CA" \
+	--resolve "api.test:$FI_IP4" --allow api.test --audit "$T/fsz.audit"
+exec {rfd}>&-
+sl_wait_for grep -q READY "$T/ready-fsz" || sl_fail "broker (fsz) did not get ready: $(cat "$T/fsz.log")"
+read -r _ FPORT _ <"$T/ready-fsz"
+codes=""
+for i in 1 2 3 4; do
+	codes+=$(curl -sS --max-time 10 --cacert "$T/run-fsz/ca.crt" --connect-to "::127.0.0.1:$FPORT" \
+		-o /dev/null -w '%{http_code} ' "https://api.test/hello?fsz=$i")
+done
+sl_assert_eq "200 200 200 200 " "$codes" "audit log at the file size limit: requests still served"
+kill -0 "$(cat "$T/fsz.pid")" 2>/dev/null || sl_fail "the broker died at the audit log's file size limit: $(tail -n 3 "$T/fsz.log")"
+sl_assert_contains "$(cat "$T/fsz.log")" "Couldn't write the audit log: File too large" "the broker says why the audit lines go to its log"
+for i in 1 2 3 4; do
+	n=$(cat "$T/fsz.log" "$T/fsz.audit" | grep -F "\"path\":\"/hello?fsz=$i\"" | grep -c '}$')
+	[ "$n" = 1 ] || sl_fail "request $i has $n whole audit lines across the log and the broker's stderr"
+done
+sl_ok "every request's audit line is kept once, in the log or the broker's stderr"
+
 # ---- SIGTERM ----
 # A response whose last bytes still wait for a slow reader when the broker is
 # told to stop is delivered whole before the connection closes.

@@ -69,15 +69,16 @@ print("got=%r" % got)
 PY
 }
 
-# start_broker NAME ORIGDST POLICY-TEXT: sets BPORT, BDNS; audit in $T/NAME.audit.
+# start_broker NAME ORIGDST POLICY-TEXT [SLUICED-ARGS...]: sets BPORT, BDNS; audit in $T/NAME.audit.
 n_brokers=0
 start_broker() {
 	local name=$1 od=$2 rfd
 	printf '%s\n' "$3" >"$T/$name.yaml"
+	shift 3
 	exec {rfd}>"$T/$name.ready"
 	sl_bg "$name" "$SLUICED" --listen 127.0.0.1:0 --ready-fd "$rfd" --ca-dir "$T/ca" --run-dir "$T/run" \
 		--origdst-fixed "$od" --policy "$T/$name.yaml" --resolve "git.test:$FI_IP4" \
-		--audit "$T/$name.audit"
+		--audit "$T/$name.audit" "$@"
 	exec {rfd}>&-
 	sl_wait_for grep -q READY "$T/$name.ready" || sl_fail "broker $name did not get ready: $(cat "$T/$name.log")"
 	read -r _ BPORT BDNS <"$T/$name.ready"
@@ -244,4 +245,17 @@ sl_assert_contains "$out" "port 9100 got=b''" "sluice run: a port no tcp rule al
 sl_assert_eq $((c0 + 1)) "$(fi_conns 9000)" "sluice run: the server saw one connection"
 sl_assert_eq "$e0" "$(wc -l <"$FI_DIR/echo.log")" "sluice run: the unlisted port's server saw nothing"
 sl_assert_contains "$(cat "$T/run.audit")" '"method":"TCP","host":"git.test","port":9000' "sluice run: audit line for the tunnel"
+
+# Over --max-conns, a connection taken only to answer HTTP 503 never becomes a
+# raw tunnel, even to a destination a tcp rule allows.
+start_broker over "$FI_IP4:9100" "rules:
+  - {action: allow, proto: tcp, host: \"$FI_IP4\", port: 9100}" --max-conns 1
+"$PY" -c 'import socket, sys, time; s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 3); time.sleep(4)' "$BPORT" &
+HOLD=$!
+sl_defer "sl_kill_pid $HOLD"
+sleep 0.5
+e0=$(wc -l <"$FI_DIR/echo.log")
+out=$(client "$BPORT" raw)
+sl_assert_eq "got=b''" "$out" "over --max-conns: raw TCP is closed, not tunnelled"
+sl_assert_eq "$e0" "$(wc -l <"$FI_DIR/echo.log")" "over --max-conns: the server saw nothing from it"
 sl_pass

@@ -4,7 +4,8 @@
  * VPN, DHCP or NetworkManager rewriting it) instead of asking the old
  * nameservers until a restart. Needs root (as make test is): a private mount
  * namespace puts a resolv.conf of the test's own over /etc/resolv.conf, and
- * two fake nameservers on 127.0.0.8 and 127.0.0.9 (loopback only) answer
+ * in a network namespace of its own (so no host resolver holds port 53)
+ * two fake nameservers on 127.0.0.8 and 127.0.0.9 (its loopback) answer
  * every A query with an address naming the server that answered. And a name
  * with nine addresses of each family keeps both families in its result.
  */
@@ -21,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -150,7 +153,18 @@ static void test_follows_resolv_conf(void **state)
 	(void)state;
 	/* Root is required (make test runs as root): fail, never skip. */
 	assert_int_equal(geteuid(), 0);
-	assert_int_equal(unshare(CLONE_NEWNS), 0);
+	assert_int_equal(unshare(CLONE_NEWNS | CLONE_NEWNET), 0);
+	{
+		struct ifreq ifr = { 0 };
+		int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+		assert_true(s >= 0);
+		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+		assert_int_equal(ioctl(s, SIOCGIFFLAGS, &ifr), 0);
+		ifr.ifr_flags |= IFF_UP;
+		assert_int_equal(ioctl(s, SIOCSIFFLAGS, &ifr), 0);
+		close(s);
+	}
 	assert_int_equal(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
 	fd = mkstemp(conf);
 	assert_true(fd >= 0);
