@@ -92,7 +92,7 @@ struct conn {
 	struct sluice_orig_dst od;     /* who connected, and where to */
 	char sni[TLS_SNI_MAX];         /* from the ClientHello; "" on plain HTTP */
 	char up_host[256];             /* upstream name being dialled / connected */
-	const char *close_reason;
+	char close_reason[160];        /* why conn_close was called (copied: may come from a stack buffer) */
 	bool tls;                      /* client side is TLS */
 	bool over;                     /* accepted over --max-conns: every request gets 503 */
 	bool tunnel;                   /* after an upgrade: raw bytes both ways */

@@ -80,7 +80,8 @@ static void conn_close(struct conn *c, const char *reason)
 		return;
 	c->closing = true;
 	c->st = CS_CLOSING;
-	c->close_reason = reason;
+	/* Copied: a reason may be built on the caller's stack (up_fail). */
+	snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason ? reason : "");
 	c->next_close = c->b->close_list;
 	c->b->close_list = c;
 }
@@ -1647,7 +1648,7 @@ static void conn_free(struct conn *c)
 		SSL_free(c->cl.ssl);
 	}
 	/* Before the sockets go: a request cut short still gets its audit line. */
-	hx_end(c->hx, c->close_reason, c->tun_in, c->tun_out);
+	hx_end(c->hx, c->close_reason[0] ? c->close_reason : NULL, c->tun_in, c->tun_out);
 	hx_free(c->hx);
 	buf_free(&c->cin);
 	buf_free(&c->cout);
@@ -1659,7 +1660,7 @@ static void conn_free(struct conn *c)
 	b->n_conns--;
 	if (c->over)
 		b->n_over--;
-	pr_debug("connection closed: %s", c->close_reason ? c->close_reason : "");
+	pr_debug("connection closed: %s", c->close_reason);
 	free(c);
 }
 
