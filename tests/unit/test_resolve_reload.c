@@ -118,19 +118,12 @@ static void wait_for(struct resolver *res, const char *name, struct rs_result *o
 /* The last byte of the second octet of name's first IPv4 address: which fake nameserver answered. */
 static int lookup(struct resolver *res, const char *name)
 {
-	struct wait w = { 0 };
-	struct pollfd p = { .fd = resolver_eventfd(res), .events = POLLIN };
+	struct rs_result r;
 
-	assert_int_equal(resolver_lookup_fast(res, name, &w.r), -EAGAIN);
-	assert_non_null(resolver_submit(res, name, on_done, &w));
-	while (!w.done) {
-		assert_true(poll(&p, 1, 10000) == 1);
-		resolver_dispatch(res);
-	}
-	assert_int_equal(w.r.err, 0);
-	for (size_t i = 0; i < w.r.n; i++)
-		if (w.r.a[i].family == AF_INET)
-			return w.r.a[i].addr[1];
+	wait_for(res, name, &r);
+	for (size_t i = 0; i < r.n; i++)
+		if (r.a[i].family == AF_INET)
+			return r.a[i].addr[1];
 	return -1;
 }
 
