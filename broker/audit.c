@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -170,6 +171,10 @@ static atomic_bool audit_failing;
  * starts with a newline, so the next line is not glued to the fragment.
  * Global: with several workers, whichever writes next follows the fragment. */
 static atomic_bool audit_torn;
+/* Held from reading audit_torn to setting it after a write: without it,
+ * another worker's lines could land right behind a fragment in the moment
+ * before the flag says it is there. Taken once per event-loop batch. */
+static pthread_mutex_t audit_mu = PTHREAD_MUTEX_INITIALIZER;
 
 bool audit_ok(void)
 {
@@ -275,6 +280,7 @@ void audit_flush(struct broker *b)
 
 	if (!buf_len(o))
 		return;
+	pthread_mutex_lock(&audit_mu);
 	if (atomic_exchange(&audit_torn, false)) {
 		rc = write_all(b->audit_fd, b->audit_fifo, "\n", 1, &done);
 		done = 0;
@@ -305,6 +311,7 @@ void audit_flush(struct broker *b)
 	} else if (atomic_load(&audit_failing) && atomic_exchange(&audit_failing, false)) {
 		pr_info("audit log writable again: serving requests");
 	}
+	pthread_mutex_unlock(&audit_mu);
 	buf_consume(o, buf_len(o));
 	buf_shrink(o, 64 * 1024);
 }
