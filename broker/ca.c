@@ -114,19 +114,12 @@ static X509 *make_ca_cert(EVP_PKEY *key)
 	return x;
 }
 
-static int write_pem_file(const char *path, mode_t mode, EVP_PKEY *key, X509 *cert, bool excl)
+/* Writes key (or cert) at fd's offset 0 and cuts the file to that length. */
+static int write_pem_fd(int fd, EVP_PKEY *key, X509 *cert, bool sync)
 {
 	FILE *f;
-	int fd, ok;
+	int ok;
 
-	/* No O_TRUNC: the run dir's ca.crt is bind-mounted into running
-	 * sandboxes (the same inode), and a restarting broker that emptied it
-	 * first would fail their TLS until the rewrite. The same bytes are
-	 * written over themselves, then the file is cut to their length. */
-	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (excl ? O_EXCL : 0), mode);
-	if (fd < 0)
-		return -errno;
-	fchmod(fd, mode);
 	f = fdopen(fd, "w");
 	if (!f) {
 		close(fd);
@@ -134,10 +127,47 @@ static int write_pem_file(const char *path, mode_t mode, EVP_PKEY *key, X509 *ce
 	}
 	ok = key ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL)
 		 : PEM_write_X509(f, cert);
-	ok = ok && !fflush(f) && ftell(f) >= 0 && !ftruncate(fd, ftell(f));
+	ok = ok && !fflush(f) && ftell(f) >= 0 && !ftruncate(fd, ftell(f)) && (!sync || !fsync(fd));
 	if (fclose(f) || !ok)
 		return -EIO;
 	return 0;
+}
+
+static int write_pem_file(const char *path, mode_t mode, X509 *cert)
+{
+	int fd;
+
+	/* No O_TRUNC and no rename: the run dir's ca.crt is bind-mounted into
+	 * running sandboxes (the same inode), and a restarting broker that
+	 * emptied or replaced it would fail their TLS. The same bytes are written
+	 * over themselves, then the file is cut to their length. */
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -errno;
+	fchmod(fd, mode);
+	return write_pem_fd(fd, NULL, cert, false);
+}
+
+/* Written beside, synced, then moved in place: a crash leaves no file or the
+ * whole new one, never a cut key that would stop every later start. excl:
+ * fail with -EEXIST rather than replace a file that is already there. */
+static int write_pem_atomic(const char *path, mode_t mode, EVP_PKEY *key, X509 *cert, bool excl)
+{
+	char tmp[4200];
+	int fd, rc;
+
+	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
+	unlink(tmp); /* left by a crashed broker that had this pid */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -errno;
+	fchmod(fd, mode);
+	rc = write_pem_fd(fd, key, cert, true);
+	if (!rc && (excl ? link(tmp, path) : rename(tmp, path)))
+		rc = -errno;
+	if (rc || excl)
+		unlink(tmp);
+	return rc;
 }
 
 static int load_or_create_locked(struct ca *ca, const char *ca_dir, const char *kpath,
@@ -252,12 +282,12 @@ static int load_or_create_locked(struct ca *ca, const char *ca_dir, const char *
 			ca_fini(ca);
 			return -EIO;
 		}
-		rc = write_pem_file(kpath, 0600, ca->key, NULL, true);
+		/* The key last: its presence is what says a CA exists here. */
+		rc = write_pem_atomic(cpath, 0644, NULL, ca->cert, false);
 		if (!rc)
-			rc = write_pem_file(cpath, 0644, NULL, ca->cert, false);
+			rc = write_pem_atomic(kpath, 0600, ca->key, NULL, true);
 		if (rc) {
 			snprintf(err, errlen, "Couldn't write the CA to %s: %s", ca_dir, strerror(-rc));
-			unlink(kpath);
 			ca_fini(ca);
 			return rc;
 		}
@@ -291,7 +321,7 @@ int ca_publish(const struct ca *ca, const char *run_dir, const char *system_root
 	}
 	chmod(run_dir, 0755);
 	snprintf(path, sizeof(path), "%s/ca.crt", run_dir);
-	rc = write_pem_file(path, 0644, NULL, ca->cert, false);
+	rc = write_pem_file(path, 0644, ca->cert);
 	if (rc) {
 		snprintf(err, errlen, "Couldn't write %s: %s", path, strerror(-rc));
 		return rc;

@@ -5,7 +5,7 @@ set -eu
 PKGS="make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libssl-dev libyaml-dev
       libcmocka-dev node-llhttp iproute2 curl openssl ca-certificates procps psmisc
       python3 python3-requests python3-yaml nodejs wrk nginx-light haproxy mitmproxy valgrind
-      libclang-rt-14-dev dnsutils"
+      libclang-rt-14-dev dnsutils strace"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
