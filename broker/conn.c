@@ -150,8 +150,11 @@ static void pool_put(struct conn *c)
 	    (c->up.ssl && (tls_pending_out(c->up.ssl) || SSL_has_pending(c->up.ssl))) ||
 	    !c->hx || !hx_idle(c->hx) || b->draining || c->addr_i >= c->addrs.n)
 		return;
+	if (!b->cfg->pool_max)
+		return;
+	/* The timer list is in put order: its head is the connection idle longest. */
 	if (b->n_pool >= b->cfg->pool_max)
-		pool_expire(&b->pool->timer); /* not the LRU exactly; bounded is what matters */
+		pool_expire(b->t_pool.head.next);
 	u = calloc(1, sizeof(*u));
 	if (!u)
 		return;
@@ -169,6 +172,7 @@ static void pool_put(struct conn *c)
 		return;
 	}
 	c->up.io.fd = -1;
+	ev_forget(&b->loop, &c->up.io); /* the fd's events are u's now */
 	c->up.ssl = NULL;
 	c->ust = US_NONE;
 	if (u->ssl)
@@ -246,6 +250,7 @@ static void up_close(struct conn *c)
 	if (c->up.io.fd >= 0) {
 		close(c->up.io.fd); /* leaves the epoll set with it: no EPOLL_CTL_DEL */
 		c->up.io.fd = -1;
+		ev_forget(&c->b->loop, &c->up.io); /* a redial reuses c->up.io */
 	}
 	if (c->up.ssl) {
 		ERR_clear_error();
@@ -1010,6 +1015,7 @@ static bool up_progress_connect(struct conn *c)
 		if (soerr) {
 			close(c->up.io.fd);
 			c->up.io.fd = -1;
+			ev_forget(&c->b->loop, &c->up.io);
 			pr_debug("connect to %s (address %zu) failed: %s", c->up_host, c->addr_i, strerror(soerr));
 			c->addr_i++;
 			up_dial_next(c);

@@ -106,6 +106,13 @@ static int next_timeout(struct ev_loop *l)
 	return best - l->now_ms > 1000 ? 1000 : (int)(best - l->now_ms);
 }
 
+void ev_forget(struct ev_loop *l, struct ev_io *io)
+{
+	for (int i = l->batch ? l->batch_i + 1 : l->batch_n; i < l->batch_n; i++)
+		if (l->batch[i].data.ptr == io)
+			l->batch[i].data.ptr = NULL;
+}
+
 int ev_run_once(struct ev_loop *l)
 {
 	struct epoll_event evs[128];
@@ -118,11 +125,16 @@ int ev_run_once(struct ev_loop *l)
 	if (n < 0 && errno != EINTR)
 		return -errno;
 	l->now_ms = ev_now_ms();
+	l->batch = evs;
+	l->batch_n = n;
 	for (i = 0; i < n; i++) {
 		struct ev_io *io = evs[i].data.ptr;
 
-		io->cb(io, evs[i].events);
+		l->batch_i = i;
+		if (io)
+			io->cb(io, evs[i].events);
 	}
+	l->batch = NULL;
 	for (i = 0; i < l->n_lists; i++) {
 		struct ev_tlist *t = l->lists[i];
 

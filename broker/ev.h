@@ -37,6 +37,8 @@ struct ev_loop {
 	void *ctx;
 	bool no_wait;          /* set by before_sleep: work is pending, poll without sleeping */
 	bool stop;
+	struct epoll_event *batch; /* the events ev_run_once is handing out, or NULL */
+	int batch_i, batch_n;
 };
 
 /* Returns 0 or -errno. */
@@ -46,6 +48,10 @@ void ev_fini(struct ev_loop *l);
 int ev_add(struct ev_loop *l, struct ev_io *io, uint32_t events);
 int ev_mod(struct ev_loop *l, struct ev_io *io, uint32_t events);
 void ev_del(struct ev_loop *l, struct ev_io *io);
+/* io's fd was closed (and io may get a new fd before the batch ends): drops
+ * the events of the current batch not yet handed out for io, which were for
+ * the old fd. */
+void ev_forget(struct ev_loop *l, struct ev_io *io);
 
 void ev_tlist_init(struct ev_loop *l, struct ev_tlist *t, uint32_t dur_ms,
 		   void (*expire)(struct ev_tnode *n));

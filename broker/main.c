@@ -129,12 +129,13 @@ static const char usage[] =
 "  --handshake-timeout S, --header-timeout S, --idle-timeout S, --io-timeout S   (seconds, decimals ok)\n"
 "  --drain-timeout S      on SIGTERM/SIGINT, how long busy connections may finish (default 10)\n"
 "  --max-header-bytes N   request/response head limit (default 65536)\n"
+"  --pool-max N           idle upstream connections kept for reuse, per worker (default 256; 0: none)\n"
 "  --origdst-fixed ADDR:PORT  TEST AID: treat every connection as redirected from ADDR:PORT\n";
 
 enum {
 	OPT_LISTEN = 256, OPT_READY, OPT_POLICY, OPT_ALLOW, OPT_UPCA, OPT_RESOLVE, OPT_CADIR,
 	OPT_RUNDIR, OPT_AUDIT, OPT_PIN, OPT_SANDBOX, OPT_WORKERS, OPT_LOGLEVEL, OPT_ORIGFIXED,
-	OPT_MAXCONNS, OPT_HS_TO, OPT_HDR_TO, OPT_IDLE_TO, OPT_IO_TO, OPT_DRAIN_TO, OPT_MAXHDR, OPT_HELP,
+	OPT_MAXCONNS, OPT_HS_TO, OPT_HDR_TO, OPT_IDLE_TO, OPT_IO_TO, OPT_DRAIN_TO, OPT_MAXHDR, OPT_POOLMAX, OPT_HELP,
 };
 
 static const struct option opts[] = {
@@ -159,6 +160,7 @@ static const struct option opts[] = {
 	{ "io-timeout", required_argument, NULL, OPT_IO_TO },
 	{ "drain-timeout", required_argument, NULL, OPT_DRAIN_TO },
 	{ "max-header-bytes", required_argument, NULL, OPT_MAXHDR },
+	{ "pool-max", required_argument, NULL, OPT_POOLMAX },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ 0 },
 };
@@ -634,6 +636,13 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			cfg.max_conns = (unsigned)v;
+			break;
+		case OPT_POOLMAX:
+			if (parse_ulong(optarg, 100000, &v)) {
+				fprintf(stderr, "sluiced: --pool-max %s: expected a number from 0 to 100000\n", optarg);
+				return 2;
+			}
+			cfg.pool_max = (unsigned)v;
 			break;
 		case OPT_HS_TO:
 		case OPT_HDR_TO:

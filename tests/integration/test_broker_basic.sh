@@ -168,4 +168,42 @@ out=$(curl -sS --max-time 10 --connect-to "::127.0.0.1:$BPORT" "http://api.test/
 sl_assert_contains "$out" "hello" "plain HTTP GET by Host header"
 code=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' --connect-to "::127.0.0.1:$BPORT" "http://other.test/hello")
 sl_assert_eq 403 "$code" "plain HTTP to a host without a rule gets 403"
+
+# A full pool gives up the upstream connection idle longest, not the one just used.
+broker_start bpool 443 --allow '*.api.test' --pool-max 2 --resolve "a.api.test:$FI_IP4" --resolve "b.api.test:$FI_IP4" \
+	--resolve "c.api.test:$FI_IP4"
+C=(curl -sS --max-time 10 --cacert "$BRUN/ca.crt" --connect-to "::127.0.0.1:$BPORT" -o /dev/null)
+pooled_get() { # pooled_get HOST: how many upstream connections one request to HOST opened
+	local before; before=$(fi_conns 443)
+	[ "$("${C[@]}" -w '%{http_code}' "https://$1/hello")" = 200 ] || echo "GET $1 failed"
+	sleep 0.3 # the broker sees the client's close and pools the upstream
+	echo $(( $(fi_conns 443) - before ))
+}
+for h in a.api.test b.api.test c.api.test; do
+	n=$(pooled_get $h); [ "$n" = 1 ] || sl_fail "first GET $h through the broker with --pool-max 2: $n"
+done
+sl_assert_eq 0 "$(pooled_get b.api.test)" "--pool-max 2: the second newest upstream stays pooled when a third comes"
+sl_assert_eq 1 "$(pooled_get a.api.test)" "--pool-max 2: the oldest pooled upstream was closed to make room"
+broker_start bnopool 443 --allow api.test --pool-max 0
+C=(curl -sS --max-time 10 --cacert "$BRUN/ca.crt" --connect-to "::127.0.0.1:$BPORT" -o /dev/null)
+n=$(pooled_get api.test); [ "$n" = 1 ] || sl_fail "first GET api.test with --pool-max 0: $n"
+sl_assert_eq 1 "$(pooled_get api.test)" "--pool-max 0: no upstream connection is kept"
+
+# A broker killed while it writes a new CA key leaves no cut key behind: the next
+# start creates the CA instead of failing on an unreadable one. strace kills it at
+# its first write to, or link or rename onto, ca.key.
+command -v strace >/dev/null || sl_fail "strace is missing: run make deps"
+rc=0
+timeout 20 strace -f -qq -o /dev/null -P "$T/ca2/ca.key" -e trace=write,link,linkat,rename,renameat,renameat2 \
+	-e inject=write,link,linkat,rename,renameat,renameat2:signal=KILL \
+	"$SLUICED" --listen 127.0.0.1:0 --ca-dir "$T/ca2" --run-dir "$T/run2" --allow api.test \
+	>"$T/cakill.log" 2>&1 || rc=$?
+[ "$rc" != 0 ] && [ "$rc" != 124 ] || sl_fail "the broker was not killed while writing its CA key (rc $rc): $(cat "$T/cakill.log")"
+exec {rfd}>"$T/ca2.ready"
+sl_bg ca2 "$SLUICED" --listen 127.0.0.1:0 --ready-fd "$rfd" --ca-dir "$T/ca2" --run-dir "$T/run2" --allow api.test
+exec {rfd}>&-
+sl_wait_for grep -q READY "$T/ca2.ready" || sl_fail "after a kill mid-write of the CA key, the next start failed: $(cat "$T/ca2.log")"
+sl_assert_eq "600" "$(stat -c %a "$T/ca2/ca.key")" "the CA key written after the kill is private"
+sl_assert_eq "$(openssl pkey -in "$T/ca2/ca.key" -pubout)" "$(openssl x509 -in "$T/ca2/ca.crt" -noout -pubkey)" \
+	"the CA key and cert written after the kill match"
 sl_pass
