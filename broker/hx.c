@@ -1962,6 +1962,7 @@ static int rq_on_message_complete(llhttp_t *p)
 	if (h->rq_trailers)
 		h->bytes_in += h->hs_len;
 	head_scan_reset(h); /* the next bytes start the next request's head */
+	h->rq_trailers = false;
 	if (h->rq_fwd && !h->rq_local) {
 		if (h->scan_body) {
 			h->cur_loc = LOC_BODY;
@@ -2413,11 +2414,10 @@ static void rq_parse_error(struct hx *h, llhttp_errno_t e)
 		return;
 	}
 	if (!h->rq_active) {
-		/* Audit the broken request too (it began before llhttp saw a
-		 * message start: nothing of the last request's line carries over). */
-		h->rq_active = true;
-		h->audited = false;
-		h->cut[0] = 0;
+		/* Audit the broken request too, as a new one (it began before
+		 * llhttp saw a message start): nothing of the last request (its
+		 * method, path, HEAD-ness, start time) may stand for it. */
+		rq_on_message_begin(&h->rq_p);
 	}
 	if (h->rq_fwd && !h->rq_local) {
 		/* Broken mid-body after the head went upstream (too large

@@ -1029,6 +1029,40 @@ static void test_bare_lf_after_head(void **state)
 	buf_free(&cl);
 }
 
+/* The same after a chunked request (which ends in a trailer section): the
+ * next request's head is a head, not more trailers of the last one, so its
+ * 400 is a whole response and its audit line is its own, not a second line
+ * for the chunked request. */
+static void test_bare_lf_after_chunked(void **state)
+{
+	struct buf up = {0}, cl = {0};
+	unsigned ev = 0;
+	struct hx *h;
+	const char *body;
+
+	(void)state;
+	load_policy(POLICY_PLAIN);
+	h = mk("api.test", 443, true);
+	feed(h, "HEAD /v1/first HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+		"3\r\nabc\r\n0\r\n\r\n", &up, &cl, &ev);
+	upstream(h, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", &cl, &ev);
+	assert_int_equal(T.n_audit, 1);
+	reset(&cl);
+	T.n_audit = 0;
+	feed(h, "DELETE /admin HTTP/1.1\nHost: api.test\r\n\r\n", &up, &cl, &ev);
+	assert_true(strstr(S(&cl), "HTTP/1.1 400 Bad Request\r\n") == S(&cl));
+	body = strstr(S(&cl), "\r\n\r\n");
+	assert_non_null(body);
+	assert_non_null(strstr(body, "request head"));
+	assert_int_equal(T.n_audit, 1);
+	assert_int_equal(T.a[0].status, 400);
+	assert_null(strstr(T.a[0].target, "/v1/first"));
+	assert_string_not_equal(T.a[0].method, "HEAD");
+	hx_free(h);
+	buf_free(&up);
+	buf_free(&cl);
+}
+
 /* A 1xx never has a body (RFC 9110 15.2), whatever length it claims: the
  * final response after it must not be eaten as one. */
 static void test_1xx_no_body(void **state)
@@ -1888,6 +1922,7 @@ int main(void)
 		cmocka_unit_test(test_1xx_no_body),
 		cmocka_unit_test(test_long_secret),
 		cmocka_unit_test(test_bare_lf_after_head),
+		cmocka_unit_test(test_bare_lf_after_chunked),
 		cmocka_unit_test(test_big_trailers_mid_response),
 		cmocka_unit_test(test_client_eof),
 		cmocka_unit_test(test_cut_short),
