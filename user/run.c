@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -295,11 +296,12 @@ static int hide_file(struct sandbox *s, const char *path, bool sensitive, const 
 
 /*
  * Host daemons whose unix sockets would run a command outside the sandbox for
- * it (a transient unit, a container) or resolve names for it: the user's
- * systemd and session bus (`systemd-run --user`), container engines, the
- * system bus and the host's resolvers, and for uid 0, which systemd trusts,
- * systemd's private socket. AF_UNIX is not mediated, so these are hidden by
- * path; the README's limits say what else to keep out.
+ * it (a transient unit, a container, a shell in a terminal multiplexer) or
+ * resolve names for it: the user's systemd and session bus (`systemd-run
+ * --user`), container engines, terminal and editor servers, the system bus
+ * and the host's resolvers, and for uid 0, which systemd trusts, systemd's
+ * private socket. AF_UNIX is not mediated, so these are hidden by path; the
+ * README's limits say what else to keep out.
  */
 static int hide_daemons(struct sandbox *s, uid_t uid)
 {
@@ -314,7 +316,18 @@ static int hide_daemons(struct sandbox *s, uid_t uid)
 		"/run/nscd/socket", "/var/run/nscd/socket", "/run/avahi-daemon/socket",
 	};
 	static const char *const root[] = { "/run/systemd/private" };
-	char p[128];
+	/* Terminal and editor servers that run what a client asks, in the
+	 * server's context: `tmux run-shell`, `screen -X exec`, `emacsclient
+	 * --eval`, `wezterm cli spawn`, `zellij run`, VS Code's `code` IPC; and
+	 * the X server (keystrokes into any terminal). People run agents inside
+	 * these, so the sockets are there. Globs are expanded at start, to sockets. */
+	static const char *const sessions[] = {
+		"/tmp/tmux-%u", "/run/screen", "/var/run/screen", "/run/user/%u/emacs", "/tmp/emacs%u",
+		"/run/user/%u/wezterm", "/run/user/%u/zellij", "/tmp/zellij-%u", "/tmp/.X11-unix",
+		"/run/user/%u/vscode-*.sock", "/tmp/vscode-*.sock", "/run/user/%u/kitty-*", "/tmp/kitty-*",
+	};
+	const char *tmux = getenv("TMUX"), *tmux_dir = getenv("TMUX_TMPDIR");
+	char p[4096];
 	int err = 0;
 
 	for (size_t i = 0; !err && i < sizeof(all) / sizeof(all[0]); i++) {
@@ -323,6 +336,32 @@ static int hide_daemons(struct sandbox *s, uid_t uid)
 	}
 	for (size_t i = 0; !err && !uid && i < sizeof(root) / sizeof(root[0]); i++)
 		err = sb_hide_add(&s->hide, root[i]);
+	for (size_t i = 0; !err && i < sizeof(sessions) / sizeof(sessions[0]); i++) {
+		glob_t g;
+
+		snprintf(p, sizeof(p), sessions[i], (unsigned)uid);
+		if (!strchr(p, '*')) {
+			err = sb_hide_add(&s->hide, p);
+			continue;
+		}
+		if (glob(p, GLOB_NOSORT, NULL, &g) == 0)
+			for (size_t j = 0; !err && j < g.gl_pathc; j++) {
+				struct stat st;
+
+				if (!lstat(g.gl_pathv[j], &st) && S_ISSOCK(st.st_mode))
+					err = sb_hide_add(&s->hide, g.gl_pathv[j]);
+			}
+		globfree(&g);
+	}
+	/* The tmux server this sluice runs under: $TMUX is "socket,pid,session". */
+	if (!err && tmux_dir && *tmux_dir) {
+		snprintf(p, sizeof(p), "%s/tmux-%u", tmux_dir, (unsigned)uid);
+		err = sb_hide_add(&s->hide, p);
+	}
+	if (!err && tmux && *tmux) {
+		snprintf(p, sizeof(p), "%.*s", (int)strcspn(tmux, ","), tmux);
+		err = sb_hide_add(&s->hide, p);
+	}
 	return err;
 }
 

@@ -551,6 +551,14 @@ static int install_seccomp(char *err, size_t errlen)
 #endif
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		/* clone3's CLONE_INTO_CGROUP starts a child in any cgroup whose
+		 * cgroup.procs the caller may write: a uid-0 sandbox owns the root's.
+		 * The read-only cgroupfs mount does not stop it (the kernel checks
+		 * the superblock), nor does the cgroup namespace without nsdelegate.
+		 * Its flags are in memory, out of seccomp's reach, so clone3 goes
+		 * whole; libc falls back to clone on ENOSYS (as in Docker's profile). */
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
 		/* The kernel's keyrings: request_key("dns_resolver", name) makes the
 		 * host's /sbin/request-key resolve a name of the sandbox's choosing,
 		 * outside its cgroup, and hands the answer back (keyutils installed). */

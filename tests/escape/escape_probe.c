@@ -10,13 +10,19 @@
  *   escape_probe bpf MAPID PROGID LINKID  bpf(): get fds of sluice's objects by id, load a
  *                                         cgroup connect program, create a map
  *   escape_probe x32                      socket(AF_VSOCK) through the x32 syscall ABI
+ *   escape_probe clone3 CGDIR ADDR PORT   clone3(CLONE_INTO_CGROUP) into cgroup directory CGDIR
+ *                                         (the host's root cgroup: no sluice program there), then
+ *                                         the child connects to ADDR:PORT
  *
  * ADDR may be IPv4 or IPv6. "connected" lines carry what the peer sent first.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <linux/bpf.h>
+#include <linux/sched.h>
 #include <linux/io_uring.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -27,6 +33,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef TCP_FASTOPEN_CONNECT
@@ -289,6 +296,42 @@ static int do_x32(void)
 	return 0;
 }
 
+/* A uid-0 sandbox owns the host's cgroup.procs files; a read-only mount of
+ * cgroupfs does not stop CLONE_INTO_CGROUP (it checks the superblock), nor
+ * does a cgroup namespace without nsdelegate. sluice's seccomp filter
+ * answers clone3 with ENOSYS (libc falls back to clone, which has no such flag). */
+static int do_clone3(const char *cgdir, const char *a, const char *p)
+{
+	struct clone_args ca = { .flags = CLONE_INTO_CGROUP, .exit_signal = SIGCHLD };
+	struct sockaddr_storage ss;
+	socklen_t sl = mkaddr(a, p, &ss);
+	int cfd = open(cgdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), status;
+	long pid;
+
+	if (cfd < 0) {
+		printf("clone3 open-error %s\n", en(errno));
+		return 0;
+	}
+	ca.cgroup = (unsigned long long)cfd;
+	fflush(stdout);
+	pid = syscall(__NR_clone3, &ca, sizeof(ca));
+	if (pid < 0) {
+		printf("clone3 error %s\n", en(errno));
+		return 0;
+	}
+	if (pid == 0) {
+		int fd = socket(ss.ss_family, SOCK_STREAM, 0);
+
+		if (fd < 0 || connect(fd, (struct sockaddr *)&ss, sl))
+			printf("clone3 moved connect-error %s\n", en(errno));
+		else
+			peer_says("clone3 moved", fd);
+		_exit(0);
+	}
+	waitpid((pid_t)pid, &status, 0);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -302,6 +345,8 @@ int main(int argc, char **argv)
 		return do_bpf((unsigned)atoi(argv[2]), (unsigned)atoi(argv[3]), (unsigned)atoi(argv[4]));
 	if (argc == 2 && !strcmp(argv[1], "x32"))
 		return do_x32();
-	fprintf(stderr, "usage: escape_probe tfo|tfo-connect|iouring ADDR PORT | bpf MAPID PROGID LINKID | x32\n");
+	if (argc == 5 && !strcmp(argv[1], "clone3"))
+		return do_clone3(argv[2], argv[3], argv[4]);
+	fprintf(stderr, "usage: escape_probe tfo|tfo-connect|iouring ADDR PORT | bpf MAPID PROGID LINKID | x32 | clone3 CGDIR ADDR PORT\n");
 	return 2;
 }

@@ -44,14 +44,29 @@ EOF
 chmod 755 "$T/broker.sh"
 
 # A host daemon on a unix socket path, outside the sandbox.
-sl_bg hostunix "$PY" -c '
+cat >"$T/unixd.py" <<'EOF'
 import os, socket, sys
 p = sys.argv[1]
 s = socket.socket(socket.AF_UNIX); s.bind(p); os.chmod(p, 0o777); s.listen(8)
 while True:
     c, _ = s.accept(); open(sys.argv[2], "a").write("x\n"); c.sendall(b"HOSTUNIX\n"); c.close()
-' "$T/host.sock" "$T/hostunix.log"
+EOF
+sl_bg hostunix "$PY" "$T/unixd.py" "$T/host.sock" "$T/hostunix.log"
 sl_wait_for test -S "$T/host.sock" || sl_fail "host unix daemon did not start"
+# Terminal multiplexer servers run what a client asks outside the sandbox (tmux run-shell):
+# the one sluice runs under ($TMUX) and the sandbox user's default tmux socket are hidden.
+# Stand-ins listen where tmux would; the default one only if this host has none there.
+NOBODY_UID=$(id -u nobody)
+mkdir -m 777 "$T/tmux"
+sl_bg tmuxenv "$PY" "$T/unixd.py" "$T/tmux/default" "$T/tmuxenv.log"
+TMUXD=/tmp/tmux-$NOBODY_UID
+if [ ! -e "$TMUXD" ]; then
+	mkdir -m 700 "$TMUXD" && chown nobody "$TMUXD" && sl_defer "rm -rf $TMUXD"
+	sl_bg tmuxuid "$PY" "$T/unixd.py" "$TMUXD/default" "$T/tmuxuid.log"
+	sl_wait_for test -S "$TMUXD/default" || sl_fail "stand-in tmux server did not start"
+fi
+sl_wait_for test -S "$T/tmux/default" || sl_fail "stand-in tmux server (TMUX) did not start"
+export TMUX="$T/tmux/default,4242,0"
 
 # sluice's own objects, to aim bpf() at.
 MAPID=$(bpftool -j map show pinned /sys/fs/bpf/sluice/sluice_sandboxes 2>/dev/null | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["id"])' 2>/dev/null)
@@ -108,11 +123,12 @@ if mode == "main":
         socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0).close(); out("netlinkroute opened")
     except OSError as e:
         out("netlinkroute error", en(e))
-    u = socket.socket(socket.AF_UNIX); u.settimeout(3)
-    try:
-        u.connect("$T/host.sock"); out("unix connected", u.recv(64).decode().strip())
-    except OSError as e:
-        out("unix error", en(e))
+    for name, path in (("unix", "$T/host.sock"), ("tmuxenv", "$T/tmux/default"), ("tmuxuid", "$TMUXD/default")):
+        u = socket.socket(socket.AF_UNIX); u.settimeout(3)
+        try:
+            u.connect(path); out(name + " connected", u.recv(64).decode().strip())
+        except OSError as e:
+            out(name + " error", en(e))
     bp = open("$T/broker.pid").read().strip()
     for what in ("environ", "mem", "fd"):
         p = "/proc/%s/%s" % (bp, what)
@@ -167,8 +183,14 @@ if mode == "tcp":
     tcp(sys.argv[2] + "6", socket.AF_INET6, (FI6, 9000))
 EOF
 
+# The host's cgroup2 root (from mountinfo: /sys/fs/cgroup or, on a hybrid host, .../unified).
+CG2=$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") { print $5; exit } break } }' \
+	/proc/self/mountinfo)
+[ -n "$CG2" ] || sl_fail "no cgroup2 mount in /proc/self/mountinfo"
+
 cat >"$T/inner.sh" <<EOF
 P=/usr/bin/python3; E="$T/escape_probe"
+\$E clone3 $CG2 $FI_IP4 9000
 \$P "$T/probe.py" main
 \$E tfo $FI_IP4 9000; \$E tfo $FI_IP6 9000; \$E tfo ::ffff:$FI_IP4 9000
 \$E tfo-connect $FI_IP4 9000
@@ -233,6 +255,7 @@ run_probes() { # label [--user root]
 	sl_assert_contains "$out" "tiocsti error EPERM" "$L TIOCSTI (typing into a terminal) refused by sluice's seccomp filter"
 	sl_assert_contains "$out" "request_key error ENOSYS" "$L request_key (the kernel's DNS resolver upcall) refused by sluice's seccomp filter"
 	sl_assert_contains "$out" "x32 ENOSYS" "$L x32 syscall ABI unavailable (kernel built without it)"
+	sl_assert_contains "$out" "clone3 error ENOSYS" "$L clone3 (CLONE_INTO_CGROUP into the host's root cgroup) refused by sluice's seccomp filter"
 	for n in map-by-id prog-by-id link-by-id prog-load-cgroup map-create; do
 		sl_assert_contains "$out" "bpf $n EPERM" "$L bpf(): $n refused"
 	done
@@ -249,6 +272,8 @@ run_probes() { # label [--user root]
 		sl_assert_contains "$out" "uid_map" "$L unshare -U refused (uid_map), so no new cgroup namespace"
 	fi
 	sl_assert_contains "$out" "unix connected HOSTUNIX" "$L AF_UNIX to a host daemon by path: reachable (not mediated, documented)"
+	sl_assert_contains "$out" "tmuxenv error" "$L the tmux server sluice runs under (\$TMUX) is hidden"
+	sl_assert_contains "$out" "tmuxuid error" "$L the sandbox user's default tmux socket (/tmp/tmux-UID) is hidden"
 	for n in environ mem; do
 		sl_assert_contains "$out" "proc-$n error" "$L the broker's /proc/PID/$n is not readable"
 	done
@@ -271,6 +296,9 @@ o=$("$T/escape_probe" iouring "$FI_IP4" 9000; "$T/escape_probe" tfo "$FI_IP4" 90
 sl_assert_contains "$o" "iouring connected data=[hello]" "outside: io_uring connect works on this kernel"
 sl_assert_contains "$o" "tfo connected data=[hello]" "outside: TCP Fast Open connect works"
 sl_assert_eq $((c0 + 2)) "$(fi_conns 9000)" "outside: both reached the fake internet"
+# clone3 into the root cgroup, outside the sandbox: the probe can move a child and connect.
+o=$("$T/escape_probe" clone3 "$CG2" "$FI_IP4" 9000)
+sl_assert_contains "$o" "clone3 moved connected data=[hello]" "outside: clone3(CLONE_INTO_CGROUP) works on this kernel"
 o=$("$PY" "$T/probe.py" keys 2>&1)
 sl_assert_not_contains "$o" "ENOSYS" "outside: request_key exists on this kernel ($o)"
 o=$("$PY" "$T/probe.py" tiocsti 2>&1)
