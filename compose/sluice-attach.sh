@@ -34,11 +34,15 @@ cg2_mount() {
 		"$PROC/self/mountinfo"
 }
 
-# pid of a process whose environment carries SLUICE_SANDBOX=$SANDBOX, other than ourselves
+# pid of a process whose environment carries SLUICE_SANDBOX=$SANDBOX, other than ourselves, in
+# our network namespace: the agent shares it (network_mode: service:sluice). With pid: host another
+# compose project's agent carries the same marker; attaching to that one would leave ours unconfined.
 find_agent_pid() {
+	mynet=$(readlink "$PROC/self/ns/net") || die "can't read $PROC/self/ns/net"
 	for d in "$PROC"/[0-9]*; do
 		p=${d##*/}
 		[ "$p" = "$$" ] && continue
+		[ "$(readlink "$d/ns/net" 2>/dev/null)" = "$mynet" ] || continue
 		# environ is NUL-separated; an exact line match avoids prefixes (agent vs agent2)
 		if tr '\0' '\n' 2>/dev/null <"$d/environ" | grep -qx "SLUICE_SANDBOX=$SANDBOX"; then
 			echo "$p"

@@ -263,6 +263,8 @@ void loader_close(struct loader *l)
 	free(l);
 }
 
+static int pinned_cgid(const char *dir, __u64 *cgid);
+
 int loader_attach(const char *pin_root, const char *name, const char *cgroup_path,
 		  unsigned flags, struct loader **out)
 {
@@ -271,6 +273,8 @@ int loader_attach(const char *pin_root, const char *name, const char *cgroup_pat
 	struct bpf_program *prog;
 	char dir[512], p[768];
 	int err = 0, lock = -1;
+	__u64 old_cgid = 0;
+	struct stat st;
 
 	if (!l)
 		return -ENOMEM;
@@ -306,6 +310,17 @@ int loader_attach(const char *pin_root, const char *name, const char *cgroup_pat
 		goto out;
 	}
 	snprintf(dir, sizeof(dir), "%s/%s", pin_root, name);
+	/* Pinning over another live cgroup's links would drop their last
+	 * reference: that sandbox would run on with no program at all. Links of
+	 * a cgroup that is gone say 0; the same cgroup is attached again. */
+	if (!pinned_cgid(dir, &old_cgid) && old_cgid && (fstat(l->cg_fd, &st) || st.st_ino != old_cgid)) {
+		err = -EBUSY;
+		pr_err("The sandbox name '%s' is in use: %s holds the links of another cgroup (id %llu), "
+		       "which is still attached. Give this one another name (--name), or detach that one "
+		       "first (sluice detach --name %s --cgroup PATH)", name, dir,
+		       (unsigned long long)old_cgid, name);
+		goto out;
+	}
 	if (mkdir(dir, 0700) && errno != EEXIST) {
 		err = -errno;
 		pr_err("Couldn't create %s: %s", dir, strerror(-err));

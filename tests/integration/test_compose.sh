@@ -195,6 +195,10 @@ test_attach_finds_agent_cgroup() {
 	# a decoy with a marker that only shares a prefix, started first
 	env SLUICE_SANDBOX="${marker}x" sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 300' sh "$base/other" & pid_other=$!
 	PIDS+=("$pid_other")
+	# and one with the same marker in another network namespace: another compose project's agent
+	unshare -n env SLUICE_SANDBOX="$marker" sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 300' sh "$base/other" &
+	PIDS+=("$!")
+	for _ in $(seq 50); do [ "$(readlink /proc/$!/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break; sleep 0.1; done
 	env SLUICE_SANDBOX="$marker" sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 300' sh "$base/agent" & pid_agent=$!
 	PIDS+=("$pid_agent")
 	for _ in $(seq 50); do grep -q "sluice-compose-test-$$/agent" /proc/$pid_agent/cgroup 2>/dev/null && break; sleep 0.1; done

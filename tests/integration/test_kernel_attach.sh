@@ -50,6 +50,15 @@ sl_assert_contains "$(timeout 10 "$SLUICE" status)" "$NAME" "status lists the at
 c0=$(fi_conns 9000)
 sl_assert_eq BROKER "$(probe "$CG")" "attached: redirected to the broker"
 sl_assert_eq BROKER "$(probe "$CG/child")" "attached: a child cgroup is covered too"
+# The same name for another cgroup (two compose projects with the default name): refused, and
+# the first cgroup keeps its programs (pinning over its links would have detached them).
+mkdir "$CG-other" || sl_fail "mkdir $CG-other"
+sl_defer "rmdir $CG-other"
+if out=$(timeout 30 "$SLUICE" attach --cgroup "$CG-other" --name "$NAME" --broker "$T/broker.py" --run-dir "$T/run" 2>&1); then
+	sl_fail "attach of a second cgroup under the name in use succeeded: $out"
+fi
+sl_assert_contains "$out" "is in use" "attach refuses a sandbox name that another live cgroup holds"
+sl_assert_eq BROKER "$(probe "$CG")" "the first cgroup is still redirected after the refused attach"
 sl_assert_eq "$c0" "$(fi_conns 9000)" "attached: nothing reached the server"
 # A server in the container that outlives the attachment: reachable over
 # loopback from the container while attached, and again after a detach and a
