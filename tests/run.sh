@@ -83,7 +83,7 @@ vg_pass() {
 		fail=$((fail + 1)); failed="$failed valgrind/none"; echo "FAIL  no sluiced ran under valgrind"
 	elif [ -n "$bad" ]; then
 		fail=$((fail + 1)); failed="$failed valgrind/errors"
-		echo "FAIL  memcheck errors in sluiced:"; for f in $bad; do grep -E "ERROR SUMMARY|Invalid|uninitialised|definitely" "$f" | head -n 8 | sed "s|^|      | $(basename "$f"): |"; done
+		echo "FAIL  memcheck errors in sluiced:"; for f in $bad; do grep -E "ERROR SUMMARY|Invalid|uninitialised|definitely" "$f" | head -n 8 | sed "s#^#      | $(basename "$f"): #"; done
 	else
 		echo "      memcheck: $nlogs sluiced run(s), 0 errors"
 	fi
