@@ -76,6 +76,12 @@ case $rel in
 esac
 cg=$mnt$rel
 [ -d "$cg" ] || die "$cg does not exist; mount the host's cgroup fs at $mnt"
+# The cgroup programs see IP sockets only: an agent that can gain NET_RAW (AF_PACKET frames),
+# NET_ADMIN, SYS_ADMIN, SYS_MODULE or BPF could reach around them. Docker grants NET_RAW by default.
+capbnd=$(sed -n 's/^CapBnd:[[:space:]]*//p' "$PROC/$pid/status")
+[ -n "$capbnd" ] || die "can't read the capabilities of pid $pid ($PROC/$pid/status)"
+[ $((0x$capbnd & 0x8000213000)) = 0 ] ||
+	die "the agent (pid $pid) can gain NET_RAW, NET_ADMIN, SYS_ADMIN, SYS_MODULE or BPF (CapBnd $capbnd), which reach around sluice's hooks; give its service cap_drop: [ALL]"
 
 if [ "${1:-}" = --find-only ]; then
 	echo "$cg"

@@ -83,9 +83,46 @@ class Api:
             return json.load(r)
 
 
+# Capabilities that reach around the cgroup programs: AF_PACKET frames (NET_RAW), interfaces,
+# routes and XDP (NET_ADMIN), mounts, namespaces and bpf() (SYS_ADMIN, BPF), kernel modules.
+RISKY_CAPS = {"NET_RAW", "NET_ADMIN", "SYS_ADMIN", "BPF", "SYS_MODULE", "ALL"}
+
+
+def pod_unsafe(pod):
+    """Why sluice cannot confine this pod, or None. The cgroup programs see only IP sockets: a
+    container that keeps NET_RAW (in every runtime's default set) sends raw frames past them, and
+    one without a seccomp profile opens AF_VSOCK to the host. Checked on the spec, before attach."""
+    spec = pod.get("spec", {})
+    if spec.get("hostNetwork"):
+        return "hostNetwork: true (the pod would share the node's loopback services)"
+    pod_seccomp = (spec.get("securityContext") or {}).get("seccompProfile", {}).get("type")
+    for kind in ("initContainers", "containers", "ephemeralContainers"):
+        for c in spec.get(kind) or []:
+            sc = c.get("securityContext") or {}
+            caps = sc.get("capabilities") or {}
+            drop = {x.upper().removeprefix("CAP_") for x in caps.get("drop") or []}
+            add = {x.upper().removeprefix("CAP_") for x in caps.get("add") or []}
+            seccomp = (sc.get("seccompProfile") or {}).get("type") or pod_seccomp
+            if sc.get("privileged"):
+                return f"container {c.get('name')} is privileged"
+            if add & RISKY_CAPS:
+                return f"container {c.get('name')} adds {', '.join(sorted(add & RISKY_CAPS))}"
+            if "ALL" not in drop and "NET_RAW" not in drop:
+                return (f"container {c.get('name')} keeps NET_RAW; set securityContext.capabilities.drop: "
+                        "[\"ALL\"]")
+            if seccomp not in ("RuntimeDefault", "Localhost"):
+                return (f"container {c.get('name')} runs without a seccomp profile; set "
+                        "securityContext.seccompProfile.type: RuntimeDefault")
+    return None
+
+
 def attach(api, pod, mnt, done):
     meta = pod["metadata"]
     ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    why = pod_unsafe(pod)
+    if why:
+        log(f"{ns}/{name}: not attached, the pod stays blocked: {why}")
+        return
     ref = meta["annotations"][ANN_POLICY]
     cm, _, key = ref.partition("/")
     key = key or "policy.yaml"

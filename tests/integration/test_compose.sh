@@ -199,7 +199,9 @@ test_attach_finds_agent_cgroup() {
 	unshare -n env SLUICE_SANDBOX="$marker" sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 300' sh "$base/other" &
 	PIDS+=("$!")
 	for _ in $(seq 50); do [ "$(readlink /proc/$!/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break; sleep 0.1; done
-	env SLUICE_SANDBOX="$marker" sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 300' sh "$base/agent" & pid_agent=$!
+	# the agent as compose runs it: cap_drop: [ALL]
+	env SLUICE_SANDBOX="$marker" setpriv --bounding-set -all sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 300' \
+		sh "$base/agent" & pid_agent=$!
 	PIDS+=("$pid_agent")
 	for _ in $(seq 50); do grep -q "sluice-compose-test-$$/agent" /proc/$pid_agent/cgroup 2>/dev/null && break; sleep 0.1; done
 	got=$(SLUICE_TARGET=$marker SLUICE_TIMEOUT=5 sh compose/sluice-attach.sh --find-only)
@@ -210,6 +212,14 @@ test_attach_finds_agent_cgroup() {
 		fail "sluice-attach succeeded without an agent: $out"
 	fi
 	grep -q "SLUICE_SANDBOX=nobody-$$" <<<"$out" || fail "unhelpful error: $out"
+	# an agent that keeps Docker's default capabilities (NET_RAW: raw frames) is refused
+	env SLUICE_SANDBOX="${marker}caps" sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 300' sh "$base/other" &
+	PIDS+=("$!")
+	if out=$(SLUICE_TARGET=${marker}caps SLUICE_TIMEOUT=5 sh compose/sluice-attach.sh --find-only 2>&1); then
+		fail "sluice-attach accepted an agent with NET_RAW in its bounding set: $out"
+	fi
+	grep -q "cap_drop" <<<"$out" || fail "unhelpful error for an agent with capabilities: $out"
+	echo "refused as expected: $out"
 }
 
 # sluice-node.py finds the pod-level cgroup (cgroupfs and systemd naming) and a pid inside
@@ -233,8 +243,34 @@ rel, pid = m.pod_cgroup(sys.argv[1]); print(m.cg2_mount() + rel if rel else "non
 	done
 }
 
+# sluice-node.py attaches only to pods it can confine: the example pod passes; each way of
+# keeping a way around the IP-only cgroup programs is refused with what to change.
+test_node_refuses_unsafe_pods() {
+	$PY - <<'EOPY' || fail "sluice-node's pod check"
+import copy, importlib.util as u, yaml
+s = u.spec_from_file_location("n", "compose/k8s/sluice-node.py"); m = u.module_from_spec(s); s.loader.exec_module(m)
+pod = [d for d in yaml.safe_load_all(open("compose/k8s/example-agent-pod.yaml")) if d and d["kind"] == "Pod"][0]
+assert m.pod_unsafe(pod) is None, m.pod_unsafe(pod)
+def mut(f):
+    p = copy.deepcopy(pod); f(p["spec"]); return m.pod_unsafe(p)
+cases = {
+    "NET_RAW": lambda sp: sp["containers"][0]["securityContext"].pop("capabilities"),
+    "NET_RAW ": lambda sp: sp["initContainers"][0].pop("securityContext"),
+    "adds NET_ADMIN": lambda sp: sp["containers"][0]["securityContext"]["capabilities"].update(add=["NET_ADMIN"]),
+    "privileged": lambda sp: sp["containers"][0]["securityContext"].update(privileged=True),
+    "seccomp": lambda sp: sp.pop("securityContext"),
+    "hostNetwork": lambda sp: sp.update(hostNetwork=True),
+}
+for want, f in cases.items():
+    why = mut(f)
+    assert why and want.strip() in why, (want, why)
+    print("refused as expected:", why)
+EOPY
+}
+
 test_files_valid
 test_checkers_reject_broken
 test_attach_finds_agent_cgroup
 test_node_finds_pod_cgroup
+test_node_refuses_unsafe_pods
 echo "PASS test_compose"
