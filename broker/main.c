@@ -528,6 +528,12 @@ int main(int argc, char **argv)
 	unsigned long v;
 	sigset_t mask;
 	uint16_t port = 0, dport;
+	/* The parent-death signal sluice asked for: listen_socket()'s setfsuid
+	 * clears it (a credential change), so it is set again once listening. */
+	int pdeath = 0;
+	pid_t parent = getppid();
+
+	prctl(PR_GET_PDEATHSIG, &pdeath);
 	bool reuse, have6 = false;
 
 	log_set_prefix("sluiced");
@@ -894,6 +900,8 @@ int main(int argc, char **argv)
 			cfg.listen_addr, port, port, n_wk, dport);
 	else
 		pr_info("listening on %s:%u and [::1]:%u, DNS on udp port %u", cfg.listen_addr, port, port, dport);
+	if (pdeath > 0 && !prctl(PR_SET_PDEATHSIG, pdeath) && getppid() != parent)
+		kill(getpid(), pdeath); /* it died meanwhile */
 	if (cfg.ready_fd >= 0) {
 		char line[64];
 		int n = snprintf(line, sizeof(line), "READY %u %u\n", port, dport);

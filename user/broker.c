@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -154,7 +155,7 @@ int broker_start(const struct run_opts *o, uint16_t listen_port, int timeout_ms,
 	off_t log_from = 0;
 	size_t got = 0;
 	long deadline;
-	pid_t pid;
+	pid_t pid, parent;
 
 	/* fd 3 in the child is the ready pipe (set up below). */
 	if (broker_argv(o, path, listen_port, 3, storage, sizeof(storage), argv,
@@ -174,6 +175,7 @@ int broker_start(const struct run_opts *o, uint16_t listen_port, int timeout_ms,
 			close(logfd);
 		return err;
 	}
+	parent = getpid();
 	pid = fork();
 	if (pid < 0) {
 		err = -errno;
@@ -207,6 +209,10 @@ int broker_start(const struct run_opts *o, uint16_t listen_port, int timeout_ms,
 		if (dup2(pfd[1], 3) < 0)
 			_exit(127);
 		close_range(4, ~0U, 0);
+		/* Its sluice killed (SIGKILL, the OOM killer): the sandbox went with
+		 * it, so the broker drains and exits instead of living on orphaned. */
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) || getppid() != parent)
+			_exit(127);
 		execvp(path, (char *const *)argv);
 		fprintf(stderr, "sluice: Couldn't start the broker %s: %s (build it with make, or "
 			"pass --broker PATH)\n", path, strerror(errno));

@@ -6,6 +6,7 @@
  * reverse; whatever crashes in between leaves the pinned programs refusing.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -211,6 +212,61 @@ static int sandbox_name(struct run_opts *o, char *buf, size_t len, const char *p
 		o->name = buf;
 	}
 	return 0;
+}
+
+/*
+ * What a `sluice run` killed with SIGKILL leaves: its pinned links, its sandbox
+ * entry and its (empty: the sandbox died with it) cgroup. Removed here for
+ * every run-PID whose PID is gone, so they do not pile up in the shared maps.
+ * A PID taken again by another process keeps its leftovers until that ends.
+ */
+static void run_gc(const char *pin_root)
+{
+	char mnt[512], cg[1024], evp[1100], dir[512];
+	struct dirent *de;
+	DIR *d = opendir(pin_root);
+
+	if (!d)
+		return;
+	if (cg2_mount_find(mnt, sizeof(mnt)))
+		mnt[0] = 0;
+	while ((de = readdir(d))) {
+		char *end;
+		unsigned long pid;
+		struct stat st;
+		char events[64] = "";
+		int fd;
+
+		if (strncmp(de->d_name, "run-", 4))
+			continue;
+		pid = strtoul(de->d_name + 4, &end, 10);
+		if (*end || !pid || pid > INT32_MAX || !kill((pid_t)pid, 0) || errno != ESRCH)
+			continue;
+		snprintf(dir, sizeof(dir), "%s/%s", pin_root, de->d_name);
+		if (stat(dir, &st) || !S_ISDIR(st.st_mode))
+			continue;
+		snprintf(cg, sizeof(cg), "%s/%s/%s", mnt, SLUICE_CG_PARENT, de->d_name);
+		if (mnt[0] && !stat(cg, &st)) {
+			snprintf(events, sizeof(events), "%s", "populated 1");
+			snprintf(evp, sizeof(evp), "%s/cgroup.events", cg);
+			fd = open(evp, O_RDONLY | O_CLOEXEC);
+			if (fd >= 0) {
+				ssize_t n = read(fd, events, sizeof(events) - 1);
+
+				events[n > 0 ? n : 0] = 0;
+				close(fd);
+			}
+			if (strstr(events, "populated 1"))
+				continue; /* something still runs in it: not ours to remove */
+			loader_del_sandbox(pin_root, st.st_ino);
+		}
+		if (!loader_detach(pin_root, de->d_name)) {
+			if (mnt[0])
+				rmdir(cg);
+			pr_info("removed what sandbox %s left (its sluice was killed)", de->d_name);
+		}
+	}
+	closedir(d);
 }
 
 /* Secrets as the sandbox sees them: NAME=placeholder; sources removed. */
@@ -519,6 +575,7 @@ int do_run(struct run_opts *o)
 	}
 	if (loader_preflight())
 		goto out;
+	run_gc(o->pin_root);
 	if (build_env(&s))
 		goto out;
 

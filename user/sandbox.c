@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <poll.h>
 #include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -713,6 +714,17 @@ int sb_exec(const char *cgroup_path, const struct sb_ident *id, char *const *cmd
 		return -1;
 	if (drop_privs(id, err, errlen))
 		return -1;
+	/* sluice killed (SIGKILL, the OOM killer) takes the sandbox with it: nobody
+	 * would restart its broker or remove its programs. Set after the uid
+	 * change, which clears it. A parent already gone left no reader on errfd. */
+	{
+		struct pollfd p = { .fd = errfd };
+
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0))
+			return ERR("Couldn't tie the sandbox to sluice's life: %s", strerror(errno));
+		if (poll(&p, 1, 0) == 1 && (p.revents & POLLERR))
+			_exit(1);
+	}
 	if (install_seccomp(err, errlen))
 		return -1;
 	/* The sandbox must not read this process's memory (/proc/1/mem, environ)

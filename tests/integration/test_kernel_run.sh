@@ -124,4 +124,25 @@ EOPY
 )
 sl_assert_contains "$out" "rc 2 " "sluice run with a TCP socket as stdin refuses to run"
 sl_assert_contains "$out" "file descriptor 0 is a network socket" "and says which descriptor and why"
+
+# sluice killed with SIGKILL (the OOM killer): the sandboxed command and the broker go with it
+# (nobody would restart the broker), and the next sluice run removes the pins and the cgroup left.
+CG2=$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") { print $5; exit } break } }' \
+	/proc/self/mountinfo)
+"$SLUICE" run --run-dir "$T/run" --ca-dir "$T/ca" --allow api.test -- sleep 3$$ >"$T/killed.log" 2>&1 &
+kp=$!
+sl_defer "sl_kill_pid $kp; pkill -f 'sleep 3$$'; pkill -f 'sandbox run-$kp\$'; rm -rf /sys/fs/bpf/sluice/run-$kp; rmdir $CG2/sluice/run-$kp"
+sl_wait_for pgrep -f "^sleep 3$$\$" || sl_fail "the sandboxed sleep did not start: $(cat "$T/killed.log")"
+sl_wait_for test -d "/sys/fs/bpf/sluice/run-$kp" || sl_fail "sluice run pinned nothing"
+kill -9 "$kp"
+sl_wait_for sh -c "! pgrep -f '^sleep 3$$\$'" || sl_fail "the sandboxed command outlived sluice (SIGKILL)"
+sl_ok "the sandboxed command dies with sluice"
+sl_wait_for sh -c "! pgrep -f 'sandbox run-$kp\$'" || sl_fail "the broker outlived sluice (SIGKILL)"
+sl_ok "the broker exits when its sluice is killed"
+[ -d "/sys/fs/bpf/sluice/run-$kp" ] || sl_fail "expected the killed run's pins to be left for the next run to remove"
+out=$(timeout 60 "$SLUICE" run --run-dir "$T/run" --ca-dir "$T/ca" --allow api.test -- true 2>&1) || sl_fail "next run: $out"
+sl_assert_contains "$out" "removed what sandbox run-$kp left" "the next sluice run says it removed the killed run's leftovers"
+[ -e "/sys/fs/bpf/sluice/run-$kp" ] && sl_fail "pins of the killed run are still there"
+[ -e "$CG2/sluice/run-$kp" ] && sl_fail "the killed run's cgroup is still there"
+sl_ok "the killed run's pins and cgroup are gone"
 sl_pass
