@@ -9,8 +9,10 @@ sluice.dev/policy: CONFIGMAP[/KEY] (key default policy.yaml, ConfigMap in the po
   2. `sluice attach --cgroup <pod cgroup> --policy <file>` run inside the pod's network namespace
      (nsenter --net), so the broker listens on the pod's loopback where the kernel programs send
      its connects;
-  3. the annotation sluice.dev/attached=true, which the pod's init container waits for (through a
-     downward-API volume) before any of the pod's own code runs.
+  3. the annotation sluice.dev/attached=<the pod's uid>, which the pod's init container waits for
+     (through a downward-API volume, compared with its own metadata.uid) before any of the pod's
+     own code runs. A uid, not "true": an annotation copied with a manifest exported from another
+     pod names that pod, so it cannot open this one before sluice has attached.
 A pod whose policy cannot be read or attached is never marked: its init container keeps waiting,
 so the pod stays blocked (fail closed). Errors are printed with the pod's name and what to fix.
 """
@@ -148,7 +150,7 @@ def attach(api, pod, mnt, done):
         log(f"{ns}/{name}: sluice attach failed ({r.returncode}): {r.stderr.strip()[-400:]}; the pod stays blocked")
         return
     api.call("PATCH", f"/api/v1/namespaces/{ns}/pods/{name}",
-             {"metadata": {"annotations": {ANN_ATTACHED: "true"}}}, "application/merge-patch+json")
+             {"metadata": {"annotations": {ANN_ATTACHED: uid}}}, "application/merge-patch+json")
     done[uid] = mnt + rel
     log(f"{ns}/{name}: attached to {mnt + rel}")
 

@@ -268,7 +268,27 @@ for want, f in cases.items():
 EOPY
 }
 
+# The example pod's init container opens the pod only when sluice.dev/attached names this pod's
+# uid: "true" (an annotation copied from another pod's manifest) or another uid keeps it waiting.
+test_k8s_gate() {
+	local cmd uid=4f0c7a52-1111-4222-8333-944455556666 ann=$T/annotations
+	cmd=$($PY -c 'import yaml, sys
+pod = [d for d in yaml.safe_load_all(open("compose/k8s/example-agent-pod.yaml")) if d and d["kind"] == "Pod"][0]
+ic = pod["spec"]["initContainers"][0]
+assert any(e["name"] == "POD_UID" and e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.uid" for e in ic["env"])
+print(ic["command"][2].replace("/etc/podinfo/annotations", sys.argv[1]))' "$ann") || fail "init container: no POD_UID from metadata.uid"
+	for v in true other-uid; do
+		printf 'sluice.dev/policy="agent-policy/policy.yaml"\nsluice.dev/attached="%s"\n' "$v" >"$ann"
+		if POD_UID=$uid timeout 2 sh -c "$cmd"; then fail "the init container opened the pod on sluice.dev/attached=\"$v\""; fi
+	done
+	printf 'sluice.dev/policy="agent-policy/policy.yaml"\nsluice.dev/attached="%s"\n' "$uid" >"$ann"
+	POD_UID=$uid timeout 5 sh -c "$cmd" || fail "the init container did not open the pod on its own uid"
+	grep -q '{ANN_ATTACHED: uid}' compose/k8s/sluice-node.py || fail "sluice-node must write the pod uid to sluice.dev/attached"
+	echo "k8s gate: opens on the pod's own uid only"
+}
+
 test_files_valid
+test_k8s_gate
 test_checkers_reject_broken
 test_attach_finds_agent_cgroup
 test_node_finds_pod_cgroup
