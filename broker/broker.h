@@ -35,6 +35,7 @@ struct broker_cfg {
 	const char *ca_dir, *run_dir, *audit, *pin_root, *sandbox;
 	unsigned workers;
 	bool origdst_fixed_set;        /* test aid: every connection "came from" origdst_fixed */
+	uint64_t sandbox_cgid;         /* --cgroup-id: records of other sandboxes are refused (0: any) */
 	struct sluice_orig_dst origdst_fixed;
 	unsigned max_conns;
 	uint32_t handshake_ms, header_ms, idle_ms, io_ms, pool_idle_ms;

@@ -1775,6 +1775,18 @@ static void accept_one(struct broker *b, int fd, const struct sockaddr_storage *
 		b->n_refused++;
 		return;
 	}
+	/* The record's key is the connection's addresses and ports, which two
+	 * network namespaces (two pods) can share: a record of another sandbox
+	 * would lend this one its destination. */
+	if (b->cfg->sandbox_cgid && c->od.cgroup_id != b->cfg->sandbox_cgid) {
+		pr_warn("refused a connection recorded for another sandbox (cgroup id %llu; this broker "
+			"serves %llu): two sandboxes' connections had the same addresses and ports; retry",
+			(unsigned long long)c->od.cgroup_id, (unsigned long long)b->cfg->sandbox_cgid);
+		close(fd);
+		free(c);
+		b->n_refused++;
+		return;
+	}
 	c->port = c->od.port;
 	if (over) {
 		c->over = true;

@@ -129,13 +129,14 @@ static const char usage[] =
 "  --handshake-timeout S, --header-timeout S, --idle-timeout S, --io-timeout S   (seconds, decimals ok)\n"
 "  --drain-timeout S      on SIGTERM/SIGINT, how long busy connections may finish (default 10)\n"
 "  --max-header-bytes N   request/response head limit (default 65536)\n"
+"  --cgroup-id N          the sandbox's cgroup id: connections recorded for another are refused\n"
 "  --pool-max N           idle upstream connections kept for reuse, per worker (default 256; 0: none)\n"
 "  --origdst-fixed ADDR:PORT  TEST AID: treat every connection as redirected from ADDR:PORT\n";
 
 enum {
 	OPT_LISTEN = 256, OPT_READY, OPT_POLICY, OPT_ALLOW, OPT_UPCA, OPT_RESOLVE, OPT_CADIR,
 	OPT_RUNDIR, OPT_AUDIT, OPT_PIN, OPT_SANDBOX, OPT_WORKERS, OPT_LOGLEVEL, OPT_ORIGFIXED,
-	OPT_MAXCONNS, OPT_HS_TO, OPT_HDR_TO, OPT_IDLE_TO, OPT_IO_TO, OPT_DRAIN_TO, OPT_MAXHDR, OPT_POOLMAX, OPT_HELP,
+	OPT_MAXCONNS, OPT_HS_TO, OPT_HDR_TO, OPT_IDLE_TO, OPT_IO_TO, OPT_DRAIN_TO, OPT_MAXHDR, OPT_POOLMAX, OPT_CGID, OPT_HELP,
 };
 
 static const struct option opts[] = {
@@ -161,6 +162,7 @@ static const struct option opts[] = {
 	{ "drain-timeout", required_argument, NULL, OPT_DRAIN_TO },
 	{ "max-header-bytes", required_argument, NULL, OPT_MAXHDR },
 	{ "pool-max", required_argument, NULL, OPT_POOLMAX },
+	{ "cgroup-id", required_argument, NULL, OPT_CGID },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ 0 },
 };
@@ -643,6 +645,18 @@ int main(int argc, char **argv)
 			}
 			cfg.max_conns = (unsigned)v;
 			break;
+		case OPT_CGID: {
+			char *end;
+
+			errno = 0;
+			cfg.sandbox_cgid = strtoull(optarg, &end, 10);
+			if (errno || end == optarg || *end || !cfg.sandbox_cgid) {
+				fprintf(stderr, "sluiced: --cgroup-id %s: expected a cgroup id (a positive number)\n",
+					optarg);
+				return 2;
+			}
+			break;
+		}
 		case OPT_POOLMAX:
 			if (parse_ulong(optarg, 100000, &v)) {
 				fprintf(stderr, "sluiced: --pool-max %s: expected a number from 0 to 100000\n", optarg);

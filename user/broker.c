@@ -62,6 +62,7 @@ int broker_argv(const struct run_opts *o, const char *bin, uint16_t listen_port,
 	if (o->pin_root) { ADD("--pin-root"); ADD(o->pin_root); }
 	if (o->name) { ADD("--sandbox"); ADD(o->name); }
 	if (o->broker_workers) { ADD("--workers"); ADD(o->broker_workers); }
+	if (o->sandbox_cgid[0]) { ADD("--cgroup-id"); ADD(o->sandbox_cgid); }
 	argv[n] = NULL;
 	return n;
 }

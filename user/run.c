@@ -103,6 +103,7 @@ static int sandbox_setup(struct sandbox *s)
 		pr_err("Couldn't stat cgroup %s: %s", s->cg_path, strerror(-err));
 		return err;
 	}
+	snprintf(s->o->sandbox_cgid, sizeof(s->o->sandbox_cgid), "%llu", (unsigned long long)s->cgid);
 	err = loader_attach(s->o->pin_root, s->name, s->cg_path, LOADER_DEVICES, &s->ld);
 	if (err)
 		return err;
@@ -679,6 +680,7 @@ int do_attach(struct run_opts *o)
 
 	if (cg_resolve(o, name, sizeof(name), &s.cgid))
 		return 2;
+	snprintf(o->sandbox_cgid, sizeof(o->sandbox_cgid), "%llu", (unsigned long long)s.cgid);
 	snprintf(s.name, sizeof(s.name), "%s", o->name);
 	snprintf(s.cg_path, sizeof(s.cg_path), "%s", o->cgroup);
 	if (o->policy && policy_load(o->policy, POLICY_FMT_AUTO, &s.policy, err, sizeof(err))) {

@@ -27,6 +27,7 @@ struct run_opts {
 	const char *cgroup;     /* attach/detach: an existing cgroup */
 	const char *name;       /* sandbox name (pin dir, cgroup, broker --sandbox) */
 	const char *broker_workers; /* sluiced --workers (it checks the range) */
+	char sandbox_cgid[24];  /* sluiced --cgroup-id: the sandbox's cgroup id, once known */
 	int verbose;            /* -v: the broker's log stays on this terminal */
 	int readonly_root;      /* --readonly-root: the uid 0 filesystem lockdown for any user */
 	const char *upstream_ca[SLUICE_MAX_ARGS]; size_t n_upstream_ca;

@@ -113,6 +113,17 @@ told=$(( ${plain:-0} + ${tls:-0} ))
 sl_ok "connections over the limit get 503 naming --max-conns, over TLS and plain HTTP ($told of 20)"
 sl_assert_eq "$before" "$(orig_count)" "no original-destination record is left behind by refused connections"
 
+# The broker takes only records of its own sandbox (sluice passes --cgroup-id; the records' key,
+# addresses and ports, can be the same in two pods' network namespaces). A broker told another
+# cgroup id refuses the sandbox's connections, and says why.
+printf '#!/bin/sh\nexec "%s" "$@" --cgroup-id 1\n' "$SLUICED" >"$T/othercg.sh"
+chmod 755 "$T/othercg.sh"
+rm -rf "$T/runcg"
+out=$(timeout 60 "$SLUICE" run --broker "$T/othercg.sh" --run-dir "$T/runcg" --ca-dir "$T/ca" --upstream-ca "$FI_CA" \
+	--resolve "api.test:$FI_IP4" --allow api.test -- curl -sS --max-time 10 https://api.test/hello 2>&1)
+sl_assert_not_contains "$out" "hello from api.test" "a broker serving another cgroup id answered nothing"
+sl_assert_contains "$(cat "$T"/runcg/*/sluiced.log)" "recorded for another sandbox" "and its log says the record was another sandbox's"
+
 # A network socket handed in as stdin (inetd, bash's /dev/tcp) was made outside
 # the sandbox's cgroup, so no hook applies to it: sluice refuses to run.
 out=$("$PY" - "$SLUICE" "$FI_IP4" <<'EOPY'

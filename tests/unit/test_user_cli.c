@@ -81,6 +81,7 @@ static void test_broker_argv(void **st)
 	o.allow[o.n_allow++] = "*.x.test";
 	o.resolve[o.n_resolve++] = "api.test:10.99.1.2";
 	o.upstream_ca[o.n_upstream_ca++] = "ca.pem";
+	snprintf(o.sandbox_cgid, sizeof(o.sandbox_cgid), "%u", 4242u);
 	n = broker_argv(&o, "/b/sluiced", 8080, 3, storage, sizeof(storage), argv, 64);
 	assert_true(n > 0);
 	assert_null(argv[n]);
@@ -90,7 +91,8 @@ static void test_broker_argv(void **st)
 	}
 	assert_string_equal(joined, "/b/sluiced --listen 127.0.0.1:8080 --ready-fd 3 --policy p.yaml "
 			    "--allow api.test --allow *.x.test --upstream-ca ca.pem "
-			    "--resolve api.test:10.99.1.2 --audit a.log --pin-root /pins --sandbox sb1 ");
+			    "--resolve api.test:10.99.1.2 --audit a.log --pin-root /pins --sandbox sb1 "
+			    "--cgroup-id 4242 ");
 	assert_int_equal(broker_argv(&o, "/b/sluiced", 0, 3, storage, sizeof(storage), few, 6), -E2BIG);
 }
 
