@@ -477,9 +477,10 @@ refuse:
  * sandbox's own sockets only (receiver_ours, sluice_egress). A failed tag
  * only means loopback to it goes to the broker. */
 /*
- * A SO_REUSEPORT bind next to a listener this sandbox does not own would join
- * that listener's group (the kernel asks only for the same uid: a root
- * sandbox and a root host service). The checks at connect and egress repeat
+ * A SO_REUSEPORT bind next to a listener (or UDP socket) this sandbox does not
+ * own would join that socket's group (the kernel asks only for the same uid: a
+ * root sandbox and a root host service); a UDP member would get a share of the
+ * host service's datagrams. The checks at connect and egress repeat
  * the kernel's choice of member for a SYN, except for one that meets a
  * TIME_WAIT entry: the listener behind it can only be looked up without the
  * source, which hashes to another member. So no mixed group may exist; a bind
@@ -494,8 +495,8 @@ static __always_inline int bind_check(struct bpf_sock_addr *ctx, int v6)
 	int on = 0, ours;
 	__u32 len;
 
-	if (!ctx->user_port || ctx->type != SL_SOCK_STREAM)
-		return SL_PASS; /* a fresh port; UDP delivery is checked with the real source */
+	if (!ctx->user_port || (ctx->type != SL_SOCK_STREAM && ctx->type != SL_SOCK_DGRAM))
+		return SL_PASS; /* a fresh port */
 	/* An option that cannot be read counts as set: the lookup decides. */
 	if (!bpf_getsockopt(ctx, SL_SOL_SOCKET, SL_SO_REUSEPORT, &on, sizeof(on)) && !on)
 		return SL_PASS;
@@ -513,7 +514,11 @@ static __always_inline int bind_check(struct bpf_sock_addr *ctx, int v6)
 		t.ipv6.dport = (__u16)ctx->user_port;
 		len = sizeof(t.ipv6);
 	}
-	sk = bpf_sk_lookup_tcp(ctx, &t, len, BPF_F_CURRENT_NETNS, 0);
+	/* UDP too: a member in a host service's group gets a share of its datagrams. */
+	if (ctx->type == SL_SOCK_STREAM)
+		sk = bpf_sk_lookup_tcp(ctx, &t, len, BPF_F_CURRENT_NETNS, 0);
+	else
+		sk = bpf_sk_lookup_udp(ctx, &t, len, BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
 		return SL_PASS;
 	owner = bpf_sk_storage_get(&sluice_sk_owner, sk, 0, 0);

@@ -83,6 +83,17 @@ while True:
 ' "$T/rpsvc.port" "$T/rpsvc.log"
 sl_wait_for test -s "$T/rpsvc.port" || sl_fail "reuseport host service did not start"
 RP_PORT=$(cat "$T/rpsvc.port")
+# The same with UDP: a member the sandbox put in the group would get a share of the
+# host service's datagrams.
+sl_bg rpudp "$PY" -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+s.bind(("127.0.0.1", 0)); open(sys.argv[1], "w").write(str(s.getsockname()[1]))
+while True:
+    s.recvfrom(64)
+' "$T/rpudp.port"
+sl_wait_for test -s "$T/rpudp.port" || sl_fail "reuseport UDP host service did not start"
+RPU_PORT=$(cat "$T/rpudp.port")
 
 # The sandboxed program: one line per probe, "name result".
 cat >"$T/probe.py" <<EOF
@@ -195,6 +206,22 @@ if mode == "main":
             threading.Thread(target=serve, args=(l,), daemon=True).start()
         except OSError as e:
             out(name, "error", errno.errorcode.get(e.errno, e.errno)); l.close()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        u.bind(("127.0.0.1", $RPU_PORT)); out("rpudpjoin", "bound")
+    except OSError as e:
+        out("rpudpjoin", "error", errno.errorcode.get(e.errno, e.errno))
+    u.close()
+    uo = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    try:
+        for x in uo:
+            x.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            x.bind(("127.0.0.1", uo[0].getsockname()[1] if x is not uo[0] else 0))
+        out("rpudpown", "bound")
+    except OSError as e:
+        out("rpudpown", "error", errno.errorcode.get(e.errno, e.errno))
+    for x in uo:
+        x.close()
     own = []
     for _ in range(2):
         l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -387,6 +414,8 @@ sl_assert_contains "$out" "ucif error EPERM" "a datagram to the broker's loopbac
 sl_assert_contains "$out" "unspec6 connected BROKER" "'::' from a v4-mapped source is checked as 127.0.0.1: to the broker, not the host service"
 sl_assert_contains "$out" "rpjoin error EPERM" "a SO_REUSEPORT bind into a host service's group is refused"
 sl_assert_contains "$out" "rpown connected OWNRP" "a SO_REUSEPORT group of the sandbox's own works"
+sl_assert_contains "$out" "rpudpjoin error EPERM" "a SO_REUSEPORT UDP bind into a host service's group is refused"
+sl_assert_contains "$out" "rpudpown bound" "a SO_REUSEPORT UDP group of the sandbox's own works"
 sl_assert_not_contains "$(grep '^reuseport ' <<<"$out")" "RPSVC" "a SO_REUSEPORT group shared with a host service: no connection reached the host's member"
 sl_assert_eq "$rp0" "$(wc -l <"$T/rpsvc.log" 2>/dev/null || echo 0)" "the reuseport host service saw nothing"
 sl_assert_contains "$out" "selfany connected SELFANY" "0.0.0.0 to the sandbox's own wildcard listener passes"
