@@ -159,7 +159,7 @@ int cg_enter(const char *path, pid_t pid)
 }
 
 /* cgroup.events says "populated 0" once no process is left in the subtree. */
-static int cg_populated(const char *path)
+int cg_populated(const char *path)
 {
 	char p[4096], *s;
 	int r;

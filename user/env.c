@@ -45,8 +45,17 @@ static int holds_secret(const char *kv, char *const *env, const struct env_secre
 	return 0;
 }
 
+/* Where the servers sluice runs under listen: hidden from the sandbox (run.c),
+ * so a client in it would find nothing there (and tmux refuses to nest). */
+static const char *const session_vars[] = {
+	"TMUX", "TMUX_PANE", "STY", "VSCODE_IPC_HOOK_CLI", "WEZTERM_UNIX_SOCKET", "KITTY_LISTEN_ON",
+};
+
 static int dropped(const char *kv, char *const *env, const struct env_secret *s, size_t n)
 {
+	for (size_t i = 0; i < sizeof(session_vars) / sizeof(session_vars[0]); i++)
+		if (var_is(kv, session_vars[i]))
+			return 1;
 	for (size_t i = 0; i < n; i++)
 		if (var_is(kv, s[i].name) || (s[i].env_source && var_is(kv, s[i].env_source)))
 			return 1;

@@ -316,9 +316,9 @@ int loader_attach(const char *pin_root, const char *name, const char *cgroup_pat
 	if (!pinned_cgid(dir, &old_cgid) && old_cgid && (fstat(l->cg_fd, &st) || st.st_ino != old_cgid)) {
 		err = -EBUSY;
 		pr_err("The sandbox name '%s' is in use: %s holds the links of another cgroup (id %llu), "
-		       "which is still attached. Give this one another name (--name), or detach that one "
-		       "first (sluice detach --name %s --cgroup PATH)", name, dir,
-		       (unsigned long long)old_cgid, name);
+		       "which is still attached (another container, or one just removed: then retry in a "
+		       "moment). Give this one another name (--name; compose: SLUICE_TARGET and "
+		       "SLUICE_SANDBOX)", name, dir, (unsigned long long)old_cgid);
 		goto out;
 	}
 	if (mkdir(dir, 0700) && errno != EEXIST) {
@@ -502,6 +502,60 @@ static int pinned_cgid(const char *dir, __u64 *cgid)
 	}
 	closedir(d);
 	return err;
+}
+
+/*
+ * What a `sluice run` killed with SIGKILL leaves: its pinned links, its sandbox
+ * entry and its cgroup (empty: the sandbox died with it). Only what is provably
+ * such a run's goes: the name is run-PID (a prefix --name refuses) and PID is
+ * gone, and its links are attached to no cgroup any more (released) or to the
+ * empty cgroup cg_parent/run-PID. A cgroup this process cannot see, or one
+ * with processes in it, keeps its links. Under the pin lock, as attach.
+ */
+void loader_gc_runs(const char *pin_root, const char *cg_parent)
+{
+	char dir[512], cg[1024];
+	struct dirent *de;
+	int lock;
+	DIR *d;
+
+	lock = pin_lock(pin_root);
+	if (lock < 0)
+		return;
+	d = opendir(pin_root);
+	while (d && (de = readdir(d))) {
+		unsigned long pid;
+		struct stat st;
+		__u64 cgid = 0;
+		char *end;
+		int err;
+
+		if (strncmp(de->d_name, "run-", 4))
+			continue;
+		pid = strtoul(de->d_name + 4, &end, 10);
+		if (*end || !pid || pid > INT32_MAX || !kill((pid_t)pid, 0) || errno != ESRCH)
+			continue;
+		snprintf(dir, sizeof(dir), "%s/%s", pin_root, de->d_name);
+		err = pinned_cgid(dir, &cgid);
+		if (err)
+			continue; /* no link that says where it is attached: unknown, left */
+		if (cgid) {
+			if (!cg_parent)
+				continue;
+			snprintf(cg, sizeof(cg), "%s/%s", cg_parent, de->d_name);
+			if (stat(cg, &st) || st.st_ino != cgid || cg_populated(cg) != 0)
+				continue;
+			loader_del_sandbox(pin_root, cgid);
+		}
+		if (loader_detach(pin_root, de->d_name))
+			continue;
+		if (cgid)
+			rmdir(cg);
+		pr_info("removed what sandbox %s left (its sluice was killed)", de->d_name);
+	}
+	if (d)
+		closedir(d);
+	close(lock);
 }
 
 static const char *const stat_names[SLUICE_STAT_MAX] = {

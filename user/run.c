@@ -6,10 +6,10 @@
  * reverse; whatever crashes in between leaves the pinned programs refusing.
  */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
+#include <stdbool.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -207,67 +207,19 @@ static int sandbox_name(struct run_opts *o, char *buf, size_t len, const char *p
 			       o->name, len - 1);
 			return -EINVAL;
 		}
+		/* run-PID names are sluice run's own: their leftovers are removed
+		 * once PID is gone, which must never hit a live sandbox. */
+		if (!strncmp(o->name, "run-", 4)) {
+			pr_err("--name %s: names starting with 'run-' are sluice run's own; pick another",
+			       o->name);
+			return -EINVAL;
+		}
 		snprintf(buf, len, "%s", o->name);
 	} else {
 		snprintf(buf, len, "%s%llu", prefix, id);
 		o->name = buf;
 	}
 	return 0;
-}
-
-/*
- * What a `sluice run` killed with SIGKILL leaves: its pinned links, its sandbox
- * entry and its (empty: the sandbox died with it) cgroup. Removed here for
- * every run-PID whose PID is gone, so they do not pile up in the shared maps.
- * A PID taken again by another process keeps its leftovers until that ends.
- */
-static void run_gc(const char *pin_root)
-{
-	char mnt[512], cg[1024], evp[1100], dir[512];
-	struct dirent *de;
-	DIR *d = opendir(pin_root);
-
-	if (!d)
-		return;
-	if (cg2_mount_find(mnt, sizeof(mnt)))
-		mnt[0] = 0;
-	while ((de = readdir(d))) {
-		char *end;
-		unsigned long pid;
-		struct stat st;
-		char events[64] = "";
-		int fd;
-
-		if (strncmp(de->d_name, "run-", 4))
-			continue;
-		pid = strtoul(de->d_name + 4, &end, 10);
-		if (*end || !pid || pid > INT32_MAX || !kill((pid_t)pid, 0) || errno != ESRCH)
-			continue;
-		snprintf(dir, sizeof(dir), "%s/%s", pin_root, de->d_name);
-		if (stat(dir, &st) || !S_ISDIR(st.st_mode))
-			continue;
-		snprintf(cg, sizeof(cg), "%s/%s/%s", mnt, SLUICE_CG_PARENT, de->d_name);
-		if (mnt[0] && !stat(cg, &st)) {
-			snprintf(events, sizeof(events), "%s", "populated 1");
-			snprintf(evp, sizeof(evp), "%s/cgroup.events", cg);
-			fd = open(evp, O_RDONLY | O_CLOEXEC);
-			if (fd >= 0) {
-				ssize_t n = read(fd, events, sizeof(events) - 1);
-
-				events[n > 0 ? n : 0] = 0;
-				close(fd);
-			}
-			if (strstr(events, "populated 1"))
-				continue; /* something still runs in it: not ours to remove */
-			loader_del_sandbox(pin_root, st.st_ino);
-		}
-		if (!loader_detach(pin_root, de->d_name)) {
-			if (mnt[0])
-				rmdir(cg);
-			pr_info("removed what sandbox %s left (its sluice was killed)", de->d_name);
-		}
-	}
-	closedir(d);
 }
 
 /* Secrets as the sandbox sees them: NAME=placeholder; sources removed. */
@@ -352,6 +304,78 @@ static int hide_file(struct sandbox *s, const char *path, bool sensitive, const 
 }
 
 /*
+ * Terminal and editor servers run what any client of theirs asks, in their own
+ * context, outside the sandbox: `tmux run-shell`, `screen -X exec`,
+ * `emacsclient --eval`, `wezterm cli spawn`, `zellij run`, VS Code's `code`
+ * IPC, kitty's remote control; and the X server (keystrokes into any
+ * terminal). Agents are often run inside one, so its socket is there.
+ * Their per-user directories become empty ones of the sandbox's own (its
+ * own tmux still works); other paths are hidden. Best effort: a session
+ * socket that cannot be resolved or does not fit is warned about, not fatal.
+ */
+static void session_add(struct sandbox *s, const char *p, bool dir)
+{
+	static bool full_warned;
+	int err = dir ? sb_priv_add(&s->hide, p) : sb_hide_add(&s->hide, p);
+
+	if (err == -E2BIG && !full_warned) {
+		full_warned = true;
+		pr_warn("too many terminal or editor sockets to hide (%s and more stay reachable from the "
+			"sandbox); remove stale ones", p);
+	} else if (err && err != -E2BIG) {
+		pr_warn("Couldn't resolve %s to hide it from the sandbox: %s", p, strerror(-err));
+	}
+}
+
+static void hide_sessions(struct sandbox *s, uid_t uid)
+{
+	static const char *const dirs[] = {
+		"/tmp/tmux-%u", "/run/user/%u/tmux-%u", "/tmp/zellij-%u", "/run/user/%u/zellij",
+		"/run/user/%u/wezterm", "/run/user/%u/emacs", "/tmp/emacs%u",
+	};
+	static const char *const hidden[] = { "/run/screen", "/var/run/screen", "/tmp/.X11-unix" };
+	static const char *const globs[] = {
+		"/run/user/%u/vscode-*.sock", "/tmp/vscode-*.sock", "/run/user/%u/kitty-*", "/tmp/kitty-*",
+	};
+	/* The servers this sluice runs under name their sockets here (tmux:
+	 * "path,pid,session"; kitty: "unix:path", "unix:@name" is abstract). */
+	static const char *const vars[] = { "TMUX", "VSCODE_IPC_HOOK_CLI", "WEZTERM_UNIX_SOCKET", "KITTY_LISTEN_ON" };
+	char p[4096];
+
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		snprintf(p, sizeof(p), dirs[i], (unsigned)uid, (unsigned)uid);
+		session_add(s, p, true);
+	}
+	for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++)
+		session_add(s, hidden[i], false);
+	for (size_t i = 0; i < sizeof(globs) / sizeof(globs[0]); i++) {
+		glob_t g;
+
+		snprintf(p, sizeof(p), globs[i], (unsigned)uid);
+		if (glob(p, GLOB_NOSORT, NULL, &g) == 0)
+			for (size_t j = 0; j < g.gl_pathc; j++) {
+				struct stat st;
+
+				if (!lstat(g.gl_pathv[j], &st) && S_ISSOCK(st.st_mode))
+					session_add(s, g.gl_pathv[j], false);
+			}
+		globfree(&g);
+	}
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+		const char *v = getenv(vars[i]);
+
+		if (!v || !*v)
+			continue;
+		if (!strncmp(v, "unix:", 5))
+			v += 5;
+		if (*v != '/')
+			continue;
+		snprintf(p, sizeof(p), "%.*s", (int)strcspn(v, ","), v);
+		session_add(s, p, false);
+	}
+}
+
+/*
  * Host daemons whose unix sockets would run a command outside the sandbox for
  * it (a transient unit, a container, a shell in a terminal multiplexer) or
  * resolve names for it: the user's systemd and session bus (`systemd-run
@@ -373,17 +397,7 @@ static int hide_daemons(struct sandbox *s, uid_t uid)
 		"/run/nscd/socket", "/var/run/nscd/socket", "/run/avahi-daemon/socket",
 	};
 	static const char *const root[] = { "/run/systemd/private" };
-	/* Terminal and editor servers that run what a client asks, in the
-	 * server's context: `tmux run-shell`, `screen -X exec`, `emacsclient
-	 * --eval`, `wezterm cli spawn`, `zellij run`, VS Code's `code` IPC; and
-	 * the X server (keystrokes into any terminal). People run agents inside
-	 * these, so the sockets are there. Globs are expanded at start, to sockets. */
-	static const char *const sessions[] = {
-		"/tmp/tmux-%u", "/run/screen", "/var/run/screen", "/run/user/%u/emacs", "/tmp/emacs%u",
-		"/run/user/%u/wezterm", "/run/user/%u/zellij", "/tmp/zellij-%u", "/tmp/.X11-unix",
-		"/run/user/%u/vscode-*.sock", "/tmp/vscode-*.sock", "/run/user/%u/kitty-*", "/tmp/kitty-*",
-	};
-	const char *tmux = getenv("TMUX"), *tmux_dir = getenv("TMUX_TMPDIR");
+	const char *tmux_dir = getenv("TMUX_TMPDIR");
 	char p[4096];
 	int err = 0;
 
@@ -393,33 +407,14 @@ static int hide_daemons(struct sandbox *s, uid_t uid)
 	}
 	for (size_t i = 0; !err && !uid && i < sizeof(root) / sizeof(root[0]); i++)
 		err = sb_hide_add(&s->hide, root[i]);
-	for (size_t i = 0; !err && i < sizeof(sessions) / sizeof(sessions[0]); i++) {
-		glob_t g;
-
-		snprintf(p, sizeof(p), sessions[i], (unsigned)uid);
-		if (!strchr(p, '*')) {
-			err = sb_hide_add(&s->hide, p);
-			continue;
-		}
-		if (glob(p, GLOB_NOSORT, NULL, &g) == 0)
-			for (size_t j = 0; !err && j < g.gl_pathc; j++) {
-				struct stat st;
-
-				if (!lstat(g.gl_pathv[j], &st) && S_ISSOCK(st.st_mode))
-					err = sb_hide_add(&s->hide, g.gl_pathv[j]);
-			}
-		globfree(&g);
-	}
-	/* The tmux server this sluice runs under: $TMUX is "socket,pid,session". */
-	if (!err && tmux_dir && *tmux_dir) {
+	if (err)
+		return err;
+	hide_sessions(s, uid);
+	if (tmux_dir && *tmux_dir) {
 		snprintf(p, sizeof(p), "%s/tmux-%u", tmux_dir, (unsigned)uid);
-		err = sb_hide_add(&s->hide, p);
+		session_add(s, p, true);
 	}
-	if (!err && tmux && *tmux) {
-		snprintf(p, sizeof(p), "%.*s", (int)strcspn(tmux, ","), tmux);
-		err = sb_hide_add(&s->hide, p);
-	}
-	return err;
+	return 0;
 }
 
 /* Keys, the policy (it may hold literal secrets), secret files, the audit and
@@ -576,7 +571,19 @@ int do_run(struct run_opts *o)
 	}
 	if (loader_preflight())
 		goto out;
-	run_gc(o->pin_root);
+	{
+		char cgp[600];
+
+		/* Leftovers of runs killed with SIGKILL: not ours to fail on. */
+		if (!cg2_mount_find(cgp, 512)) {
+			size_t l = strlen(cgp);
+
+			snprintf(cgp + l, sizeof(cgp) - l, "/%s", SLUICE_CG_PARENT);
+			loader_gc_runs(o->pin_root, cgp);
+		} else {
+			loader_gc_runs(o->pin_root, NULL);
+		}
+	}
 	if (build_env(&s))
 		goto out;
 

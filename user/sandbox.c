@@ -55,6 +55,25 @@ int sb_hide_add(struct sb_hide *h, const char *path)
 	return 0;
 }
 
+int sb_priv_add(struct sb_hide *h, const char *path)
+{
+	struct stat st;
+	char *r = realpath(path, NULL);
+
+	if (!r)
+		return errno == ENOENT ? 0 : -errno;
+	if (stat(r, &st) || !S_ISDIR(st.st_mode)) {
+		free(r);
+		return -ENOTDIR;
+	}
+	if (h->n_priv >= SB_MAX_PRIV) {
+		free(r);
+		return -E2BIG;
+	}
+	h->priv[h->n_priv++] = r;
+	return 0;
+}
+
 int sb_hide_set_run_dir(struct sb_hide *h, const char *run_dir)
 {
 	char *r = realpath(run_dir, NULL);
@@ -100,6 +119,8 @@ void sb_hide_free(struct sb_hide *h)
 		return;
 	for (size_t i = 0; i < h->n; i++)
 		free((char *)h->path[i]);
+	for (size_t i = 0; i < h->n_priv; i++)
+		free((char *)h->priv[i]);
 	for (size_t i = 0; i < h->n_keep; i++)
 		free((char *)h->keep[i]);
 	free((char *)h->run_dir);
@@ -706,6 +727,13 @@ int sb_exec(const char *cgroup_path, const struct sb_ident *id, char *const *cmd
 	for (size_t i = 0; h && i < h->n; i++)
 		if (hide_path(h->path[i], err, errlen))
 			return -1;
+	for (size_t i = 0; h && i < h->n_priv; i++) {
+		char opts[96];
+
+		snprintf(opts, sizeof(opts), "mode=0700,uid=%u,gid=%u,size=4m", (unsigned)id->uid, (unsigned)id->gid);
+		if (mount("sluice-private", h->priv[i], "tmpfs", MS_NOSUID | MS_NODEV, opts))
+			return ERR("Couldn't give the sandbox its own %s: %s", h->priv[i], strerror(errno));
+	}
 	if (own_proc(err, errlen))
 		return -1;
 	if (harden_mounts(err, errlen))

@@ -54,6 +54,8 @@ int cg_create(const char *name, char *path, size_t pathlen);
 int cg_enter(const char *path, pid_t pid);
 /* Kills what is left in the cgroup, waits for it to empty, removes it. */
 int cg_destroy(const char *path);
+/* 1 when a process is left in path's subtree, 0 when none, or -errno. */
+int cg_populated(const char *path);
 /* Cgroup v1 net_cls/net_prio in use turns off cgroup2 socket matching. Returns
  * 0 when cgroup2 socket hooks can apply, -EOPNOTSUPP (with a message) when not. */
 int cg_sockmatch_check(void);
@@ -81,6 +83,9 @@ int loader_attach(const char *pin_root, const char *name, const char *cgroup_pat
 void loader_close(struct loader *l);
 /* Unpins (detaches) the links of sandbox name. Returns 0 or -errno (-ENOENT: none). */
 int loader_detach(const char *pin_root, const char *name);
+/* Removes what runs killed with SIGKILL left (pins, sandbox entry, empty cgroup
+ * under cg_parent, which may be NULL: then only pins of released cgroups). */
+void loader_gc_runs(const char *pin_root, const char *cg_parent);
 /* Writes / deletes the sluice_sandboxes entry of cgroup id. */
 int loader_set_sandbox(const char *pin_root, __u64 cgid, const struct sluice_sandbox *sb);
 int loader_del_sandbox(const char *pin_root, __u64 cgid);
@@ -134,12 +139,15 @@ struct sb_ident {
 int sb_ident_resolve(const char *user, struct sb_ident *id, char *err, size_t errlen);
 /* What the sandbox must not read even as uid 0: absolute paths without
  * symlinks (realpath), filled by the parent before the fork. */
-#define SB_MAX_HIDE 300
+#define SB_MAX_HIDE 1000
+#define SB_MAX_PRIV 16
 struct sb_hide {
 	const char *run_dir;            /* becomes an empty tmpfs with only ca.crt and
 	                                 * ca-bundle.pem bound back (read-only) */
 	const char *path[SB_MAX_HIDE];  /* files: an inaccessible node on top; dirs: empty tmpfs */
 	size_t n;
+	const char *priv[SB_MAX_PRIV];  /* dirs: an empty tmpfs of the sandbox's own on top */
+	size_t n_priv;
 	/* Read-only root (uid 0, or --readonly-root): every mount read-only, a
 	 * private tmpfs on /tmp and /dev/shm, /etc/shadow and /etc/gshadow empty;
 	 * only the keep paths (the working directory, --writable) stay as the
@@ -154,6 +162,9 @@ int sb_keep_add(struct sb_hide *h, const char *path);
 /* Adds path (resolved with realpath) to h; a path that does not exist has
  * nothing to hide. Returns 0, -E2BIG when full, or -errno from realpath. */
 int sb_hide_add(struct sb_hide *h, const char *path);
+/* Adds a directory (realpath'd; a missing one is skipped) that the sandbox
+ * gets as an empty one of its own. 0, -E2BIG, -ENOTDIR or -errno. */
+int sb_priv_add(struct sb_hide *h, const char *path);
 /* Frees the resolved paths (keep paths and run_dir included). */
 void sb_hide_free(struct sb_hide *h);
 int sb_hide_set_run_dir(struct sb_hide *h, const char *run_dir);

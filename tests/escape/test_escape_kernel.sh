@@ -123,6 +123,15 @@ if mode == "main":
         socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0).close(); out("netlinkroute opened")
     except OSError as e:
         out("netlinkroute error", en(e))
+    # The sandbox's own tmux still works: its tmux directory is an empty one of its own.
+    try:
+        d = "/tmp/tmux-%d" % os.getuid(); os.makedirs(d, mode=0o700, exist_ok=True)
+        t = socket.socket(socket.AF_UNIX); t.bind(d + "/own"); t.listen(1)
+        c = socket.socket(socket.AF_UNIX); c.connect(d + "/own"); out("tmuxown connected")
+        c.close(); t.close(); os.unlink(d + "/own")
+    except OSError as e:
+        out("tmuxown error", en(e))
+    out("tmuxvar", "set" if "TMUX" in os.environ else "absent")
     for name, path in (("unix", "$T/host.sock"), ("tmuxenv", "$T/tmux/default"), ("tmuxuid", "$TMUXD/default")):
         u = socket.socket(socket.AF_UNIX); u.settimeout(3)
         try:
@@ -274,6 +283,8 @@ run_probes() { # label [--user root]
 	sl_assert_contains "$out" "unix connected HOSTUNIX" "$L AF_UNIX to a host daemon by path: reachable (not mediated, documented)"
 	sl_assert_contains "$out" "tmuxenv error" "$L the tmux server sluice runs under (\$TMUX) is hidden"
 	sl_assert_contains "$out" "tmuxuid error" "$L the sandbox user's default tmux socket (/tmp/tmux-UID) is hidden"
+	sl_assert_contains "$out" "tmuxown connected" "$L the sandbox's own tmux directory works (an empty one of its own)"
+	sl_assert_contains "$out" "tmuxvar absent" "$L \$TMUX is not passed into the sandbox"
 	for n in environ mem; do
 		sl_assert_contains "$out" "proc-$n error" "$L the broker's /proc/PID/$n is not readable"
 	done

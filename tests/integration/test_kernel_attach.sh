@@ -59,6 +59,21 @@ if out=$(timeout 30 "$SLUICE" attach --cgroup "$CG-other" --name "$NAME" --broke
 fi
 sl_assert_contains "$out" "is in use" "attach refuses a sandbox name that another live cgroup holds"
 sl_assert_eq BROKER "$(probe "$CG")" "the first cgroup is still redirected after the refused attach"
+# Names of the form run-PID are sluice run's own (their leftovers are removed once PID is gone).
+if out=$(timeout 30 "$SLUICE" attach --cgroup "$CG-other" --name run-42 --broker "$T/broker.py" --run-dir "$T/run" 2>&1); then
+	sl_fail "attach with a run- name succeeded: $out"
+fi
+sl_assert_contains "$out" "sluice run's own" "attach refuses names starting with run-"
+# Pins that look like a killed run's (run-PID, PID gone) but hold the links of a live cgroup
+# that is not that run's: the next sluice run leaves them (it removes only provably dead runs).
+dead=$((4000000 + $$ % 100000)); while kill -0 "$dead" 2>/dev/null; do dead=$((dead + 1)); done
+mv "/sys/fs/bpf/sluice/$NAME" "/sys/fs/bpf/sluice/run-$dead" || sl_fail "rename of the pin dir"
+sl_defer "[ -d /sys/fs/bpf/sluice/run-$dead ] && mv /sys/fs/bpf/sluice/run-$dead /sys/fs/bpf/sluice/$NAME"
+out=$(timeout 60 "$SLUICE" run --run-dir "$T/runs" --allow api.test -- true 2>&1) || sl_fail "sluice run: $out"
+sl_assert_not_contains "$out" "run-$dead" "sluice run did not touch pins whose links are a live cgroup's"
+[ -d "/sys/fs/bpf/sluice/run-$dead" ] || sl_fail "sluice run removed a live cgroup's pins"
+sl_assert_eq BROKER "$(probe "$CG")" "the live cgroup is still redirected after sluice run's clean-up"
+mv "/sys/fs/bpf/sluice/run-$dead" "/sys/fs/bpf/sluice/$NAME"
 sl_assert_eq "$c0" "$(fi_conns 9000)" "attached: nothing reached the server"
 # A server in the container that outlives the attachment: reachable over
 # loopback from the container while attached, and again after a detach and a

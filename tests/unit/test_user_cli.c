@@ -111,7 +111,9 @@ static void test_env_build(void **st)
 	char *in[] = {
 		"PATH=/usr/bin", "HOME=/root", "REAL_TOKEN=s3cr3t-value",
 		"COPY=prefix-s3cr3t-value-suffix", "GH=ghp_abc", "SSL_CERT_FILE=/etc/old.pem",
-		"API_TOKEN=stale", "CLAUDE_KEY=sk-f1le-v4lue", "OTHER=v4l", NULL,
+		"API_TOKEN=stale", "CLAUDE_KEY=sk-f1le-v4lue", "OTHER=v4l",
+		"TMUX=/tmp/tmux-1000/default,42,0", "TMUX_PANE=%1", "VSCODE_IPC_HOOK_CLI=/run/user/1000/vscode-ipc-1.sock",
+		NULL,
 	};
 	struct env_secret s[] = {
 		{ "API_TOKEN", "SLUICE_PLACEHOLDER_API_TOKEN", "REAL_TOKEN", NULL, 0 },
@@ -130,6 +132,10 @@ static void test_env_build(void **st)
 	assert_null(env_get(out, "COPY"));          /* holds the secret value */
 	assert_null(env_get(out, "CLAUDE_KEY"));    /* holds a file: secret's value */
 	assert_string_equal(env_get(out, "OTHER"), "v4l");
+	/* the servers sluice runs under, whose sockets the sandbox does not see */
+	assert_null(env_get(out, "TMUX"));
+	assert_null(env_get(out, "TMUX_PANE"));
+	assert_null(env_get(out, "VSCODE_IPC_HOOK_CLI"));
 	assert_string_equal(env_get(out, "API_TOKEN"), "SLUICE_PLACEHOLDER_API_TOKEN");
 	assert_string_equal(env_get(out, "GH_TOKEN"), "SLUICE_PLACEHOLDER_GH_TOKEN");
 	assert_string_equal(env_get(out, "LITERAL"), "SLUICE_PLACEHOLDER_LITERAL");
