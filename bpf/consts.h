@@ -28,6 +28,7 @@
 /* setsockopt(SOL_SOCKET, ...): a program steering a SO_REUSEPORT group */
 #define SL_SOL_SOCKET                 1
 #define SL_SO_REUSEPORT               15
+#define SL_SO_REUSEADDR               2
 #define SL_SO_ATTACH_REUSEPORT_CBPF   51
 #define SL_SO_ATTACH_REUSEPORT_EBPF   52
 

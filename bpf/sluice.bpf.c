@@ -480,7 +480,7 @@ refuse:
  * A SO_REUSEPORT bind next to a listener (or UDP socket) this sandbox does not
  * own would join that socket's group (the kernel asks only for the same uid: a
  * root sandbox and a root host service); a UDP member would get a share of the
- * host service's datagrams. The checks at connect and egress repeat
+ * host service's datagrams, and a UDP SO_REUSEADDR bind (any uid) all of them. The checks at connect and egress repeat
  * the kernel's choice of member for a SYN, except for one that meets a
  * TIME_WAIT entry: the listener behind it can only be looked up without the
  * source, which hashes to another member. So no mixed group may exist; a bind
@@ -497,8 +497,13 @@ static __always_inline int bind_check(struct bpf_sock_addr *ctx, int v6)
 
 	if (!ctx->user_port || (ctx->type != SL_SOCK_STREAM && ctx->type != SL_SOCK_DGRAM))
 		return SL_PASS; /* a fresh port */
-	/* An option that cannot be read counts as set: the lookup decides. */
-	if (!bpf_getsockopt(ctx, SL_SOL_SOCKET, SL_SO_REUSEPORT, &on, sizeof(on)) && !on)
+	/* An option that cannot be read counts as set: the lookup decides.
+	 * UDP shares a port between two SO_REUSEADDR sockets with no uid check
+	 * at all, and the last bound gets the unicast datagrams: for UDP that
+	 * option counts too. */
+	if (!bpf_getsockopt(ctx, SL_SOL_SOCKET, SL_SO_REUSEPORT, &on, sizeof(on)) && !on &&
+	    (ctx->type == SL_SOCK_STREAM ||
+	     (!bpf_getsockopt(ctx, SL_SOL_SOCKET, SL_SO_REUSEADDR, &on, sizeof(on)) && !on)))
 		return SL_PASS;
 	if (!sandbox_find(&cgid))
 		return SL_REFUSE;

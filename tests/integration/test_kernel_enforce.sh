@@ -89,11 +89,15 @@ sl_bg rpudp "$PY" -c '
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
 s.bind(("127.0.0.1", 0)); open(sys.argv[1], "w").write(str(s.getsockname()[1]))
+a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); a.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+a.bind(("127.0.0.1", 0)); open(sys.argv[2], "w").write(str(a.getsockname()[1]))
 while True:
     s.recvfrom(64)
-' "$T/rpudp.port"
-sl_wait_for test -s "$T/rpudp.port" || sl_fail "reuseport UDP host service did not start"
+' "$T/rpudp.port" "$T/raudp.port"
+sl_wait_for test -s "$T/raudp.port" || sl_fail "reuseport UDP host service did not start"
 RPU_PORT=$(cat "$T/rpudp.port")
+# SO_REUSEADDR: UDP shares the port with any uid, and the socket bound last gets the datagrams.
+RAU_PORT=$(cat "$T/raudp.port")
 
 # The sandboxed program: one line per probe, "name result".
 cat >"$T/probe.py" <<EOF
@@ -211,6 +215,12 @@ if mode == "main":
         u.bind(("127.0.0.1", $RPU_PORT)); out("rpudpjoin", "bound")
     except OSError as e:
         out("rpudpjoin", "error", errno.errorcode.get(e.errno, e.errno))
+    u.close()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        u.bind(("127.0.0.1", $RAU_PORT)); out("raudpjoin", "bound")
+    except OSError as e:
+        out("raudpjoin", "error", errno.errorcode.get(e.errno, e.errno))
     u.close()
     uo = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
     try:
@@ -416,6 +426,7 @@ sl_assert_contains "$out" "rpjoin error EPERM" "a SO_REUSEPORT bind into a host 
 sl_assert_contains "$out" "rpown connected OWNRP" "a SO_REUSEPORT group of the sandbox's own works"
 sl_assert_contains "$out" "rpudpjoin error EPERM" "a SO_REUSEPORT UDP bind into a host service's group is refused"
 sl_assert_contains "$out" "rpudpown bound" "a SO_REUSEPORT UDP group of the sandbox's own works"
+sl_assert_contains "$out" "raudpjoin error EPERM" "a SO_REUSEADDR UDP bind onto a host service's port is refused"
 sl_assert_not_contains "$(grep '^reuseport ' <<<"$out")" "RPSVC" "a SO_REUSEPORT group shared with a host service: no connection reached the host's member"
 sl_assert_eq "$rp0" "$(wc -l <"$T/rpsvc.log" 2>/dev/null || echo 0)" "the reuseport host service saw nothing"
 sl_assert_contains "$out" "selfany connected SELFANY" "0.0.0.0 to the sandbox's own wildcard listener passes"
