@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
@@ -163,11 +164,49 @@ static int write_pem_atomic(const char *path, mode_t mode, EVP_PKEY *key, X509 *
 		return -errno;
 	fchmod(fd, mode);
 	rc = write_pem_fd(fd, key, cert, true);
-	if (!rc && (excl ? link(tmp, path) : rename(tmp, path)))
+	if (!rc && excl && link(tmp, path)) {
 		rc = -errno;
-	if (rc || excl)
-		unlink(tmp);
+		/* A filesystem without hard links (vfat, some FUSE): the CA
+		 * directory's lock already keeps other brokers out. */
+		if ((rc == -EPERM || rc == -EOPNOTSUPP || rc == -ENOSYS) && access(path, F_OK))
+			rc = rename(tmp, path) ? -errno : 0;
+	} else if (!rc && !excl && rename(tmp, path)) {
+		rc = -errno;
+	}
+	unlink(tmp); /* gone after a rename; after a link, the second name */
 	return rc;
+}
+
+/* The name entries of a new CA reach the disk with the directory. */
+static void sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+}
+
+/* Temporary files of a broker killed while it wrote a CA (they may hold a
+ * whole private key): under the CA lock, any there is stale. */
+static void remove_stale_tmp(const char *ca_dir)
+{
+	DIR *d = opendir(ca_dir);
+	struct dirent *de;
+	char p[4200];
+
+	while (d && (de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+
+		if ((!strncmp(de->d_name, "ca.key.", 7) || !strncmp(de->d_name, "ca.crt.", 7)) &&
+		    n > 4 && !strcmp(de->d_name + n - 4, ".tmp")) {
+			snprintf(p, sizeof(p), "%s/%s", ca_dir, de->d_name);
+			unlink(p);
+		}
+	}
+	if (d)
+		closedir(d);
 }
 
 static int load_or_create_locked(struct ca *ca, const char *ca_dir, const char *kpath,
@@ -204,6 +243,7 @@ int ca_load_or_create(struct ca *ca, const char *ca_dir, char *err, size_t errle
 			close(lfd);
 		return rc;
 	}
+	remove_stale_tmp(ca_dir);
 	rc = load_or_create_locked(ca, ca_dir, kpath, cpath, err, errlen);
 	close(lfd); /* releases the lock */
 	return rc;
@@ -291,6 +331,7 @@ static int load_or_create_locked(struct ca *ca, const char *ca_dir, const char *
 			ca_fini(ca);
 			return rc;
 		}
+		sync_dir(ca_dir);
 		pr_info("created a new CA in %s", ca_dir);
 	} else {
 		rc = -errno;

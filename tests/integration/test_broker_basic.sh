@@ -204,6 +204,7 @@ sl_bg ca2 "$SLUICED" --listen 127.0.0.1:0 --ready-fd "$rfd" --ca-dir "$T/ca2" --
 exec {rfd}>&-
 sl_wait_for grep -q READY "$T/ca2.ready" || sl_fail "after a kill mid-write of the CA key, the next start failed: $(cat "$T/ca2.log")"
 sl_assert_eq "600" "$(stat -c %a "$T/ca2/ca.key")" "the CA key written after the kill is private"
+sl_assert_eq "" "$(ls "$T/ca2" | grep '\.tmp$')" "the killed broker's temporary key file was removed"
 sl_assert_eq "$(openssl pkey -in "$T/ca2/ca.key" -pubout)" "$(openssl x509 -in "$T/ca2/ca.crt" -noout -pubkey)" \
 	"the CA key and cert written after the kill match"
 sl_pass
