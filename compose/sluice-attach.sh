@@ -60,44 +60,74 @@ cgroup_of() {
 mnt=$(cg2_mount)
 [ -n "$mnt" ] || die "no cgroup2 filesystem mounted; mount the host's cgroup fs into the sidecar (volume /sys/fs/cgroup)"
 
+# locate: sets pid and cg for the agent, or says why not (WHY) and returns 1.
+locate() {
+	pid=$(find_agent_pid) || { WHY="no process with SLUICE_SANDBOX=$SANDBOX in this network namespace; set it in the agent's environment and give the sidecar pid: host"; return 1; }
+	rel=$(cgroup_of "$pid")
+	case $rel in
+	/*) ;;
+	*) WHY="pid $pid has no cgroup v2 path in $PROC/$pid/cgroup; the sidecar needs cgroup: host"; return 1 ;;
+	esac
+	case $rel in
+	*/../* | /..*) WHY="pid $pid's cgroup '$rel' is outside our cgroup namespace; give the sidecar cgroup: host"; return 1 ;;
+	esac
+	cg=$mnt$rel
+	[ -d "$cg" ] || { WHY="$cg does not exist; mount the host's cgroup fs at $mnt"; return 1; }
+	# The cgroup programs see IP sockets only: an agent that can gain NET_RAW (AF_PACKET frames),
+	# NET_ADMIN, SYS_ADMIN, SYS_MODULE or BPF could reach around them. Docker grants NET_RAW by default.
+	capbnd=$(sed -n 's/^CapBnd:[[:space:]]*//p' "$PROC/$pid/status")
+	[ -n "$capbnd" ] || { WHY="can't read the capabilities of pid $pid ($PROC/$pid/status)"; return 1; }
+	[ $((0x$capbnd & 0x8000213000)) = 0 ] || {
+		WHY="the agent (pid $pid) can gain NET_RAW, NET_ADMIN, SYS_ADMIN, SYS_MODULE or BPF (CapBnd $capbnd), which reach around sluice's hooks; give its service cap_drop: [ALL]"
+		return 1
+	}
+	return 0
+}
+
 i=0
-while ! pid=$(find_agent_pid); do
+until locate; do
+	case $WHY in no\ process*) ;; *) die "$WHY" ;; esac
 	i=$((i + 1))
-	[ "$i" -le $((TIMEOUT * 5)) ] || die "no process with SLUICE_SANDBOX=$SANDBOX after ${TIMEOUT}s; set it in the agent's environment and give the sidecar pid: host"
+	[ "$i" -le $((TIMEOUT * 5)) ] || die "$WHY (waited ${TIMEOUT}s)"
 	sleep 0.2
 done
-rel=$(cgroup_of "$pid")
-case $rel in
-/*) ;;
-*) die "pid $pid has no cgroup v2 path in $PROC/$pid/cgroup; the sidecar needs cgroup: host" ;;
-esac
-case $rel in
-*/../* | /..*) die "pid $pid's cgroup '$rel' is outside our cgroup namespace; give the sidecar cgroup: host" ;;
-esac
-cg=$mnt$rel
-[ -d "$cg" ] || die "$cg does not exist; mount the host's cgroup fs at $mnt"
-# The cgroup programs see IP sockets only: an agent that can gain NET_RAW (AF_PACKET frames),
-# NET_ADMIN, SYS_ADMIN, SYS_MODULE or BPF could reach around them. Docker grants NET_RAW by default.
-capbnd=$(sed -n 's/^CapBnd:[[:space:]]*//p' "$PROC/$pid/status")
-[ -n "$capbnd" ] || die "can't read the capabilities of pid $pid ($PROC/$pid/status)"
-[ $((0x$capbnd & 0x8000213000)) = 0 ] ||
-	die "the agent (pid $pid) can gain NET_RAW, NET_ADMIN, SYS_ADMIN, SYS_MODULE or BPF (CapBnd $capbnd), which reach around sluice's hooks; give its service cap_drop: [ALL]"
 
 if [ "${1:-}" = --find-only ]; then
 	echo "$cg"
 	exit 0
 fi
-
-rm -f "$SHARE/ready"
+# The token the agent's entrypoint waits for: its cgroup's inode number, which it reads as
+# `stat -c %i /sys/fs/cgroup` (its cgroup namespace's root). A restarted agent has a new
+# cgroup, without the programs, and so a new number: it waits until that one is attached too.
+if [ "${1:-}" = --token-only ]; then
+	stat -c %i "$cg"
+	exit 0
+fi
 [ -r "$POLICY" ] || die "no policy at $POLICY; mount one (see compose/policy.yaml)"
-echo "sluice-attach: attaching to $cg (pid $pid, SLUICE_SANDBOX=$SANDBOX)"
-"$SLUICE" attach --cgroup "$cg" --policy "$POLICY" --name "$SANDBOX" ||
-	die "sluice attach failed; the agent stays blocked (it waits for $SHARE/ready)"
-mkdir -p "$SHARE"
-# sluiced writes the bundle (system roots + sluice CA) into its run dir
-cp /run/sluice/ca-bundle.pem "$SHARE/ca-bundle.pem"
-touch "$SHARE/ready"
-echo "sluice-attach: ready"
-# stay up while the broker runs; the pinned links outlive us either way
+
+attach_once() {
+	rm -f "$SHARE/ready"
+	echo "sluice-attach: attaching to $cg (pid $pid, SLUICE_SANDBOX=$SANDBOX)"
+	"$SLUICE" attach --cgroup "$cg" --policy "$POLICY" --name "$SANDBOX" || return 1
+	mkdir -p "$SHARE"
+	# sluiced writes the bundle (system roots + sluice CA) into its run dir
+	cp /run/sluice/ca-bundle.pem "$SHARE/ca-bundle.pem"
+	token=$(stat -c %i "$cg") || return 1
+	echo "$token" >"$SHARE/ready.tmp" && mv "$SHARE/ready.tmp" "$SHARE/ready"
+	echo "sluice-attach: ready (cgroup $cg, inode $token)"
+}
+attach_once || die "sluice attach failed; the agent stays blocked (it waits for $SHARE/ready)"
 trap 'exit 0' TERM INT
-while :; do sleep 3600 & wait $!; done
+# Watch for a restarted or recreated agent: a new cgroup (same path after `docker restart`,
+# another inode) starts without the programs. Its entrypoint waits for its own token; attach it.
+while :; do
+	sleep 1 & wait $!
+	old_cg=$cg old_token=$token
+	locate || continue
+	[ "$(stat -c %i "$cg" 2>/dev/null)" = "$old_token" ] && [ "$cg" = "$old_cg" ] && continue
+	echo "sluice-attach: the agent is in a new cgroup ($cg); attaching again"
+	"$SLUICE" detach --cgroup "$old_cg" --name "$SANDBOX" >/dev/null 2>&1 || true
+	# a cgroup removed with its container cannot be named to detach: stop its supervisor by pid
+	[ -s "/run/sluice/$SANDBOX.pid" ] && kill "$(cat "/run/sluice/$SANDBOX.pid")" 2>/dev/null
+	attach_once || { echo "sluice-attach: attach failed; the agent stays blocked, retrying" >&2; cg=$old_cg token=$old_token; }
+done

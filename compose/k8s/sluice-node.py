@@ -97,6 +97,14 @@ def pod_unsafe(pod):
     spec = pod.get("spec", {})
     if spec.get("hostNetwork"):
         return "hostNetwork: true (the pod would share the node's loopback services)"
+    for k in ("hostPID", "hostIPC"):
+        if spec.get(k):
+            return f"{k}: true (the pod would share the node's processes or IPC)"
+    for v in spec.get("volumes") or []:
+        path = ((v.get("hostPath") or {}).get("path") or "").rstrip("/") or "/"
+        if v.get("hostPath") and (path.endswith(".sock") or path in ("/", "/run", "/var/run", "/proc", "/sys") or
+                                  path.startswith(("/run/", "/var/run/", "/sys/fs/bpf", "/sys/fs/cgroup", "/proc/"))):
+            return f"hostPath volume {path} (host daemons' sockets or sluice's own state)"
     pod_seccomp = (spec.get("securityContext") or {}).get("seccompProfile", {}).get("type")
     for kind in ("initContainers", "containers", "ephemeralContainers"):
         for c in spec.get(kind) or []:
@@ -118,12 +126,21 @@ def pod_unsafe(pod):
     return None
 
 
+WARNED = {}  # pod uid -> the reason last logged, so a blocked pod is not logged every round
+
+
+def warn_once(uid, msg):
+    if WARNED.get(uid) != msg:
+        WARNED[uid] = msg
+        log(msg)
+
+
 def attach(api, pod, mnt, done):
     meta = pod["metadata"]
     ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
     why = pod_unsafe(pod)
     if why:
-        log(f"{ns}/{name}: not attached, the pod stays blocked: {why}")
+        warn_once(uid, f"{ns}/{name}: not attached, the pod stays blocked: {why}")
         return
     ref = meta["annotations"][ANN_POLICY]
     cm, _, key = ref.partition("/")
@@ -177,11 +194,22 @@ def main():
         for pod in pods:
             meta = pod["metadata"]
             live.add(meta["uid"])
-            if ANN_POLICY not in meta.get("annotations", {}) or meta["uid"] in done:
+            if ANN_POLICY not in meta.get("annotations", {}):
+                continue
+            if meta["uid"] in done:
+                # An ephemeral container (kubectl debug) joins after the attach, with the
+                # runtime's default capabilities: said, since it cannot be undone from here.
+                why = pod_unsafe(pod)
+                if why:
+                    warn_once(meta["uid"], f"{meta['namespace']}/{meta['name']}: attached, but now {why}; "
+                              "its programs see IP sockets only: delete the pod")
                 continue
             if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
                 continue
             attach(api, pod, mnt, done)
+        for uid in list(WARNED):
+            if uid not in live:
+                WARNED.pop(uid)
         for uid in list(done):
             if uid not in live:
                 # the pod's cgroup is gone with it; drop our pins and the policy copy

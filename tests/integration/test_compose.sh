@@ -169,7 +169,7 @@ test_checkers_reject_broken() {
 	must_reject $dc compose "" '\#- /sys/fs/bpf:/sys/fs/bpf#d' "no bpffs volume"
 	must_reject $dc compose "" '\#- /sys/fs/cgroup:/sys/fs/cgroup#d' "no cgroup volume"
 	must_reject $dc compose "" 's#network_mode: "service:sluice"#network_mode: bridge#' "agent in its own netns"
-	must_reject $dc compose "" 's#until \[ -f /run/sluice-share/ready \]; do sleep 0.2; done; ##' "agent not waiting"
+	must_reject $dc compose "" 's#until \[ .* \]; do sleep 0.2; done; ##' "agent not waiting"
 	must_reject $dc compose "" 's#GITHUB_TOKEN: SLUICE_PLACEHOLDER_GITHUB_TOKEN#GITHUB_TOKEN: ${GITHUB_TOKEN}#' "real token in agent"
 	must_reject $dc compose "" 's#sluice-share:/run/sluice-share:ro#sluice-share:/run/sluice-share#' "share writable by agent"
 	must_reject $dc compose "" 's#/usr/local/bin/sluice-attach#/bin/true#' "sidecar not attaching"
@@ -260,6 +260,9 @@ cases = {
     "privileged": lambda sp: sp["containers"][0]["securityContext"].update(privileged=True),
     "seccomp": lambda sp: sp.pop("securityContext"),
     "hostNetwork": lambda sp: sp.update(hostNetwork=True),
+    "hostPID": lambda sp: sp.update(hostPID=True),
+    "/var/run/docker.sock": lambda sp: sp["volumes"].append({"name": "d", "hostPath": {"path": "/var/run/docker.sock"}}),
+    "ephemeral": lambda sp: sp.update(ephemeralContainers=[{"name": "ephemeral-debug", "image": "busybox"}]),
 }
 for want, f in cases.items():
     why = mut(f)
@@ -287,7 +290,41 @@ print(ic["command"][2].replace("/etc/podinfo/annotations", sys.argv[1]))' "$ann"
 	echo "k8s gate: opens on the pod's own uid only"
 }
 
+# The agent's entrypoint waits for ready to hold its own cgroup's inode, which it reads from its
+# cgroup namespace's root; the sidecar writes the inode of the cgroup it attached (--token-only).
+# A restarted agent (a new cgroup, no programs) keeps waiting on the old token.
+test_compose_ready_token() {
+	local mnt base marker pid tok cmd
+	mnt=$(cg2_mount); base=$mnt/sluice-compose-tok-$$
+	mkdir "$base" "$base/tok"; CGS+=("$base" "$base/tok")
+	marker=tok$$
+	env SLUICE_SANDBOX="$marker" setpriv --bounding-set -all sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 300' \
+		sh "$base/tok" & pid=$!
+	PIDS+=("$pid")
+	for _ in $(seq 50); do grep -q "sluice-compose-tok-$$/tok" /proc/$pid/cgroup 2>/dev/null && break; sleep 0.1; done
+	tok=$(SLUICE_TARGET=$marker SLUICE_TIMEOUT=5 sh compose/sluice-attach.sh --token-only) || fail "no token: $tok"
+	[ "$tok" = "$(stat -c %i "$base/tok")" ] || fail "token $tok is not the cgroup's inode"
+	cmd=$($PY -c 'import yaml, sys
+a = yaml.safe_load(open("compose/docker-compose.yml"))["services"]["agent"]
+c = a["entrypoint"][2].replace("$$", "$").replace("/run/sluice-share", sys.argv[1]).replace("/sys/fs/cgroup", sys.argv[2])
+print(c.replace("exec \"$@\"", "echo opened"))' "$T/share" "$T/cgview") || fail "agent entrypoint"
+	mkdir -p "$T/share" "$T/cgview"
+	# the agent's view: a process in the cgroup, in a cgroup namespace of its own, mounts cgroup2
+	# (as Docker does for a container): its root is the agent's cgroup
+	cat >"$T/agentview.sh" <<'EOF'
+echo $$ > "$1/cgroup.procs" || exit 9
+exec unshare -C -m sh -c 'mount -t cgroup2 none "$1" && exec sh -c "$2"' sh "$2" "$3"
+EOF
+	run_agent() { timeout "$1" sh "$T/agentview.sh" "$base/tok" "$T/cgview" "$cmd"; }
+	echo 12345 >"$T/share/ready"
+	if run_agent 2; then fail "the agent's entrypoint opened on another cgroup's token"; fi
+	echo "$tok" >"$T/share/ready"
+	[ "$(run_agent 5)" = opened ] || fail "the agent's entrypoint did not open on its own cgroup's token"
+	echo "compose ready token: the agent opens on its own cgroup's inode only"
+}
+
 test_files_valid
+test_compose_ready_token
 test_k8s_gate
 test_checkers_reject_broken
 test_attach_finds_agent_cgroup
