@@ -15,6 +15,7 @@
 #
 # Env: SLUICE_TARGET (the agent's SLUICE_SANDBOX value, default "agent"), SLUICE_POLICY (/etc/sluice/policy.yaml),
 #      SLUICE_SHARE (dir shared read-only with the agent, /run/sluice-share), SLUICE_TIMEOUT (s, 120),
+#      SLUICE_RUN_DIR (sluice's run dir, /run/sluice),
 #      PROC (/proc; tests point it elsewhere). With --find-only it prints the cgroup and exits.
 set -eu
 SANDBOX=${SLUICE_TARGET:-agent}
@@ -22,6 +23,7 @@ SANDBOX=${SLUICE_TARGET:-agent}
 unset SLUICE_SANDBOX
 POLICY=${SLUICE_POLICY:-/etc/sluice/policy.yaml}
 SHARE=${SLUICE_SHARE:-/run/sluice-share}
+RUN=${SLUICE_RUN_DIR:-/run/sluice}
 TIMEOUT=${SLUICE_TIMEOUT:-120}
 PROC=${PROC:-/proc}
 SLUICE=${SLUICE:-sluice}
@@ -111,7 +113,7 @@ attach_once() {
 	"$SLUICE" attach --cgroup "$cg" --policy "$POLICY" --name "$SANDBOX" || return 1
 	mkdir -p "$SHARE"
 	# sluiced writes the bundle (system roots + sluice CA) into its run dir
-	cp /run/sluice/ca-bundle.pem "$SHARE/ca-bundle.pem"
+	cp "$RUN/ca-bundle.pem" "$SHARE/ca-bundle.pem"
 	token=$(stat -c %i "$cg") || return 1
 	echo "$token" >"$SHARE/ready.tmp" && mv "$SHARE/ready.tmp" "$SHARE/ready"
 	echo "sluice-attach: ready (cgroup $cg, inode $token)"
@@ -128,6 +130,6 @@ while :; do
 	echo "sluice-attach: the agent is in a new cgroup ($cg); attaching again"
 	"$SLUICE" detach --cgroup "$old_cg" --name "$SANDBOX" >/dev/null 2>&1 || true
 	# a cgroup removed with its container cannot be named to detach: stop its supervisor by pid
-	[ -s "/run/sluice/$SANDBOX.pid" ] && kill "$(cat "/run/sluice/$SANDBOX.pid")" 2>/dev/null
+	[ -s "$RUN/$SANDBOX.pid" ] && kill "$(cat "$RUN/$SANDBOX.pid")" 2>/dev/null
 	attach_once || { echo "sluice-attach: attach failed; the agent stays blocked, retrying" >&2; cg=$old_cg token=$old_token; }
 done

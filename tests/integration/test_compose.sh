@@ -323,8 +323,45 @@ EOF
 	echo "compose ready token: the agent opens on its own cgroup's inode only"
 }
 
+# The sidecar's watch: a restarted agent (`docker restart`: the same cgroup path, a new cgroup)
+# gets attached again and a new token, with `sluice` stood in for by a script that logs its calls.
+test_sidecar_reattaches() {
+	local mnt base marker pid sc tok1 tok2
+	mnt=$(cg2_mount); base=$mnt/sluice-compose-re-$$
+	mkdir "$base" "$base/agent"; CGS+=("$base" "$base/agent")
+	marker=re$$
+	mkdir -p "$T/re/run" "$T/re/share"; : >"$T/re/run/ca-bundle.pem"; : >"$T/re/policy.yaml"
+	printf '#!/bin/sh\necho "$*" >>"%s"\n' "$T/re/calls" >"$T/re/sluice"; chmod 755 "$T/re/sluice"
+	start_agent() {
+		env SLUICE_SANDBOX="$marker" setpriv --bounding-set -all sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 300' \
+			sh "$base/agent" & pid=$!
+		PIDS+=("$pid")
+		for _ in $(seq 50); do grep -q "sluice-compose-re-$$/agent" /proc/$pid/cgroup 2>/dev/null && break; sleep 0.1; done
+	}
+	start_agent
+	SLUICE=$T/re/sluice SLUICE_TARGET=$marker SLUICE_SHARE=$T/re/share SLUICE_RUN_DIR=$T/re/run \
+		SLUICE_POLICY=$T/re/policy.yaml SLUICE_TIMEOUT=5 sh compose/sluice-attach.sh >"$T/re/side.log" 2>&1 & sc=$!
+	PIDS+=("$sc")
+	tok1=$(stat -c %i "$base/agent")
+	for _ in $(seq 50); do [ "$(cat "$T/re/share/ready" 2>/dev/null)" = "$tok1" ] && break; sleep 0.1; done
+	[ "$(cat "$T/re/share/ready" 2>/dev/null)" = "$tok1" ] || fail "sidecar: no ready token for the agent: $(cat "$T/re/side.log")"
+	# the restart: the agent's cgroup goes and comes back at the same path
+	kill "$pid"; wait "$pid" 2>/dev/null || true
+	rmdir "$base/agent" && mkdir "$base/agent" || fail "could not recreate the agent's cgroup"
+	start_agent
+	tok2=$(stat -c %i "$base/agent")
+	[ "$tok1" != "$tok2" ] || fail "the recreated cgroup kept its inode ($tok1)"
+	for _ in $(seq 80); do [ "$(cat "$T/re/share/ready" 2>/dev/null)" = "$tok2" ] && break; sleep 0.1; done
+	[ "$(cat "$T/re/share/ready" 2>/dev/null)" = "$tok2" ] ||
+		fail "sidecar: the restarted agent was not attached again: $(cat "$T/re/side.log")"
+	[ "$(grep -c "^attach --cgroup $base/agent " "$T/re/calls")" = 2 ] || fail "sidecar calls: $(cat "$T/re/calls")"
+	grep -q "^detach --cgroup $base/agent " "$T/re/calls" || fail "sidecar did not detach the old attachment: $(cat "$T/re/calls")"
+	echo "sidecar: a restarted agent is attached again (tokens $tok1, $tok2)"
+}
+
 test_files_valid
 test_compose_ready_token
+test_sidecar_reattaches
 test_k8s_gate
 test_checkers_reject_broken
 test_attach_finds_agent_cgroup
