@@ -83,6 +83,12 @@ locate() {
 		WHY="the agent (pid $pid) can gain NET_RAW, NET_ADMIN, SYS_ADMIN, SYS_MODULE or BPF (CapBnd $capbnd), which reach around sluice's hooks; give its service cap_drop: [ALL]"
 		return 1
 	}
+	# Nor does it see AF_VSOCK (a way to the host on VMs) and other families, which Docker's
+	# default seccomp profile refuses: an agent with no filter at all (seccomp=unconfined) is not run.
+	[ "$(sed -n 's/^Seccomp:[[:space:]]*//p' "$PROC/$pid/status")" != 0 ] || {
+		WHY="the agent (pid $pid) runs without a seccomp filter (security_opt seccomp=unconfined?), so AF_VSOCK and other non-IP sockets pass beside sluice's hooks; keep Docker's default profile"
+		return 1
+	}
 	return 0
 }
 

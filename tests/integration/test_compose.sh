@@ -200,7 +200,7 @@ test_attach_finds_agent_cgroup() {
 	PIDS+=("$!")
 	for _ in $(seq 50); do [ "$(readlink /proc/$!/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break; sleep 0.1; done
 	# the agent as compose runs it: cap_drop: [ALL]
-	env SLUICE_SANDBOX="$marker" setpriv --bounding-set -all sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 300' \
+	env SLUICE_SANDBOX="$marker" setpriv --bounding-set -all "$PY" "$T/seccomp.py" sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 300' \
 		sh "$base/agent" & pid_agent=$!
 	PIDS+=("$pid_agent")
 	for _ in $(seq 50); do grep -q "sluice-compose-test-$$/agent" /proc/$pid_agent/cgroup 2>/dev/null && break; sleep 0.1; done
@@ -219,6 +219,15 @@ test_attach_finds_agent_cgroup() {
 		fail "sluice-attach accepted an agent with NET_RAW in its bounding set: $out"
 	fi
 	grep -q "cap_drop" <<<"$out" || fail "unhelpful error for an agent with capabilities: $out"
+	echo "refused as expected: $out"
+	# and one with no seccomp filter (seccomp=unconfined: AF_VSOCK passes)
+	env SLUICE_SANDBOX="${marker}nosec" setpriv --bounding-set -all sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 300' \
+		sh "$base/other" &
+	PIDS+=("$!")
+	if out=$(SLUICE_TARGET=${marker}nosec SLUICE_TIMEOUT=5 sh compose/sluice-attach.sh --find-only 2>&1); then
+		fail "sluice-attach accepted an agent without a seccomp filter: $out"
+	fi
+	grep -q "seccomp" <<<"$out" || fail "unhelpful error for an agent without seccomp: $out"
 	echo "refused as expected: $out"
 }
 
@@ -298,7 +307,7 @@ test_compose_ready_token() {
 	mnt=$(cg2_mount); base=$mnt/sluice-compose-tok-$$
 	mkdir "$base" "$base/tok"; CGS+=("$base" "$base/tok")
 	marker=tok$$
-	env SLUICE_SANDBOX="$marker" setpriv --bounding-set -all sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 300' \
+	env SLUICE_SANDBOX="$marker" setpriv --bounding-set -all "$PY" "$T/seccomp.py" sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 300' \
 		sh "$base/tok" & pid=$!
 	PIDS+=("$pid")
 	for _ in $(seq 50); do grep -q "sluice-compose-tok-$$/tok" /proc/$pid/cgroup 2>/dev/null && break; sleep 0.1; done
@@ -333,7 +342,7 @@ test_sidecar_reattaches() {
 	mkdir -p "$T/re/run" "$T/re/share"; : >"$T/re/run/ca-bundle.pem"; : >"$T/re/policy.yaml"
 	printf '#!/bin/sh\necho "$*" >>"%s"\n' "$T/re/calls" >"$T/re/sluice"; chmod 755 "$T/re/sluice"
 	start_agent() {
-		env SLUICE_SANDBOX="$marker" setpriv --bounding-set -all sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 300' \
+		env SLUICE_SANDBOX="$marker" setpriv --bounding-set -all "$PY" "$T/seccomp.py" sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 300' \
 			sh "$base/agent" & pid=$!
 		PIDS+=("$pid")
 		for _ in $(seq 50); do grep -q "sluice-compose-re-$$/agent" /proc/$pid/cgroup 2>/dev/null && break; sleep 0.1; done
@@ -358,6 +367,21 @@ test_sidecar_reattaches() {
 	grep -q "^detach --cgroup $base/agent " "$T/re/calls" || fail "sidecar did not detach the old attachment: $(cat "$T/re/calls")"
 	echo "sidecar: a restarted agent is attached again (tokens $tok1, $tok2)"
 }
+
+# Agent stand-ins run as Docker runs the agent: no capabilities (setpriv), and a seccomp filter
+# (this one allows everything; Docker's default profile refuses AF_VSOCK and the like).
+cat >"$T/seccomp.py" <<'EOF'
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+class Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+insn = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0x7fff0000))  # RET ALLOW
+prog = Fprog(1, ctypes.cast(insn, ctypes.c_void_p))
+u = ctypes.c_ulong
+assert libc.prctl(38, u(1), u(0), u(0), u(0)) == 0  # PR_SET_NO_NEW_PRIVS
+assert libc.prctl(22, u(2), ctypes.byref(prog), u(0), u(0)) == 0, ctypes.get_errno()  # SECCOMP_MODE_FILTER
+os.execvp(sys.argv[1], sys.argv[1:])
+EOF
 
 test_files_valid
 test_compose_ready_token
