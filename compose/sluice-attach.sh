@@ -116,26 +116,46 @@ fi
 attach_once() {
 	rm -f "$SHARE/ready"
 	echo "sluice-attach: attaching to $cg (pid $pid, SLUICE_SANDBOX=$SANDBOX)"
-	"$SLUICE" attach --cgroup "$cg" --policy "$POLICY" --name "$SANDBOX" || return 1
-	mkdir -p "$SHARE"
-	# sluiced writes the bundle (system roots + sluice CA) into its run dir
-	cp "$RUN/ca-bundle.pem" "$SHARE/ca-bundle.pem"
-	token=$(stat -c %i "$cg") || return 1
-	echo "$token" >"$SHARE/ready.tmp" && mv "$SHARE/ready.tmp" "$SHARE/ready"
-	echo "sluice-attach: ready (cgroup $cg, inode $token)"
+	"$SLUICE" attach --cgroup "$cg" --policy "$POLICY" --name "$SANDBOX" &&
+		mkdir -p "$SHARE" &&
+		# sluiced writes the bundle (system roots + sluice CA) into its run dir
+		cp "$RUN/ca-bundle.pem" "$SHARE/ca-bundle.pem" &&
+		token=$(stat -c %i "$cg") && [ -n "$token" ] &&
+		echo "$token" >"$SHARE/ready.tmp" && mv "$SHARE/ready.tmp" "$SHARE/ready" &&
+		echo "sluice-attach: ready (cgroup $cg, inode $token)"
 }
+
+# The supervisor `sluice attach` left for a cgroup that is gone: stopped by its pid file, once
+# that pid is still a sluice process (pid: host: a reused pid may be anyone's), and waited for,
+# so that its teardown cannot land after the next attach.
+stop_old_supervisor() {
+	sp=$(cat "$RUN/$SANDBOX.pid" 2>/dev/null) || return 0
+	case $sp in '' | *[!0-9]*) return 0 ;; esac
+	tr '\0' ' ' <"$PROC/$sp/cmdline" 2>/dev/null | grep -q "sluice attach .*--name $SANDBOX" || return 0
+	kill "$sp" 2>/dev/null || return 0
+	n=0
+	while [ -d "$PROC/$sp" ] && [ "$n" -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+	return 0
+}
+
 attach_once || die "sluice attach failed; the agent stays blocked (it waits for $SHARE/ready)"
 trap 'exit 0' TERM INT
-# Watch for a restarted or recreated agent: a new cgroup (same path after `docker restart`,
-# another inode) starts without the programs. Its entrypoint waits for its own token; attach it.
+# Watch for a restarted or recreated agent: a new cgroup (the same path after `docker restart`,
+# another inode) starts without the programs, and its entrypoint waits for its own token. Only
+# once the attached cgroup is gone: another container carrying the marker (compose run, --scale)
+# must never take the programs away from the one attached.
 while :; do
 	sleep 1 & wait $!
+	[ "$(stat -c %i "$cg" 2>/dev/null)" = "$token" ] && continue
 	old_cg=$cg old_token=$token
-	locate || continue
-	[ "$(stat -c %i "$cg" 2>/dev/null)" = "$old_token" ] && [ "$cg" = "$old_cg" ] && continue
-	echo "sluice-attach: the agent is in a new cgroup ($cg); attaching again"
+	if ! locate; then
+		[ "$WHY" = "${last_why:-}" ] || echo "sluice-attach: waiting for the agent: $WHY" >&2
+		last_why=$WHY
+		continue
+	fi
+	last_why=
+	echo "sluice-attach: the attached cgroup is gone; the agent is in $cg now: attaching it"
 	"$SLUICE" detach --cgroup "$old_cg" --name "$SANDBOX" >/dev/null 2>&1 || true
-	# a cgroup removed with its container cannot be named to detach: stop its supervisor by pid
-	[ -s "$RUN/$SANDBOX.pid" ] && kill "$(cat "$RUN/$SANDBOX.pid")" 2>/dev/null
+	stop_old_supervisor
 	attach_once || { echo "sluice-attach: attach failed; the agent stays blocked, retrying" >&2; cg=$old_cg token=$old_token; }
 done

@@ -18,6 +18,7 @@ so the pod stays blocked (fail closed). Errors are printed with the pod's name a
 """
 import json
 import os
+import posixpath
 import ssl
 import subprocess
 import sys
@@ -88,6 +89,10 @@ class Api:
 # Capabilities that reach around the cgroup programs: AF_PACKET frames (NET_RAW), interfaces,
 # routes and XDP (NET_ADMIN), mounts, namespaces and bpf() (SYS_ADMIN, BPF), kernel modules.
 RISKY_CAPS = {"NET_RAW", "NET_ADMIN", "SYS_ADMIN", "BPF", "SYS_MODULE", "ALL"}
+# Host paths no confined pod may mount: daemons' sockets, sluice's pins and cgroups, the kubelet's
+# and runtimes' state.
+SENSITIVE_HOST_PATHS = ("/run", "/var/run", "/proc", "/sys/fs/bpf", "/sys/fs/cgroup", "/var/lib/kubelet",
+                        "/var/lib/docker", "/var/lib/containerd", "/var/lib/sluice", "/dev")
 
 
 def pod_unsafe(pod):
@@ -101,9 +106,14 @@ def pod_unsafe(pod):
         if spec.get(k):
             return f"{k}: true (the pod would share the node's processes or IPC)"
     for v in spec.get("volumes") or []:
-        path = ((v.get("hostPath") or {}).get("path") or "").rstrip("/") or "/"
-        if v.get("hostPath") and (path.endswith(".sock") or path in ("/", "/run", "/var/run", "/proc", "/sys") or
-                                  path.startswith(("/run/", "/var/run/", "/sys/fs/bpf", "/sys/fs/cgroup", "/proc/"))):
+        if not v.get("hostPath"):
+            continue
+        # (normpath keeps a leading "//": POSIX lets it mean something else)
+        path = "/" + posixpath.normpath("/" + (v["hostPath"].get("path") or "/")).lstrip("/")
+        # The path itself, anything below a sensitive one, or an ancestor of one (/sys/fs holds
+        # the pins, / holds everything): a bind mount brings the submounts along.
+        if path.endswith(".sock") or any(path == p or path.startswith(p + "/") or p.startswith(path.rstrip("/") + "/")
+                                         for p in SENSITIVE_HOST_PATHS):
             return f"hostPath volume {path} (host daemons' sockets or sluice's own state)"
     pod_seccomp = (spec.get("securityContext") or {}).get("seccompProfile", {}).get("type")
     for kind in ("initContainers", "containers", "ephemeralContainers"):

@@ -260,6 +260,8 @@ import copy, importlib.util as u, yaml
 s = u.spec_from_file_location("n", "compose/k8s/sluice-node.py"); m = u.module_from_spec(s); s.loader.exec_module(m)
 pod = [d for d in yaml.safe_load_all(open("compose/k8s/example-agent-pod.yaml")) if d and d["kind"] == "Pod"][0]
 assert m.pod_unsafe(pod) is None, m.pod_unsafe(pod)
+ok = copy.deepcopy(pod); ok["spec"]["volumes"].append({"name": "w", "hostPath": {"path": "/home/dev/project"}})
+assert m.pod_unsafe(ok) is None, m.pod_unsafe(ok)
 def mut(f):
     p = copy.deepcopy(pod); f(p["spec"]); return m.pod_unsafe(p)
 cases = {
@@ -271,6 +273,9 @@ cases = {
     "hostNetwork": lambda sp: sp.update(hostNetwork=True),
     "hostPID": lambda sp: sp.update(hostPID=True),
     "/var/run/docker.sock": lambda sp: sp["volumes"].append({"name": "d", "hostPath": {"path": "/var/run/docker.sock"}}),
+    "/sys/fs": lambda sp: sp["volumes"].append({"name": "d", "hostPath": {"path": "/sys//fs/"}}),
+    "/var": lambda sp: sp["volumes"].append({"name": "d", "hostPath": {"path": "/var"}}),
+    "/var/lib/kubelet": lambda sp: sp["volumes"].append({"name": "d", "hostPath": {"path": "/var/lib/kubelet/pods"}}),
     "ephemeral": lambda sp: sp.update(ephemeralContainers=[{"name": "ephemeral-debug", "image": "busybox"}]),
 }
 for want, f in cases.items():
@@ -327,6 +332,12 @@ EOF
 	run_agent() { timeout "$1" sh "$T/agentview.sh" "$base/tok" "$T/cgview" "$cmd"; }
 	echo 12345 >"$T/share/ready"
 	if run_agent 2; then fail "the agent's entrypoint opened on another cgroup's token"; fi
+	# an image without stat (or without /sys/fs/cgroup): no token of its own, and no start, also
+	# while the sidecar has removed ready to attach again
+	rm -f "$T/share/ready"
+	if [ "$(cmd=${cmd//stat -c/nostat -c} run_agent 3 2>/dev/null)" = opened ]; then
+		fail "the agent's entrypoint opened without a token of its own"
+	fi
 	echo "$tok" >"$T/share/ready"
 	[ "$(run_agent 5)" = opened ] || fail "the agent's entrypoint did not open on its own cgroup's token"
 	echo "compose ready token: the agent opens on its own cgroup's inode only"
@@ -354,6 +365,18 @@ test_sidecar_reattaches() {
 	tok1=$(stat -c %i "$base/agent")
 	for _ in $(seq 50); do [ "$(cat "$T/re/share/ready" 2>/dev/null)" = "$tok1" ] && break; sleep 0.1; done
 	[ "$(cat "$T/re/share/ready" 2>/dev/null)" = "$tok1" ] || fail "sidecar: no ready token for the agent: $(cat "$T/re/side.log")"
+	# a second container with the marker (compose run, --scale) while the first is attached:
+	# the sidecar leaves the attached one alone
+	mkdir "$base/agent2"; CGS+=("$base/agent2")
+	env SLUICE_SANDBOX="$marker" setpriv --bounding-set -all "$PY" "$T/seccomp.py" sh -c 'echo $$ > "$1/cgroup.procs"; exec sleep 300' \
+		sh "$base/agent2" &
+	local other=$!
+	PIDS+=("$other")
+	sleep 2.5
+	[ "$(grep -c '^attach ' "$T/re/calls")" = 1 ] && ! grep -q '^detach ' "$T/re/calls" ||
+		fail "sidecar: a second marker container moved the attachment: $(cat "$T/re/calls")"
+	[ "$(cat "$T/re/share/ready")" = "$tok1" ] || fail "sidecar: the token changed with a second marker container"
+	kill "$other"; wait "$other" 2>/dev/null || true
 	# the restart: the agent's cgroup goes and comes back at the same path
 	kill "$pid"; wait "$pid" 2>/dev/null || true
 	rmdir "$base/agent" && mkdir "$base/agent" || fail "could not recreate the agent's cgroup"
