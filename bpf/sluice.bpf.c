@@ -507,7 +507,13 @@ static __always_inline int bind_check(struct bpf_sock_addr *ctx, int v6)
 		return SL_PASS;
 	if (!sandbox_find(&cgid))
 		return SL_REFUSE;
-	if (!v6) {
+	/* A v4-mapped address on an AF_INET6 socket binds the IPv4 port: an IPv6
+	 * lookup would never see the IPv4 socket it shares the port with. */
+	if (v6 && !ctx->user_ip6[0] && !ctx->user_ip6[1] && ctx->user_ip6[2] == bpf_htonl(0xffff)) {
+		t.ipv4.daddr = ctx->user_ip6[3];
+		t.ipv4.dport = (__u16)ctx->user_port;
+		len = sizeof(t.ipv4);
+	} else if (!v6) {
 		t.ipv4.daddr = ctx->user_ip4;
 		t.ipv4.dport = (__u16)ctx->user_port;
 		len = sizeof(t.ipv4);

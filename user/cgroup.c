@@ -64,7 +64,7 @@ int cg2_mount_parse(const char *mountinfo, char *out, size_t outlen)
 	return -ENOENT;
 }
 
-static char *read_file(const char *path, size_t max)
+char *read_file(const char *path, size_t max)
 {
 	size_t len = 0;
 	char *s = malloc(max + 1);

@@ -558,6 +558,32 @@ void loader_gc_runs(const char *pin_root, const char *cg_parent)
 	close(lock);
 }
 
+int loader_pinned_cgid(const char *pin_root, const char *name, __u64 *cgid)
+{
+	char dir[512];
+
+	snprintf(dir, sizeof(dir), "%s/%s", pin_root, name);
+	return pinned_cgid(dir, cgid);
+}
+
+int loader_detach_own(const char *pin_root, const char *name, __u64 cgid)
+{
+	char dir[512];
+	__u64 cur = 0;
+	int lock, err;
+
+	snprintf(dir, sizeof(dir), "%s/%s", pin_root, name);
+	lock = pin_lock(pin_root);
+	if (lock < 0)
+		return lock;
+	if (!pinned_cgid(dir, &cur) && cur && cur != cgid)
+		err = -EBUSY;
+	else
+		err = loader_detach(pin_root, name);
+	close(lock);
+	return err;
+}
+
 static const char *const stat_names[SLUICE_STAT_MAX] = {
 	"tcp_redirected", "udp_dns_redirected", "denied_connect",
 	"denied_udp", "denied_socket", "loopback_passed",

@@ -78,8 +78,10 @@ static void sandbox_teardown(struct sandbox *s)
 		cg_destroy(s->cg_path);
 	if (s->entry)
 		loader_del_sandbox(s->o->pin_root, s->cgid);
+	/* By name, but only its own links: a supervisor stopped late must not
+	 * take the pins of the next attach under the same name. */
 	if (s->attached)
-		loader_detach(s->o->pin_root, s->name);
+		loader_detach_own(s->o->pin_root, s->name, s->cgid);
 	loader_close(s->ld);
 	s->ld = NULL;
 	broker_stop(&s->broker);
@@ -207,17 +209,22 @@ static int sandbox_name(struct run_opts *o, char *buf, size_t len, const char *p
 			       o->name, len - 1);
 			return -EINVAL;
 		}
-		/* run-PID names are sluice run's own: their leftovers are removed
-		 * once PID is gone, which must never hit a live sandbox. */
-		if (!strncmp(o->name, "run-", 4)) {
-			pr_err("--name %s: names starting with 'run-' are sluice run's own; pick another",
-			       o->name);
-			return -EINVAL;
-		}
 		snprintf(buf, len, "%s", o->name);
 	} else {
 		snprintf(buf, len, "%s%llu", prefix, id);
 		o->name = buf;
+	}
+	return 0;
+}
+
+/* run-PID names are sluice run's own: their leftovers are removed once PID is
+ * gone, which must never hit a live sandbox. Refused for run and attach (detach
+ * takes them, to remove what the clean-up left). */
+static int name_reserved(const char *name)
+{
+	if (name && !strncmp(name, "run-", 4)) {
+		pr_err("--name %s: names starting with 'run-' are sluice run's own; pick another", name);
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -313,10 +320,10 @@ static int hide_file(struct sandbox *s, const char *path, bool sensitive, const 
  * own tmux still works); other paths are hidden. Best effort: a session
  * socket that cannot be resolved or does not fit is warned about, not fatal.
  */
-static void session_add(struct sandbox *s, const char *p, bool dir)
+static void session_add(struct sandbox *s, const char *p, bool dir, uid_t uid)
 {
 	static bool full_warned;
-	int err = dir ? sb_priv_add(&s->hide, p) : sb_hide_add(&s->hide, p);
+	int err = dir ? sb_priv_add(&s->hide, p, uid) : sb_hide_add(&s->hide, p);
 
 	if (err == -E2BIG && !full_warned) {
 		full_warned = true;
@@ -340,27 +347,9 @@ static void hide_sessions(struct sandbox *s, uid_t uid)
 	/* The servers this sluice runs under name their sockets here (tmux:
 	 * "path,pid,session"; kitty: "unix:path", "unix:@name" is abstract). */
 	static const char *const vars[] = { "TMUX", "VSCODE_IPC_HOOK_CLI", "WEZTERM_UNIX_SOCKET", "KITTY_LISTEN_ON" };
-	char p[4096];
+	char p[4096], *listening;
 
-	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-		snprintf(p, sizeof(p), dirs[i], (unsigned)uid, (unsigned)uid);
-		session_add(s, p, true);
-	}
-	for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++)
-		session_add(s, hidden[i], false);
-	for (size_t i = 0; i < sizeof(globs) / sizeof(globs[0]); i++) {
-		glob_t g;
-
-		snprintf(p, sizeof(p), globs[i], (unsigned)uid);
-		if (glob(p, GLOB_NOSORT, NULL, &g) == 0)
-			for (size_t j = 0; j < g.gl_pathc; j++) {
-				struct stat st;
-
-				if (!lstat(g.gl_pathv[j], &st) && S_ISSOCK(st.st_mode))
-					session_add(s, g.gl_pathv[j], false);
-			}
-		globfree(&g);
-	}
+	/* The live ones first: if the list fills up, stale glob matches are what is left out. */
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
 		const char *v = getenv(vars[i]);
 
@@ -371,8 +360,34 @@ static void hide_sessions(struct sandbox *s, uid_t uid)
 		if (*v != '/')
 			continue;
 		snprintf(p, sizeof(p), "%.*s", (int)strcspn(v, ","), v);
-		session_add(s, p, false);
+		session_add(s, p, false, uid);
 	}
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		snprintf(p, sizeof(p), dirs[i], (unsigned)uid, (unsigned)uid);
+		session_add(s, p, true, uid);
+	}
+	for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++)
+		session_add(s, hidden[i], false, uid);
+	/* Of the glob matches, only sockets something listens on (/proc/net/unix
+	 * lists their paths): editors leave hundreds of stale ones behind. */
+	listening = read_file("/proc/net/unix", 16 << 20);
+	for (size_t i = 0; i < sizeof(globs) / sizeof(globs[0]); i++) {
+		glob_t g;
+
+		snprintf(p, sizeof(p), globs[i], (unsigned)uid);
+		if (glob(p, GLOB_NOSORT, NULL, &g) == 0)
+			for (size_t j = 0; j < g.gl_pathc; j++) {
+				struct stat st;
+				char line[4100];
+
+				snprintf(line, sizeof(line), " %s\n", g.gl_pathv[j]);
+				if (!lstat(g.gl_pathv[j], &st) && S_ISSOCK(st.st_mode) &&
+				    (!listening || strstr(listening, line)))
+					session_add(s, g.gl_pathv[j], false, uid);
+			}
+		globfree(&g);
+	}
+	free(listening);
 }
 
 /*
@@ -412,7 +427,7 @@ static int hide_daemons(struct sandbox *s, uid_t uid)
 	hide_sessions(s, uid);
 	if (tmux_dir && *tmux_dir) {
 		snprintf(p, sizeof(p), "%s/tmux-%u", tmux_dir, (unsigned)uid);
-		session_add(s, p, true);
+		session_add(s, p, true, uid);
 	}
 	return 0;
 }
@@ -558,6 +573,8 @@ int do_run(struct run_opts *o)
 	}
 	if (!o->pin_root)
 		o->pin_root = SLUICE_PIN_ROOT;
+	if (name_reserved(o->name))
+		return 2;
 	if (sandbox_name(o, name, sizeof(name), "run-", (unsigned long long)getpid()))
 		return 2;
 	snprintf(s.name, sizeof(s.name), "%s", o->name);
@@ -685,7 +702,7 @@ int do_attach(struct run_opts *o)
 	pid_t pid;
 	FILE *f;
 
-	if (cg_resolve(o, name, sizeof(name), &s.cgid))
+	if (name_reserved(o->name) || cg_resolve(o, name, sizeof(name), &s.cgid))
 		return 2;
 	snprintf(o->sandbox_cgid, sizeof(o->sandbox_cgid), "%llu", (unsigned long long)s.cgid);
 	snprintf(s.name, sizeof(s.name), "%s", o->name);
@@ -766,7 +783,16 @@ int do_attach(struct run_opts *o)
 	n = write(ep[1], msg, strlen(msg));
 	close(ep[1]);
 	supervise(&s, 0);
-	unlink(sp);
+	/* Only its own: an attach of a new cgroup under this name may have
+	 * written its supervisor's pid there since. */
+	f = fopen(sp, "re");
+	if (f) {
+		int who = 0;
+
+		if (fscanf(f, "%d", &who) == 1 && who == (int)getpid())
+			unlink(sp);
+		fclose(f);
+	}
 	sandbox_teardown(&s);
 	_exit(0);
 out:
@@ -777,12 +803,18 @@ out:
 int do_detach(struct run_opts *o)
 {
 	char name[64], sp[512];
-	__u64 cgid;
+	__u64 cgid, cur = 0;
 	int pid = 0, err, i;
 	FILE *f;
 
 	if (cg_resolve(o, name, sizeof(name), &cgid))
 		return 2;
+	/* Before its supervisor is stopped: the name may hold another cgroup's links now. */
+	if (!loader_pinned_cgid(o->pin_root, o->name, &cur) && cur && cur != cgid) {
+		pr_err("%s is attached to another cgroup (id %llu) than %s: nothing detached (give that "
+		       "cgroup's path)", o->name, (unsigned long long)cur, o->cgroup);
+		return 1;
+	}
 	state_path(o, o->name, sp, sizeof(sp));
 	f = fopen(sp, "re");
 	if (f) {
@@ -794,9 +826,14 @@ int do_detach(struct run_opts *o)
 		for (i = 0; i < 300 && !kill(pid, 0); i++)
 			usleep(10000);
 	}
+	err = loader_detach_own(o->pin_root, o->name, cgid);
+	if (err == -EBUSY) {
+		pr_err("%s was attached to another cgroup than %s meanwhile: nothing detached", o->name,
+		       o->cgroup);
+		return 1;
+	}
 	unlink(sp);
 	loader_del_sandbox(o->pin_root, cgid);
-	err = loader_detach(o->pin_root, o->name);
 	if (err && err != -ENOENT) {
 		pr_err("Couldn't unpin %s/%s: %s", o->pin_root, o->name, strerror(-err));
 		return 1;

@@ -55,17 +55,20 @@ int sb_hide_add(struct sb_hide *h, const char *path)
 	return 0;
 }
 
-int sb_priv_add(struct sb_hide *h, const char *path)
+int sb_priv_add(struct sb_hide *h, const char *path, uid_t owner)
 {
 	struct stat st;
-	char *r = realpath(path, NULL);
+	char *r;
 
-	if (!r)
+	/* The directory itself, not where a symlink planted in a shared /tmp
+	 * (by an earlier sandbox of the same uid) would send the mount. */
+	if (lstat(path, &st))
 		return errno == ENOENT ? 0 : -errno;
-	if (stat(r, &st) || !S_ISDIR(st.st_mode)) {
-		free(r);
-		return -ENOTDIR;
-	}
+	if (!S_ISDIR(st.st_mode) || st.st_uid != owner)
+		return -EPERM;
+	r = realpath(path, NULL);
+	if (!r)
+		return -errno;
 	if (h->n_priv >= SB_MAX_PRIV) {
 		free(r);
 		return -E2BIG;
@@ -719,6 +722,11 @@ int sb_exec(const char *cgroup_path, const struct sb_ident *id, char *const *cmd
 					return ERR("the current directory %s is inside %s, which holds sluice's keys, "
 						   "policy, secrets or logs and is hidden from the sandbox; cd to the "
 						   "project first", cwd, h->path[i]);
+			for (size_t i = 0; i < h->n_priv; i++)
+				if (under(cwd, h->priv[i]))
+					return ERR("the current directory %s is inside %s, a terminal server's "
+						   "directory the sandbox must not reach; cd to the project first",
+						   cwd, h->priv[i]);
 		}
 	}
 	/* Hidden before anything else changes: a failure here refuses to run. */

@@ -54,6 +54,8 @@ int cg_create(const char *name, char *path, size_t pathlen);
 int cg_enter(const char *path, pid_t pid);
 /* Kills what is left in the cgroup, waits for it to empty, removes it. */
 int cg_destroy(const char *path);
+/* path's contents (at most max bytes) NUL-terminated, to free(); NULL (errno) on error. */
+char *read_file(const char *path, size_t max);
 /* 1 when a process is left in path's subtree, 0 when none, or -errno. */
 int cg_populated(const char *path);
 /* Cgroup v1 net_cls/net_prio in use turns off cgroup2 socket matching. Returns
@@ -83,6 +85,11 @@ int loader_attach(const char *pin_root, const char *name, const char *cgroup_pat
 void loader_close(struct loader *l);
 /* Unpins (detaches) the links of sandbox name. Returns 0 or -errno (-ENOENT: none). */
 int loader_detach(const char *pin_root, const char *name);
+/* The same, unless name's links are attached to a live cgroup other than cgid
+ * (an attach of another cgroup under that name came since): then -EBUSY. */
+int loader_detach_own(const char *pin_root, const char *name, __u64 cgid);
+/* The cgroup id name's pinned links are attached to (0: a cgroup released). */
+int loader_pinned_cgid(const char *pin_root, const char *name, __u64 *cgid);
 /* Removes what runs killed with SIGKILL left (pins, sandbox entry, empty cgroup
  * under cg_parent, which may be NULL: then only pins of released cgroups). */
 void loader_gc_runs(const char *pin_root, const char *cg_parent);
@@ -163,8 +170,9 @@ int sb_keep_add(struct sb_hide *h, const char *path);
  * nothing to hide. Returns 0, -E2BIG when full, or -errno from realpath. */
 int sb_hide_add(struct sb_hide *h, const char *path);
 /* Adds a directory (realpath'd; a missing one is skipped) that the sandbox
- * gets as an empty one of its own. 0, -E2BIG, -ENOTDIR or -errno. */
-int sb_priv_add(struct sb_hide *h, const char *path);
+ * gets as an empty one of its own; it must be a directory (not a symlink)
+ * owned by owner. 0, -E2BIG, -EPERM or -errno. */
+int sb_priv_add(struct sb_hide *h, const char *path, uid_t owner);
 /* Frees the resolved paths (keep paths and run_dir included). */
 void sb_hide_free(struct sb_hide *h);
 int sb_hide_set_run_dir(struct sb_hide *h, const char *run_dir);

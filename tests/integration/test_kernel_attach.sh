@@ -59,6 +59,32 @@ if out=$(timeout 30 "$SLUICE" attach --cgroup "$CG-other" --name "$NAME" --broke
 fi
 sl_assert_contains "$out" "is in use" "attach refuses a sandbox name that another live cgroup holds"
 sl_assert_eq BROKER "$(probe "$CG")" "the first cgroup is still redirected after the refused attach"
+# A container removed and made again (compose: a recreated agent): the name is attached to the
+# new cgroup, and the old attachment's supervisor, stopped after that, must not take the new pins.
+N2=katt2$$
+mkdir "$CG-a" "$CG-b" || sl_fail "mkdir $CG-a $CG-b"
+sl_defer "rmdir $CG-a $CG-b 2>/dev/null"
+sl_defer "rm -rf /sys/fs/bpf/sluice/$N2"
+sl_defer "timeout 30 $SLUICE detach --cgroup $CG-b --name $N2 --run-dir $T/run2 >/dev/null 2>&1"
+out=$(timeout 30 "$SLUICE" attach --cgroup "$CG-a" --name "$N2" --broker "$T/broker.py" --run-dir "$T/run2" 2>&1) ||
+	sl_fail "attach a: $out"
+sa=$(cat "$T/run2/$N2.pid")
+sl_defer "sl_kill_pid $sa"
+rmdir "$CG-a" || sl_fail "rmdir $CG-a"
+for i in $(seq 50); do
+	out=$(timeout 30 "$SLUICE" attach --cgroup "$CG-b" --name "$N2" --broker "$T/broker.py" --run-dir "$T/run2" 2>&1) && break
+	sleep 0.2 # the removed cgroup's links let go of it once it is released
+done
+sl_assert_contains "$out" "attached" "the name attaches to a new cgroup once the old one is gone"
+sl_defer "[ -s $T/run2/$N2.pid ] && sl_kill_pid \$(cat $T/run2/$N2.pid)"
+kill "$sa"; for i in $(seq 100); do kill -0 "$sa" 2>/dev/null || break; sleep 0.1; done
+[ -d "/sys/fs/bpf/sluice/$N2" ] || sl_fail "the old supervisor's teardown removed the new attachment's pins"
+sl_assert_eq BROKER "$(probe "$CG-b")" "the new cgroup stays redirected after the old supervisor stopped"
+sb=$(cat "$T/run2/$N2.pid" 2>/dev/null) || sl_fail "the old supervisor removed the new one's pid file"
+timeout 30 "$SLUICE" detach --cgroup "$CG-b" --name "$N2" --run-dir "$T/run2" >/dev/null || sl_fail "detach $N2"
+sl_wait_for sh -c "! kill -0 $sb" || sl_fail "detach left the new attachment's supervisor running"
+sl_ok "detach stops the new attachment's supervisor"
+
 # Names of the form run-PID are sluice run's own (their leftovers are removed once PID is gone).
 if out=$(timeout 30 "$SLUICE" attach --cgroup "$CG-other" --name run-42 --broker "$T/broker.py" --run-dir "$T/run" 2>&1); then
 	sl_fail "attach with a run- name succeeded: $out"

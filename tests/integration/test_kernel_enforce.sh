@@ -216,12 +216,13 @@ if mode == "main":
     except OSError as e:
         out("rpudpjoin", "error", errno.errorcode.get(e.errno, e.errno))
     u.close()
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        u.bind(("127.0.0.1", $RAU_PORT)); out("raudpjoin", "bound")
-    except OSError as e:
-        out("raudpjoin", "error", errno.errorcode.get(e.errno, e.errno))
-    u.close()
+    for name, fam, addr in (("raudpjoin", socket.AF_INET, "127.0.0.1"), ("raudpjoin6", socket.AF_INET6, "::ffff:127.0.0.1")):
+        u = socket.socket(fam, socket.SOCK_DGRAM); u.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            u.bind((addr, $RAU_PORT)); out(name, "bound")
+        except OSError as e:
+            out(name, "error", errno.errorcode.get(e.errno, e.errno))
+        u.close()
     uo = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
     try:
         for x in uo:
@@ -427,6 +428,7 @@ sl_assert_contains "$out" "rpown connected OWNRP" "a SO_REUSEPORT group of the s
 sl_assert_contains "$out" "rpudpjoin error EPERM" "a SO_REUSEPORT UDP bind into a host service's group is refused"
 sl_assert_contains "$out" "rpudpown bound" "a SO_REUSEPORT UDP group of the sandbox's own works"
 sl_assert_contains "$out" "raudpjoin error EPERM" "a SO_REUSEADDR UDP bind onto a host service's port is refused"
+sl_assert_contains "$out" "raudpjoin6 error EPERM" "... also through its v4-mapped address on an IPv6 socket"
 sl_assert_not_contains "$(grep '^reuseport ' <<<"$out")" "RPSVC" "a SO_REUSEPORT group shared with a host service: no connection reached the host's member"
 sl_assert_eq "$rp0" "$(wc -l <"$T/rpsvc.log" 2>/dev/null || echo 0)" "the reuseport host service saw nothing"
 sl_assert_contains "$out" "selfany connected SELFANY" "0.0.0.0 to the sandbox's own wildcard listener passes"
