@@ -480,7 +480,8 @@ refuse:
  * A SO_REUSEPORT bind next to a listener (or UDP socket) this sandbox does not
  * own would join that socket's group (the kernel asks only for the same uid: a
  * root sandbox and a root host service); a UDP member would get a share of the
- * host service's datagrams, and a UDP SO_REUSEADDR bind (any uid) all of them. The checks at connect and egress repeat
+ * host service's datagrams, and a UDP SO_REUSEADDR bind (any uid) all of them.
+ * The checks at connect and egress repeat
  * the kernel's choice of member for a SYN, except for one that meets a
  * TIME_WAIT entry: the listener behind it can only be looked up without the
  * source, which hashes to another member. So no mixed group may exist; a bind

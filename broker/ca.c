@@ -157,8 +157,8 @@ static int write_pem_atomic(const char *path, mode_t mode, EVP_PKEY *key, X509 *
 	char tmp[4200];
 	int fd, rc;
 
+	/* Any such file left by a crashed broker is gone: remove_stale_tmp(). */
 	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
-	unlink(tmp); /* left by a crashed broker that had this pid */
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fd < 0)
 		return -errno;

@@ -148,9 +148,7 @@ static void pool_put(struct conn *c)
 
 	if (c->ust != US_READY || c->up_no_reuse || c->tunnel || c->up.eof || c->up.hup || buf_len(&c->uout) ||
 	    (c->up.ssl && (tls_pending_out(c->up.ssl) || SSL_has_pending(c->up.ssl))) ||
-	    !c->hx || !hx_idle(c->hx) || b->draining || c->addr_i >= c->addrs.n)
-		return;
-	if (!b->cfg->pool_max)
+	    !c->hx || !hx_idle(c->hx) || b->draining || c->addr_i >= c->addrs.n || !b->cfg->pool_max)
 		return;
 	/* The timer list is in put order: its head is the connection idle longest. */
 	if (b->n_pool >= b->cfg->pool_max)

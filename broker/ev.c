@@ -108,7 +108,9 @@ static int next_timeout(struct ev_loop *l)
 
 void ev_forget(struct ev_loop *l, struct ev_io *io)
 {
-	for (int i = l->batch ? l->batch_i + 1 : l->batch_n; i < l->batch_n; i++)
+	if (!l->batch)
+		return;
+	for (int i = l->batch_i + 1; i < l->batch_n; i++)
 		if (l->batch[i].data.ptr == io)
 			l->batch[i].data.ptr = NULL;
 }

@@ -534,9 +534,9 @@ int main(int argc, char **argv)
 	 * clears it (a credential change), so it is set again once listening. */
 	int pdeath = 0;
 	pid_t parent = getppid();
+	bool reuse, have6 = false;
 
 	prctl(PR_GET_PDEATHSIG, &pdeath);
-	bool reuse, have6 = false;
 
 	log_set_prefix("sluiced");
 	/* This process holds the real secret values and the CA key: no core

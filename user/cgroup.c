@@ -122,7 +122,7 @@ static int write_str(const char *path, const char *s)
 	return err;
 }
 
-int cg_create(const char *name, char *path, size_t pathlen)
+int cg_parent_path(char *path, size_t pathlen)
 {
 	char mnt[512];
 	int err = cg2_mount_find(mnt, sizeof(mnt));
@@ -131,12 +131,22 @@ int cg_create(const char *name, char *path, size_t pathlen)
 		return err;
 	if ((size_t)snprintf(path, pathlen, "%s/%s", mnt, SLUICE_CG_PARENT) >= pathlen)
 		return -ENAMETOOLONG;
-	if (mkdir(path, 0755) && errno != EEXIST) {
+	return 0;
+}
+
+int cg_create(const char *name, char *path, size_t pathlen)
+{
+	char parent[512];
+	int err = cg_parent_path(parent, sizeof(parent));
+
+	if (err)
+		return err;
+	if (mkdir(parent, 0755) && errno != EEXIST) {
 		err = -errno;
-		pr_err("Couldn't create cgroup %s: %s", path, strerror(-err));
+		pr_err("Couldn't create cgroup %s: %s", parent, strerror(-err));
 		return err;
 	}
-	if ((size_t)snprintf(path, pathlen, "%s/%s/%s", mnt, SLUICE_CG_PARENT, name) >= pathlen)
+	if ((size_t)snprintf(path, pathlen, "%s/%s", parent, name) >= pathlen)
 		return -ENAMETOOLONG;
 	if (mkdir(path, 0755)) {
 		err = -errno;

@@ -568,15 +568,13 @@ int loader_pinned_cgid(const char *pin_root, const char *name, __u64 *cgid)
 
 int loader_detach_own(const char *pin_root, const char *name, __u64 cgid)
 {
-	char dir[512];
 	__u64 cur = 0;
 	int lock, err;
 
-	snprintf(dir, sizeof(dir), "%s/%s", pin_root, name);
 	lock = pin_lock(pin_root);
 	if (lock < 0)
 		return lock;
-	if (!pinned_cgid(dir, &cur) && cur && cur != cgid)
+	if (!loader_pinned_cgid(pin_root, name, &cur) && cur && cur != cgid)
 		err = -EBUSY;
 	else
 		err = loader_detach(pin_root, name);

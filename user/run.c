@@ -347,6 +347,7 @@ static void hide_sessions(struct sandbox *s, uid_t uid)
 	/* The servers this sluice runs under name their sockets here (tmux:
 	 * "path,pid,session"; kitty: "unix:path", "unix:@name" is abstract). */
 	static const char *const vars[] = { "TMUX", "VSCODE_IPC_HOOK_CLI", "WEZTERM_UNIX_SOCKET", "KITTY_LISTEN_ON" };
+	const char *tmux_dir = getenv("TMUX_TMPDIR");
 	char p[4096], *listening;
 
 	/* The live ones first: if the list fills up, stale glob matches are what is left out. */
@@ -364,6 +365,10 @@ static void hide_sessions(struct sandbox *s, uid_t uid)
 	}
 	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
 		snprintf(p, sizeof(p), dirs[i], (unsigned)uid, (unsigned)uid);
+		session_add(s, p, true, uid);
+	}
+	if (tmux_dir && *tmux_dir) {
+		snprintf(p, sizeof(p), "%s/tmux-%u", tmux_dir, (unsigned)uid);
 		session_add(s, p, true, uid);
 	}
 	for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++)
@@ -412,8 +417,7 @@ static int hide_daemons(struct sandbox *s, uid_t uid)
 		"/run/nscd/socket", "/var/run/nscd/socket", "/run/avahi-daemon/socket",
 	};
 	static const char *const root[] = { "/run/systemd/private" };
-	const char *tmux_dir = getenv("TMUX_TMPDIR");
-	char p[4096];
+	char p[128];
 	int err = 0;
 
 	for (size_t i = 0; !err && i < sizeof(all) / sizeof(all[0]); i++) {
@@ -422,14 +426,9 @@ static int hide_daemons(struct sandbox *s, uid_t uid)
 	}
 	for (size_t i = 0; !err && !uid && i < sizeof(root) / sizeof(root[0]); i++)
 		err = sb_hide_add(&s->hide, root[i]);
-	if (err)
-		return err;
-	hide_sessions(s, uid);
-	if (tmux_dir && *tmux_dir) {
-		snprintf(p, sizeof(p), "%s/tmux-%u", tmux_dir, (unsigned)uid);
-		session_add(s, p, true, uid);
-	}
-	return 0;
+	if (!err)
+		hide_sessions(s, uid);
+	return err;
 }
 
 /* Keys, the policy (it may hold literal secrets), secret files, the audit and
@@ -589,17 +588,10 @@ int do_run(struct run_opts *o)
 	if (loader_preflight())
 		goto out;
 	{
-		char cgp[600];
+		char cgp[512];
 
 		/* Leftovers of runs killed with SIGKILL: not ours to fail on. */
-		if (!cg2_mount_find(cgp, 512)) {
-			size_t l = strlen(cgp);
-
-			snprintf(cgp + l, sizeof(cgp) - l, "/%s", SLUICE_CG_PARENT);
-			loader_gc_runs(o->pin_root, cgp);
-		} else {
-			loader_gc_runs(o->pin_root, NULL);
-		}
+		loader_gc_runs(o->pin_root, cg_parent_path(cgp, sizeof(cgp)) ? NULL : cgp);
 	}
 	if (build_env(&s))
 		goto out;

@@ -49,6 +49,8 @@ int cg2_mount_find(char *out, size_t outlen);
 /* The cgroup id of a cgroup directory (its inode number on cgroup2). */
 int cg_id(const char *path, __u64 *id);
 /* Creates <mount>/sluice/<name> (mode 0755); path receives its path. */
+/* <cgroup2 mount>/SLUICE_CG_PARENT, where sluice run's cgroups live. 0 or -errno. */
+int cg_parent_path(char *path, size_t pathlen);
 int cg_create(const char *name, char *path, size_t pathlen);
 /* Moves pid (0: the caller) into the cgroup at path. */
 int cg_enter(const char *path, pid_t pid);

@@ -999,68 +999,52 @@ static void test_big_trailers_mid_response(void **state)
 	buf_free(&cl);
 }
 
-/* A bare LF in the request after a HEAD: the 400 is a whole response with its
- * body, and the audit does not name the HEAD's path for it. */
-static void test_bare_lf_after_head(void **state)
+/* After first (a HEAD, which answers with no body), a request with a bare LF:
+ * its 400 is a whole response with its body (why names the fault), and its
+ * audit line is its own, naming neither first's path nor HEAD. */
+static void check_bare_lf_after(const char *first, const char *first_path, const char *bad, const char *why)
 {
 	struct buf up = {0}, cl = {0};
 	unsigned ev = 0;
 	struct hx *h;
 	const char *body;
 
-	(void)state;
 	load_policy(POLICY_PLAIN);
 	h = mk("api.test", 443, true);
-	feed(h, "HEAD /v1/a HTTP/1.1\r\nHost: api.test\r\n\r\n", &up, &cl, &ev);
+	feed(h, first, &up, &cl, &ev);
 	upstream(h, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", &cl, &ev);
+	assert_int_equal(T.n_audit, 1);
 	reset(&cl);
 	T.n_audit = 0;
-	feed(h, "GET /admin HTTP/1.1\nHost: api.test\r\n\r\n", &up, &cl, &ev);
+	feed(h, bad, &up, &cl, &ev);
 	assert_true(strstr(S(&cl), "HTTP/1.1 400 Bad Request\r\n") == S(&cl));
 	body = strstr(S(&cl), "\r\n\r\n");
 	assert_non_null(body);
-	assert_non_null(strstr(body, "bare LF"));
+	assert_non_null(strstr(body, why));
 	assert_int_equal(T.n_audit, 1);
 	assert_int_equal(T.a[0].status, 400);
-	assert_null(strstr(T.a[0].target, "/v1/a"));
+	assert_null(strstr(T.a[0].target, first_path));
 	assert_string_not_equal(T.a[0].method, "HEAD");
 	hx_free(h);
 	buf_free(&up);
 	buf_free(&cl);
 }
 
-/* The same after a chunked request (which ends in a trailer section): the
- * next request's head is a head, not more trailers of the last one, so its
- * 400 is a whole response and its audit line is its own, not a second line
- * for the chunked request. */
+static void test_bare_lf_after_head(void **state)
+{
+	(void)state;
+	check_bare_lf_after("HEAD /v1/a HTTP/1.1\r\nHost: api.test\r\n\r\n", "/v1/a",
+			    "GET /admin HTTP/1.1\nHost: api.test\r\n\r\n", "bare LF");
+}
+
+/* The same after a chunked request, which ends in a trailer section: the next
+ * request's head is a head, not more trailers of the last one. */
 static void test_bare_lf_after_chunked(void **state)
 {
-	struct buf up = {0}, cl = {0};
-	unsigned ev = 0;
-	struct hx *h;
-	const char *body;
-
 	(void)state;
-	load_policy(POLICY_PLAIN);
-	h = mk("api.test", 443, true);
-	feed(h, "HEAD /v1/first HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: chunked\r\n\r\n"
-		"3\r\nabc\r\n0\r\n\r\n", &up, &cl, &ev);
-	upstream(h, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", &cl, &ev);
-	assert_int_equal(T.n_audit, 1);
-	reset(&cl);
-	T.n_audit = 0;
-	feed(h, "DELETE /admin HTTP/1.1\nHost: api.test\r\n\r\n", &up, &cl, &ev);
-	assert_true(strstr(S(&cl), "HTTP/1.1 400 Bad Request\r\n") == S(&cl));
-	body = strstr(S(&cl), "\r\n\r\n");
-	assert_non_null(body);
-	assert_non_null(strstr(body, "request head"));
-	assert_int_equal(T.n_audit, 1);
-	assert_int_equal(T.a[0].status, 400);
-	assert_null(strstr(T.a[0].target, "/v1/first"));
-	assert_string_not_equal(T.a[0].method, "HEAD");
-	hx_free(h);
-	buf_free(&up);
-	buf_free(&cl);
+	check_bare_lf_after("HEAD /v1/first HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+			    "3\r\nabc\r\n0\r\n\r\n", "/v1/first",
+			    "DELETE /admin HTTP/1.1\nHost: api.test\r\n\r\n", "request head");
 }
 
 /* A 1xx never has a body (RFC 9110 15.2), whatever length it claims: the
