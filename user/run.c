@@ -613,6 +613,10 @@ int do_run(struct run_opts *o)
 
 	if (hide_list(&s, id.uid) || fs_setup(&s, &id))
 		goto out;
+	if (sb_landlock_abi() < 6)
+		pr_warn("this kernel cannot keep the host's abstract unix sockets (X's @/tmp/.X11-unix/X0, "
+			"a D-Bus or IDE socket) out of the sandbox's reach: that takes Landlock ABI 6 (Linux "
+			"6.12 with landlock in the kernel's lsm= list); run the agent away from a desktop session");
 	if (pipe2(ep, O_CLOEXEC)) {
 		pr_err("pipe: %s", strerror(errno));
 		goto out;

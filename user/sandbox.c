@@ -30,6 +30,7 @@
 #include <linux/audit.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/landlock.h>
 #include <linux/seccomp.h>
 #include <linux/securebits.h>
 #include "sluice.h"
@@ -549,6 +550,52 @@ static int drop_privs(const struct sb_ident *id, char *err, size_t errlen)
 	return 0;
 }
 
+/* Landlock's scopes (ABI 6, Linux 6.12): newer than the uapi headers of
+ * some distributions this builds on, so spelled out here. */
+struct sl_landlock_attr {
+	__u64 handled_access_fs;
+	__u64 handled_access_net;
+	__u64 scoped;
+};
+#define SL_LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET (1ULL << 0)
+
+int sb_landlock_abi(void)
+{
+	long v = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+
+	return v < 0 ? -errno : (int)v;
+}
+
+/*
+ * Abstract unix sockets have no path for the mounts to hide, and their names
+ * belong to the network namespace, which the sandbox shares with the host:
+ * X's @/tmp/.X11-unix/X0 (keystrokes into the desktop's terminals), a D-Bus
+ * or IDE socket bound there, an ssh ControlMaster tunnel bound there. With
+ * Landlock's scope the sandbox reaches only the ones bound inside it, by
+ * connect() and by sendto() alike. A kernel without it leaves them reachable;
+ * sluice warned before the fork (sb_landlock_abi() in run.c).
+ */
+static int scope_abstract_unix(char *err, size_t errlen)
+{
+	struct sl_landlock_attr a = { .scoped = SL_LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET };
+	int fd, e;
+
+	if (sb_landlock_abi() < 6)
+		return 0;
+	fd = (int)syscall(SYS_landlock_create_ruleset, &a, sizeof(a), 0);
+	if (fd < 0)
+		return ERR("Couldn't create the Landlock ruleset that keeps the host's abstract unix "
+			   "sockets out of the sandbox's reach: %s", strerror(errno));
+	if (syscall(SYS_landlock_restrict_self, fd, 0)) {
+		e = errno;
+		close(fd);
+		return ERR("Couldn't keep the host's abstract unix sockets out of the sandbox's reach "
+			   "(landlock_restrict_self): %s", strerror(e));
+	}
+	close(fd);
+	return 0;
+}
+
 /*
  * cgroup/sock_create only sees AF_INET/AF_INET6. Other families (vsock,
  * packet, bluetooth, xdp...) are refused here; io_uring is refused too,
@@ -761,7 +808,7 @@ int sb_exec(const char *cgroup_path, const struct sb_ident *id, char *const *cmd
 		if (poll(&p, 1, 0) == 1 && (p.revents & POLLERR))
 			_exit(1);
 	}
-	if (install_seccomp(err, errlen))
+	if (scope_abstract_unix(err, errlen) || install_seccomp(err, errlen))
 		return -1;
 	/* The sandbox must not read this process's memory (/proc/1/mem, environ)
 	 * nor ptrace it: it is a copy of sluice's. exec makes the command dumpable again. */

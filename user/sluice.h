@@ -187,6 +187,8 @@ int sb_hide_set_run_dir(struct sb_hide *h, const char *run_dir);
  * with the command's status). Returns only on failure, with a message in err;
  * an exec failure is written to errfd by the command's process.
  */
+/* The kernel's Landlock ABI version (6 and up scope abstract unix sockets), or -errno. */
+int sb_landlock_abi(void);
 int sb_exec(const char *cgroup_path, const struct sb_ident *id, char *const *cmd, char **envp,
 	    const struct sb_hide *h, int errfd, char *err, size_t errlen);
 

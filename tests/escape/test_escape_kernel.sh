@@ -12,11 +12,14 @@
 # and nothing reached the fake internet (connection, datagram and request
 # counters unchanged).
 #
-# AF_UNIX is not mediated by sluice (no IP leaves through it; cgroup socket
-# hooks see only AF_INET/AF_INET6): a host daemon listening on a path the
-# sandbox can open is reachable, and what it does for the sandbox is its own
-# business - do not expose such daemons (docker.sock...) to a sandbox. What
-# this test holds sluice to: sluice itself listens on no unix socket, and the
+# AF_UNIX by path is not mediated by sluice (no IP leaves through it; cgroup
+# socket hooks see only AF_INET/AF_INET6): a host daemon listening on a path
+# the sandbox can open is reachable, and what it does for the sandbox is its
+# own business - do not expose such daemons (docker.sock...) to a sandbox.
+# Abstract unix sockets (no path to hide, names shared with the host's network
+# namespace: X's @/tmp/.X11-unix/X0) are out of reach (Landlock scope), by
+# connect and by sendto, while the sandbox's own still work. What else this
+# test holds sluice to: sluice itself listens on no unix socket, and the
 # sandbox cannot read the broker's CA key, its /proc environ (where secret
 # values live) or its open files.
 . "$(dirname "$0")/../lib.sh"
@@ -47,11 +50,28 @@ chmod 755 "$T/broker.sh"
 cat >"$T/unixd.py" <<'EOF'
 import os, socket, sys
 p = sys.argv[1]
-s = socket.socket(socket.AF_UNIX); s.bind(p); os.chmod(p, 0o777); s.listen(8)
+s = socket.socket(socket.AF_UNIX)
+if p.startswith("@"):
+    s.bind("\0" + p[1:])   # abstract: no file, no permissions
+else:
+    s.bind(p); os.chmod(p, 0o777)
+s.listen(8)
 while True:
     c, _ = s.accept(); open(sys.argv[2], "a").write("x\n"); c.sendall(b"HOSTUNIX\n"); c.close()
 EOF
 sl_bg hostunix "$PY" "$T/unixd.py" "$T/host.sock" "$T/hostunix.log"
+# Host daemons on abstract unix sockets (a stream one as X's, a datagram one as a logger's).
+ABS=sluice-esc-abs-$$
+sl_bg hostabs "$PY" "$T/unixd.py" "@$ABS" "$T/hostabs.log"
+cat >"$T/absdgram.py" <<'EOF'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind("\0" + sys.argv[1])
+while True:
+    d = s.recv(4096); open(sys.argv[2], "a").write("x\n")
+EOF
+sl_bg hostabsdgram "$PY" "$T/absdgram.py" "$ABS-dgram" "$T/hostabsdgram.log"
+sl_wait_for grep -q "@$ABS\$" /proc/net/unix || sl_fail "host abstract unix daemon did not start"
+sl_wait_for grep -q "@$ABS-dgram\$" /proc/net/unix || sl_fail "host abstract datagram daemon did not start"
 sl_wait_for test -S "$T/host.sock" || sl_fail "host unix daemon did not start"
 # Terminal multiplexer servers run what a client asks outside the sandbox (tmux run-shell):
 # the one sluice runs under ($TMUX) and the sandbox user's default tmux socket are hidden.
@@ -138,6 +158,23 @@ if mode == "main":
             u.connect(path); out(name + " connected", u.recv(64).decode().strip())
         except OSError as e:
             out(name + " error", en(e))
+    # Abstract unix sockets: the host's are out of reach, the sandbox's own work.
+    u = socket.socket(socket.AF_UNIX); u.settimeout(3)
+    try:
+        u.connect("\0$ABS"); out("abstract connected", u.recv(64).decode().strip())
+    except OSError as e:
+        out("abstract error", en(e))
+    u = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        u.sendto(b"PROBE", "\0$ABS-dgram"); out("abstractdgram sent")
+    except OSError as e:
+        out("abstractdgram error", en(e))
+    try:
+        t = socket.socket(socket.AF_UNIX); t.bind("\0$ABS-own-%d" % os.getpid()); t.listen(1)
+        c = socket.socket(socket.AF_UNIX); c.connect("\0$ABS-own-%d" % os.getpid()); out("abstractown connected")
+        c.close(); t.close()
+    except OSError as e:
+        out("abstractown error", en(e))
     bp = open("$T/broker.pid").read().strip()
     for what in ("environ", "mem", "fd"):
         p = "/proc/%s/%s" % (bp, what)
@@ -227,9 +264,10 @@ EOF
 
 run_probes() { # label [--user root]
 	local label=$1; shift
-	local c9000 c443 c80 u443 u53 req
+	local c9000 c443 c80 u443 u53 req abs
 	c9000=$(fi_conns 9000); c443=$(fi_conns 443); c80=$(fi_conns 80)
 	u443=$(fi_udp_count 443); u53=$(fi_udp_count 53); req=$(fi_requests 443 | wc -l)
+	abs=$(cat "$T/hostabs.log" "$T/hostabsdgram.log" 2>/dev/null | wc -l)
 	rm -f "$T/broker.pid"
 	out=$(sluice_run --policy "$T/policy.yaml" --run-dir "$T/run" --ca-dir "$T/ca" --audit "$T/audit.log" \
 		--broker "$T/broker.sh" "$@" -- bash "$T/inner.sh" 2>"$T/run-$label.err")
@@ -281,6 +319,9 @@ run_probes() { # label [--user root]
 		sl_assert_contains "$out" "uid_map" "$L unshare -U refused (uid_map), so no new cgroup namespace"
 	fi
 	sl_assert_contains "$out" "unix connected HOSTUNIX" "$L AF_UNIX to a host daemon by path: reachable (not mediated, documented)"
+	sl_assert_contains "$out" "abstract error EPERM" "$L a host daemon's abstract unix socket: connect refused (Landlock scope)"
+	sl_assert_contains "$out" "abstractdgram error EPERM" "$L a host daemon's abstract datagram socket: sendto refused (Landlock scope)"
+	sl_assert_contains "$out" "abstractown connected" "$L the sandbox's own abstract unix sockets work"
 	sl_assert_contains "$out" "tmuxenv error" "$L the tmux server sluice runs under (\$TMUX) is hidden"
 	sl_assert_contains "$out" "tmuxuid error" "$L the sandbox user's default tmux socket (/tmp/tmux-UID) is hidden"
 	sl_assert_contains "$out" "tmuxown connected" "$L the sandbox's own tmux directory works (an empty one of its own)"
@@ -298,6 +339,7 @@ run_probes() { # label [--user root]
 	sl_assert_eq "$u443" "$(fi_udp_count 443)" "$L no datagram reached UDP 443"
 	sl_assert_eq "$u53" "$(fi_udp_count 53)" "$L no datagram reached the foreign resolver"
 	sl_assert_eq "$req" "$(fi_requests 443 | wc -l)" "$L no HTTPS request reached the fake internet"
+	sl_assert_eq "$abs" "$(cat "$T/hostabs.log" "$T/hostabsdgram.log" 2>/dev/null | wc -l)" "$L nothing reached the host's abstract unix daemons"
 	sl_assert_not_contains "$out" "$SL_ESC_TOKEN" "$L the secret value never appeared in the sandbox"
 }
 
@@ -310,6 +352,16 @@ sl_assert_eq $((c0 + 2)) "$(fi_conns 9000)" "outside: both reached the fake inte
 # clone3 into the root cgroup, outside the sandbox: the probe can move a child and connect.
 o=$("$T/escape_probe" clone3 "$CG2" "$FI_IP4" 9000)
 sl_assert_contains "$o" "clone3 moved connected data=[hello]" "outside: clone3(CLONE_INTO_CGROUP) works on this kernel"
+# The abstract unix probes, outside: both daemons take what comes (so EPERM inside is sluice's doing).
+o=$("$PY" - <<EOF
+import socket
+u = socket.socket(socket.AF_UNIX); u.connect("\0$ABS"); print("abstract connected", u.recv(64).decode().strip())
+socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"OUT", "\0$ABS-dgram")
+EOF
+)
+sl_assert_contains "$o" "abstract connected HOSTUNIX" "outside: the host's abstract unix daemon answers"
+sl_wait_for grep -q x "$T/hostabsdgram.log" || sl_fail "outside: the abstract datagram did not arrive"
+sl_ok "outside: the abstract datagram daemon takes datagrams"
 o=$("$PY" "$T/probe.py" keys 2>&1)
 sl_assert_not_contains "$o" "ENOSYS" "outside: request_key exists on this kernel ($o)"
 o=$("$PY" "$T/probe.py" tiocsti 2>&1)
