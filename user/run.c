@@ -6,6 +6,7 @@
  * reverse; whatever crashes in between leaves the pinned programs refusing.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -327,10 +328,79 @@ static void session_add(struct sandbox *s, const char *p, bool dir, uid_t uid)
 
 	if (err == -E2BIG && !full_warned) {
 		full_warned = true;
-		pr_warn("too many terminal or editor sockets to hide (%s and more stay reachable from the "
-			"sandbox); remove stale ones", p);
+		pr_warn("too many terminal, editor or ssh sockets to hide (%s and more stay reachable from "
+			"the sandbox); remove stale ones", p);
 	} else if (err && err != -E2BIG) {
 		pr_warn("Couldn't resolve %s to hide it from the sandbox: %s", p, strerror(-err));
+	}
+}
+
+/*
+ * An ssh client's listening unix sockets lead out of the host: a ControlMaster
+ * socket (`ControlMaster auto` with `ControlPersist` in ~/.ssh/config) opens a
+ * session or a forward over the live connection for whoever connects
+ * (`ssh -S PATH host cmd`, `ssh -S PATH -O forward ...`), and `ssh -L PATH:...`
+ * forwards to the far side. The paths are the user's choice (ControlPath), so
+ * they are found by what holds them: the listening sockets in /proc/net/unix
+ * whose inode an `ssh` process has open. Ones started after the sandbox stay
+ * visible (README).
+ */
+static void hide_ssh_sockets(struct sandbox *s, uid_t uid, const char *listening)
+{
+	unsigned long ino[256];
+	size_t n_ino = 0;
+	struct dirent *d;
+	DIR *proc;
+
+	if (!listening || !(proc = opendir("/proc")))
+		return;
+	while ((d = readdir(proc)) && n_ino < sizeof(ino) / sizeof(ino[0])) {
+		char p[300], comm[32] = "", link[64];
+		struct dirent *f;
+		DIR *fds;
+		FILE *c;
+
+		if (d->d_name[0] < '1' || d->d_name[0] > '9')
+			continue;
+		snprintf(p, sizeof(p), "/proc/%s/comm", d->d_name);
+		if (!(c = fopen(p, "re")))
+			continue;
+		if (!fgets(comm, sizeof(comm), c))
+			comm[0] = 0;
+		fclose(c);
+		if (strcmp(comm, "ssh\n"))
+			continue;
+		snprintf(p, sizeof(p), "/proc/%s/fd", d->d_name);
+		if (!(fds = opendir(p)))
+			continue;
+		while ((f = readdir(fds)) && n_ino < sizeof(ino) / sizeof(ino[0])) {
+			char fp[600];
+			ssize_t k;
+
+			snprintf(fp, sizeof(fp), "%s/%s", p, f->d_name);
+			k = readlink(fp, link, sizeof(link) - 1);
+			if (k <= 0)
+				continue;
+			link[k] = 0;
+			if (sscanf(link, "socket:[%lu]", &ino[n_ino]) == 1)
+				n_ino++;
+		}
+		closedir(fds);
+	}
+	closedir(proc);
+	/* Num RefCount Protocol Flags Type St Inode Path; flag 0x10000: listening. */
+	for (const char *l = listening; n_ino && l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+		unsigned long flags, inode;
+		char path[4096];
+
+		if (sscanf(l, "%*s %*s %*s %lx %*s %*s %lu %4095[^\n]", &flags, &inode, path) != 3 ||
+		    !(flags & 0x10000) || path[0] != '/')
+			continue;
+		for (size_t i = 0; i < n_ino; i++)
+			if (ino[i] == inode) {
+				session_add(s, path, false, uid);
+				break;
+			}
 	}
 }
 
@@ -392,6 +462,7 @@ static void hide_sessions(struct sandbox *s, uid_t uid)
 			}
 		globfree(&g);
 	}
+	hide_ssh_sockets(s, uid, listening);
 	free(listening);
 }
 

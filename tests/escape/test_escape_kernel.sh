@@ -60,6 +60,12 @@ while True:
     c, _ = s.accept(); open(sys.argv[2], "a").write("x\n"); c.sendall(b"HOSTUNIX\n"); c.close()
 EOF
 sl_bg hostunix "$PY" "$T/unixd.py" "$T/host.sock" "$T/hostunix.log"
+# An ssh ControlMaster stand-in: a process named ssh listening on a unix socket at a path of its
+# choosing (ControlPath); sluice finds it by what holds it and hides it.
+mkdir -p "$T/bin" && ln -s "$(readlink -f "$PY")" "$T/bin/ssh"
+sl_bg sshcm "$T/bin/ssh" "$T/unixd.py" "$T/cm-api.test-22" "$T/sshcm.log"
+sl_wait_for test -S "$T/cm-api.test-22" || sl_fail "ssh ControlMaster stand-in did not start"
+[ "$(cat /proc/"$(cat "$T/sshcm.pid")"/comm)" = ssh ] || sl_fail "the ControlMaster stand-in is not named ssh"
 # Host daemons on abstract unix sockets (a stream one as X's, a datagram one as a logger's).
 ABS=sluice-esc-abs-$$
 sl_bg hostabs "$PY" "$T/unixd.py" "@$ABS" "$T/hostabs.log"
@@ -152,7 +158,8 @@ if mode == "main":
     except OSError as e:
         out("tmuxown error", en(e))
     out("tmuxvar", "set" if "TMUX" in os.environ else "absent")
-    for name, path in (("unix", "$T/host.sock"), ("tmuxenv", "$T/tmux/default"), ("tmuxuid", "$TMUXD/default")):
+    for name, path in (("unix", "$T/host.sock"), ("tmuxenv", "$T/tmux/default"), ("tmuxuid", "$TMUXD/default"),
+                       ("sshcm", "$T/cm-api.test-22")):
         u = socket.socket(socket.AF_UNIX); u.settimeout(3)
         try:
             u.connect(path); out(name + " connected", u.recv(64).decode().strip())
@@ -322,6 +329,7 @@ run_probes() { # label [--user root]
 	sl_assert_contains "$out" "abstract error EPERM" "$L a host daemon's abstract unix socket: connect refused (Landlock scope)"
 	sl_assert_contains "$out" "abstractdgram error EPERM" "$L a host daemon's abstract datagram socket: sendto refused (Landlock scope)"
 	sl_assert_contains "$out" "abstractown connected" "$L the sandbox's own abstract unix sockets work"
+	sl_assert_contains "$out" "sshcm error" "$L an ssh ControlMaster socket (a listening socket held by ssh) is hidden"
 	sl_assert_contains "$out" "tmuxenv error" "$L the tmux server sluice runs under (\$TMUX) is hidden"
 	sl_assert_contains "$out" "tmuxuid error" "$L the sandbox user's default tmux socket (/tmp/tmux-UID) is hidden"
 	sl_assert_contains "$out" "tmuxown connected" "$L the sandbox's own tmux directory works (an empty one of its own)"
@@ -360,6 +368,8 @@ socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"OUT", "\0$ABS-dgram")
 EOF
 )
 sl_assert_contains "$o" "abstract connected HOSTUNIX" "outside: the host's abstract unix daemon answers"
+o=$("$PY" -c 'import socket,sys; u=socket.socket(socket.AF_UNIX); u.connect(sys.argv[1]); print("sshcm connected", u.recv(64).decode().strip())' "$T/cm-api.test-22")
+sl_assert_contains "$o" "sshcm connected HOSTUNIX" "outside: the ssh ControlMaster stand-in answers"
 sl_wait_for grep -q x "$T/hostabsdgram.log" || sl_fail "outside: the abstract datagram did not arrive"
 sl_ok "outside: the abstract datagram daemon takes datagrams"
 o=$("$PY" "$T/probe.py" keys 2>&1)
