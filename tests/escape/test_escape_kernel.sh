@@ -145,10 +145,13 @@ if mode == "main":
     mksock("raw6", socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
     mksock("ping6", socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_ICMPV6)
     mksock("packetdgram", socket.AF_PACKET, socket.SOCK_DGRAM, 0x0300)
-    try:
-        socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0).close(); out("netlinkroute opened")
-    except OSError as e:
-        out("netlinkroute error", en(e))
+    # NETLINK_ROUTE (getaddrinfo, getifaddrs) stays; sock_diag (4: every socket of the host)
+    # and uevents (15: the host's device events) do not.
+    for name, proto in (("netlinkroute", 0), ("netlinkdiag", 4), ("netlinkuevent", 15)):
+        try:
+            socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, proto).close(); out(name, "opened")
+        except OSError as e:
+            out(name, "error", en(e))
     # The sandbox's own tmux still works: its tmux directory is an empty one of its own.
     try:
         d = "/tmp/tmux-%d" % os.getuid(); os.makedirs(d, mode=0o700, exist_ok=True)
@@ -301,7 +304,9 @@ run_probes() { # label [--user root]
 		sl_assert_contains "$out" "$n error" "$L $n socket refused"
 	done
 	sl_assert_not_contains "$out" "CREATED" "$L no raw/packet/ping socket created"
-	sl_assert_contains "$out" "netlinkroute" "$L netlink probe ran (allowed: it carries no traffic out)"
+	sl_assert_contains "$out" "netlinkroute opened" "$L NETLINK_ROUTE opens (getaddrinfo, getifaddrs; it carries no traffic out)"
+	sl_assert_contains "$out" "netlinkdiag error EPROTONOSUPPORT" "$L NETLINK_SOCK_DIAG (the host's sockets, unix paths included) refused by sluice's seccomp filter"
+	sl_assert_contains "$out" "netlinkuevent error EPROTONOSUPPORT" "$L NETLINK_KOBJECT_UEVENT (the host's device events) refused by sluice's seccomp filter"
 	sl_assert_eq 4 "$(echo "$out" | grep -c '^tfo connected data=\[HTTP/1.1 400 Bad Request\]')" "$L TCP Fast Open (v4, v6, mapped, 443) went to the broker, which refused the data"
 	sl_assert_contains "$out" "tfo-connect connected data=[HTTP/1.1 400 Bad Request]" "$L TCP_FASTOPEN_CONNECT went to the broker"
 	sl_assert_not_contains "$out" "data=[hello]" "$L no probe (TFO, io_uring, namespaces) got the fake internet's greeting"
@@ -372,6 +377,25 @@ o=$("$PY" -c 'import socket,sys; u=socket.socket(socket.AF_UNIX); u.connect(sys.
 sl_assert_contains "$o" "sshcm connected HOSTUNIX" "outside: the ssh ControlMaster stand-in answers"
 sl_wait_for grep -q x "$T/hostabsdgram.log" || sl_fail "outside: the abstract datagram did not arrive"
 sl_ok "outside: the abstract datagram daemon takes datagrams"
+# sock_diag outside: an unprivileged dump lists the host's listening unix sockets, paths included.
+o=$(setpriv --reuid=nobody --regid=nogroup --clear-groups "$PY" - "$T/host.sock" <<'EOF'
+import socket, struct, sys
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 4)
+# unix_diag_req: family AF_UNIX, all states, UDIAG_SHOW_NAME; nlmsg type SOCK_DIAG_BY_FAMILY, DUMP
+req = struct.pack("=BBHIIIII", socket.AF_UNIX, 0, 0, 0xffffffff, 0, 1, 0, 0)
+s.send(struct.pack("=IHHII", 16 + len(req), 20, 0x301, 1, 0) + req)
+s.settimeout(5)
+data, done = b"", False
+while not done:
+    d = s.recv(65536); data += d; off = 0
+    while off + 16 <= len(d):
+        ln, typ = struct.unpack_from("=IH", d, off)
+        if typ in (2, 3) or ln < 16: done = True; break   # NLMSG_ERROR, NLMSG_DONE
+        off += (ln + 3) & ~3
+print("sockdiag", "lists" if sys.argv[1].encode() in data else "misses", "the host daemon's path")
+EOF
+)
+sl_assert_contains "$o" "sockdiag lists the host daemon's path" "outside: sock_diag shows an unprivileged caller the host's unix socket paths"
 o=$("$PY" "$T/probe.py" keys 2>&1)
 sl_assert_not_contains "$o" "ENOSYS" "outside: request_key exists on this kernel ($o)"
 o=$("$PY" "$T/probe.py" tiocsti 2>&1)
