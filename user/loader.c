@@ -25,6 +25,7 @@
 struct loader {
 	struct sluice_bpf *skel;
 	int cg_fd;
+	int life_fd; /* the pin directory, flock()ed while this loader lives */
 };
 
 /* The verifier's log is long; keep the tail, which names the failing insn. */
@@ -260,6 +261,8 @@ void loader_close(struct loader *l)
 	sluice_bpf__destroy(l->skel);
 	if (l->cg_fd >= 0)
 		close(l->cg_fd);
+	if (l->life_fd >= 0)
+		close(l->life_fd);
 	free(l);
 }
 
@@ -279,6 +282,7 @@ int loader_attach(const char *pin_root, const char *name, const char *cgroup_pat
 	if (!l)
 		return -ENOMEM;
 	l->cg_fd = -1;
+	l->life_fd = -1;
 	libbpf_set_print(libbpf_print);
 	vlog_len = 0;
 
@@ -324,6 +328,18 @@ int loader_attach(const char *pin_root, const char *name, const char *cgroup_pat
 	if (mkdir(dir, 0700) && errno != EEXIST) {
 		err = -errno;
 		pr_err("Couldn't create %s: %s", dir, strerror(-err));
+		goto out;
+	}
+	/* Held until loader_close(): the clean-up of killed runs takes only pins
+	 * whose lock it can get, because kill() cannot tell a PID that is gone
+	 * from one in another PID namespace (a sluice run in a container that
+	 * shares the host's bpffs). Taken before any pin: held by someone else,
+	 * the name is a live loader's, whose pins must stay. */
+	l->life_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (l->life_fd < 0 || flock(l->life_fd, LOCK_EX | LOCK_NB)) {
+		err = -errno;
+		pr_err("The sandbox name '%s' is in use: %s is locked by a live sluice (%s). Give this "
+		       "one another name (--name)", name, dir, strerror(-err));
 		goto out;
 	}
 	bpf_object__for_each_program(prog, l->skel->obj) {
@@ -509,8 +525,10 @@ static int pinned_cgid(const char *dir, __u64 *cgid)
  * entry and its cgroup (empty: the sandbox died with it). Only what is provably
  * such a run's goes: the name is run-PID (a prefix --name refuses) and PID is
  * gone, and its links are attached to no cgroup any more (released) or to the
- * empty cgroup cg_parent/run-PID. A cgroup this process cannot see, or one
- * with processes in it, keeps its links. Under the pin lock, as attach.
+ * empty cgroup cg_parent/run-PID, and nobody holds its directory's lock (a
+ * live run does, also one in another PID namespace, to which kill() says
+ * ESRCH). A cgroup this process cannot see, or one with processes in it,
+ * keeps its links. Under the pin lock, as attach.
  */
 void loader_gc_runs(const char *pin_root, const char *cg_parent)
 {
@@ -528,7 +546,7 @@ void loader_gc_runs(const char *pin_root, const char *cg_parent)
 		struct stat st;
 		__u64 cgid = 0;
 		char *end;
-		int err;
+		int life;
 
 		if (strncmp(de->d_name, "run-", 4))
 			continue;
@@ -536,22 +554,28 @@ void loader_gc_runs(const char *pin_root, const char *cg_parent)
 		if (*end || !pid || pid > INT32_MAX || !kill((pid_t)pid, 0) || errno != ESRCH)
 			continue;
 		snprintf(dir, sizeof(dir), "%s/%s", pin_root, de->d_name);
-		err = pinned_cgid(dir, &cgid);
-		if (err)
-			continue; /* no link that says where it is attached: unknown, left */
+		/* A live run holds its directory's lock (loader_attach), whichever
+		 * PID namespace it is in. */
+		life = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (life < 0)
+			continue;
+		if (flock(life, LOCK_EX | LOCK_NB) || pinned_cgid(dir, &cgid))
+			goto next; /* alive, or no link that says where it is attached: left */
 		if (cgid) {
 			if (!cg_parent)
-				continue;
+				goto next;
 			snprintf(cg, sizeof(cg), "%s/%s", cg_parent, de->d_name);
 			if (stat(cg, &st) || st.st_ino != cgid || cg_populated(cg) != 0)
-				continue;
+				goto next;
 			loader_del_sandbox(pin_root, cgid);
 		}
 		if (loader_detach(pin_root, de->d_name))
-			continue;
+			goto next;
 		if (cgid)
 			rmdir(cg);
 		pr_info("removed what sandbox %s left (its sluice was killed)", de->d_name);
+next:
+		close(life);
 	}
 	if (d)
 		closedir(d);

@@ -145,12 +145,28 @@ kp=$!
 sl_defer "sl_kill_pid $kp; pkill -f 'sleep 3$$'; pkill -f 'sandbox run-$kp\$'; rm -rf /sys/fs/bpf/sluice/run-$kp; rmdir $CG2/sluice/run-$kp"
 sl_wait_for pgrep -f "^sleep 3$$\$" || sl_fail "the sandboxed sleep did not start: $(cat "$T/killed.log")"
 sl_wait_for test -d "/sys/fs/bpf/sluice/run-$kp" || sl_fail "sluice run pinned nothing"
+# A live run holds its pin directory's lock: that, not kill(PID), is what tells the clean-up it
+# lives, also when it runs in another PID namespace (kill says ESRCH there).
+"$PY" -c 'import fcntl, os, sys; fcntl.flock(os.open(sys.argv[1], os.O_RDONLY), fcntl.LOCK_EX | fcntl.LOCK_NB)' \
+	"/sys/fs/bpf/sluice/run-$kp" 2>/dev/null && sl_fail "a live sluice run does not hold its pin directory's lock"
+sl_ok "a live sluice run holds its pin directory's lock"
 kill -9 "$kp"
 sl_wait_for sh -c "! pgrep -f '^sleep 3$$\$'" || sl_fail "the sandboxed command outlived sluice (SIGKILL)"
 sl_ok "the sandboxed command dies with sluice"
 sl_wait_for sh -c "! pgrep -f 'sandbox run-$kp\$'" || sl_fail "the broker outlived sluice (SIGKILL)"
 sl_ok "the broker exits when its sluice is killed"
 [ -d "/sys/fs/bpf/sluice/run-$kp" ] || sl_fail "expected the killed run's pins to be left for the next run to remove"
+# The same leftovers while something holds the lock (as a live run in another PID namespace
+# would, to which kill() says ESRCH): the next run leaves them.
+sl_bg holder "$PY" -c 'import fcntl, os, sys, time
+fcntl.flock(os.open(sys.argv[1], os.O_RDONLY), fcntl.LOCK_EX); print("held", flush=True); time.sleep(120)' \
+	"/sys/fs/bpf/sluice/run-$kp"
+sl_wait_for grep -q held "$T/holder.log" || sl_fail "could not take the pin directory's lock: $(cat "$T/holder.log")"
+out=$(timeout 60 "$SLUICE" run --run-dir "$T/run" --ca-dir "$T/ca" --allow api.test -- true 2>&1) || sl_fail "run beside the lock: $out"
+sl_assert_not_contains "$out" "run-$kp" "a run whose pin directory is locked is not cleaned up"
+[ -d "/sys/fs/bpf/sluice/run-$kp" ] || sl_fail "the clean-up took pins whose lock was held"
+sl_ok "pins whose lock is held stay"
+sl_kill_pid "$(cat "$T/holder.pid")"
 out=$(timeout 60 "$SLUICE" run --run-dir "$T/run" --ca-dir "$T/ca" --allow api.test -- true 2>&1) || sl_fail "next run: $out"
 sl_assert_contains "$out" "removed what sandbox run-$kp left" "the next sluice run says it removed the killed run's leftovers"
 [ -e "/sys/fs/bpf/sluice/run-$kp" ] && sl_fail "pins of the killed run are still there"
