@@ -200,35 +200,41 @@ def main():
             log(f"cannot list pods: {e}")
             time.sleep(5)
             continue
-        live = set()
-        for pod in pods:
-            meta = pod["metadata"]
-            live.add(meta["uid"])
-            if ANN_POLICY not in meta.get("annotations", {}):
-                continue
-            if meta["uid"] in done:
-                # An ephemeral container (kubectl debug) joins after the attach, with the
-                # runtime's default capabilities: said, since it cannot be undone from here.
-                why = pod_unsafe(pod)
-                if why:
-                    warn_once(meta["uid"], f"{meta['namespace']}/{meta['name']}: attached, but now {why}; "
-                              "its programs see IP sockets only: delete the pod")
-                continue
-            if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
-                continue
-            attach(api, pod, mnt, done)
-        for uid in list(WARNED):
-            if uid not in live:
-                WARNED.pop(uid)
-        for uid in list(done):
-            if uid not in live:
-                # the pod's cgroup is gone with it; drop our pins and the policy copy
-                subprocess.run(["sluice", "detach", "--cgroup", done.pop(uid)], capture_output=True)
-                try:
-                    os.unlink(f"{STATE}/{uid}.yaml")
-                except OSError:
-                    pass
+        reconcile(api, pods, mnt, done)
         time.sleep(2)
+
+
+def reconcile(api, pods, mnt, done, run=subprocess.run):
+    """One round over this node's pods: attach the new ones, warn about attached ones that
+    became unsafe, detach the ones that are gone. done: pod uid -> attached cgroup."""
+    live = set()
+    for pod in pods:
+        meta = pod["metadata"]
+        live.add(meta["uid"])
+        if ANN_POLICY not in meta.get("annotations", {}):
+            continue
+        if meta["uid"] in done:
+            # An ephemeral container (kubectl debug) joins after the attach, with the
+            # runtime's default capabilities: said, since it cannot be undone from here.
+            why = pod_unsafe(pod)
+            if why:
+                warn_once(meta["uid"], f"{meta['namespace']}/{meta['name']}: attached, but now {why}; "
+                          "its programs see IP sockets only: delete the pod")
+            continue
+        if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        attach(api, pod, mnt, done)
+    for uid in list(WARNED):
+        if uid not in live:
+            WARNED.pop(uid)
+    for uid in list(done):
+        if uid not in live:
+            # the pod's cgroup is gone with it; drop our pins and the policy copy
+            run(["sluice", "detach", "--cgroup", done.pop(uid)], capture_output=True)
+            try:
+                os.unlink(f"{STATE}/{uid}.yaml")
+            except OSError:
+                pass
 
 
 if __name__ == "__main__":

@@ -282,6 +282,29 @@ for want, f in cases.items():
     why = mut(f)
     assert why and want.strip() in why, (want, why)
     print("refused as expected:", why)
+
+# A pod already attached that gains an ephemeral container (kubectl debug): warned about once
+# (not every round), nothing re-attached; once the pod is gone, its cgroup is detached.
+logged, ran = [], []
+m.log = logged.append
+def no_attach(*a):
+    raise AssertionError("attach called for a pod already attached")
+m.attach = no_attach
+p = copy.deepcopy(pod); p["metadata"].update(uid="u-1", namespace="agents")
+done = {"u-1": "/sys/fs/cgroup/kubepods/podu-1"}
+m.reconcile(None, [p], "/sys/fs/cgroup", done, run=lambda *a, **k: ran.append(a[0]))
+assert logged == [] and ran == [], (logged, ran)
+p["spec"]["ephemeralContainers"] = [{"name": "debugger", "image": "busybox"}]
+for _ in range(3):
+    m.reconcile(None, [p], "/sys/fs/cgroup", done, run=lambda *a, **k: ran.append(a[0]))
+assert len(logged) == 1 and "attached, but now" in logged[0] and "delete the pod" in logged[0], logged
+assert "container debugger" in logged[0], logged
+assert done == {"u-1": "/sys/fs/cgroup/kubepods/podu-1"} and ran == [], (done, ran)
+print("warned once:", logged[0])
+m.reconcile(None, [], "/sys/fs/cgroup", done, run=lambda *a, **k: ran.append(a[0]))
+assert done == {} and ran == [["sluice", "detach", "--cgroup", "/sys/fs/cgroup/kubepods/podu-1"]], (done, ran)
+assert "u-1" not in m.WARNED
+print("pod gone: detached", ran[0][-1])
 EOPY
 }
 
