@@ -68,4 +68,7 @@
 #define SL_PASS 1
 #define SL_REFUSE 0
 
+/* What a refused bind says instead of EPERM (bpf_set_retval): a port in use. */
+#define SL_EADDRINUSE 98
+
 #endif /* SLUICE_BPF_CONSTS_H */

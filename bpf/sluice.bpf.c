@@ -485,8 +485,8 @@ refuse:
  * the kernel's choice of member for a SYN, except for one that meets a
  * TIME_WAIT entry: the listener behind it can only be looked up without the
  * source, which hashes to another member. So no mixed group may exist; a bind
- * that would make one is refused. Without SO_REUSEPORT the kernel refuses it
- * itself (EADDRINUSE, which programs probing for a free port expect).
+ * that would make one is refused, with EADDRINUSE as the kernel refuses it
+ * itself without SO_REUSEPORT (programs probing for a free port expect it).
  */
 static __always_inline int bind_check(struct bpf_sock_addr *ctx, int v6)
 {
@@ -536,7 +536,14 @@ static __always_inline int bind_check(struct bpf_sock_addr *ctx, int v6)
 	owner = bpf_sk_storage_get(&sluice_sk_owner, sk, 0, 0);
 	ours = owner && *owner == cgid;
 	bpf_sk_release(sk);
-	return ours ? SL_PASS : SL_REFUSE;
+	if (ours)
+		return SL_PASS;
+	/* The port is someone else's: said as the kernel says it without
+	 * SO_REUSEPORT, so a program probing for a free port tries the next
+	 * one instead of giving up on EPERM. */
+	bpf_set_retval(-SL_EADDRINUSE);
+	stat_inc(cgid, SLUICE_STAT_DENIED_SOCKET);
+	return SL_REFUSE;
 }
 
 SEC("cgroup/bind4")
