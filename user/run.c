@@ -6,9 +6,11 @@
  * reverse; whatever crashes in between leaves the pinned programs refusing.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <glob.h>
 #include <stdbool.h>
 #include <pwd.h>
@@ -335,27 +337,83 @@ static void session_add(struct sandbox *s, const char *p, bool dir, uid_t uid)
 	}
 }
 
-/*
- * An ssh client's listening unix sockets lead out of the host: a ControlMaster
- * socket (`ControlMaster auto` with `ControlPersist` in ~/.ssh/config) opens a
- * session or a forward over the live connection for whoever connects
- * (`ssh -S PATH host cmd`, `ssh -S PATH -O forward ...`), and `ssh -L PATH:...`
- * forwards to the far side. The paths are the user's choice (ControlPath), so
- * they are found by what holds them: the listening sockets in /proc/net/unix
- * whose inode an `ssh` process has open. Ones started after the sandbox stay
- * visible (README).
- */
-static void hide_ssh_sockets(struct sandbox *s, uid_t uid, const char *listening)
+/* A listening unix socket with a path, from /proc/net/unix. */
+struct unix_listener {
+	unsigned long inode;
+	char *path;
+};
+
+/* Num RefCount Protocol Flags Type St Inode Path; flag 0x10000: listening.
+ * Abstract names (@...) are left out: Landlock keeps those out of reach. */
+static size_t unix_listeners(const char *net_unix, struct unix_listener **out)
 {
-	unsigned long ino[256];
-	size_t n_ino = 0;
+	struct unix_listener *v = NULL;
+	size_t n = 0, cap = 0;
+
+	for (const char *l = net_unix; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+		unsigned long flags, inode;
+		char path[4096];
+
+		if (sscanf(l, "%*s %*s %*s %lx %*s %*s %lu %4095[^\n]", &flags, &inode, path) != 3 ||
+		    !(flags & 0x10000) || path[0] == '@')
+			continue;
+		if (n == cap) {
+			struct unix_listener *w = realloc(v, (cap = cap ? 2 * cap : 64) * sizeof(*v));
+
+			if (!w)
+				break;
+			v = w;
+		}
+		if (!(v[n].path = strdup(path)))
+			break;
+		v[n++].inode = inode;
+	}
+	*out = v;
+	return n;
+}
+
+/* OpenSSH binds a ControlMaster at "ControlPath.XXXXXXXXXXXXXXXX" (16 random
+ * characters), links that to ControlPath and unlinks it: /proc/net/unix keeps
+ * the name it was bound at, which is gone. Cut the suffix off such a name. */
+static bool ssh_temp_name(char *p)
+{
+	size_t n = strlen(p);
+
+	if (n < 18 || p[n - 17] != '.')
+		return false;
+	for (size_t i = n - 16; i < n; i++)
+		if (!isalnum((unsigned char)p[i]))
+			return false;
+	p[n - 17] = 0;
+	return true;
+}
+
+/*
+ * ssh's listening unix sockets lead out of the host: a ControlMaster socket
+ * (`ControlMaster auto` with `ControlPersist` in ~/.ssh/config) opens a session
+ * or a forward over the live connection for whoever connects (`ssh -S PATH
+ * host cmd`, `ssh -S PATH -O forward ...`), `ssh -L PATH:...` forwards to the
+ * far side, and sshd listens for a client's `ssh -R PATH:...`. The paths are
+ * the user's choice (ControlPath), so they are found by what holds them: the
+ * listening sockets in /proc/net/unix whose inode an ssh process has open.
+ * sshd's agent-forwarding socket (ssh-XXXX/agent.N) is an ssh-agent's: it
+ * signs, it does not carry traffic, and stays. Best effort: ones started after
+ * the sandbox, or bound in another mount or network namespace, stay reachable
+ * (README); one that cannot be found is warned about.
+ */
+static void hide_ssh_sockets(struct sandbox *s, uid_t uid, const char *net_unix)
+{
+	static const char *const names[] = { "ssh\n", "slogin\n", "sshd\n", "sshd-session\n" };
+	struct unix_listener *ls = NULL;
+	size_t n = unix_listeners(net_unix, &ls);
 	struct dirent *d;
 	DIR *proc;
 
-	if (!listening || !(proc = opendir("/proc")))
-		return;
-	while ((d = readdir(proc)) && n_ino < sizeof(ino) / sizeof(ino[0])) {
+	if (!n || !(proc = opendir("/proc")))
+		goto out;
+	while ((d = readdir(proc))) {
 		char p[300], comm[32] = "", link[64];
+		bool sshd = false, found = false;
 		struct dirent *f;
 		DIR *fds;
 		FILE *c;
@@ -368,13 +426,21 @@ static void hide_ssh_sockets(struct sandbox *s, uid_t uid, const char *listening
 		if (!fgets(comm, sizeof(comm), c))
 			comm[0] = 0;
 		fclose(c);
-		if (strcmp(comm, "ssh\n"))
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (!strcmp(comm, names[i])) {
+				found = true;
+				sshd = i >= 2;
+			}
+		if (!found)
 			continue;
 		snprintf(p, sizeof(p), "/proc/%s/fd", d->d_name);
 		if (!(fds = opendir(p)))
 			continue;
-		while ((f = readdir(fds)) && n_ino < sizeof(ino) / sizeof(ino[0])) {
-			char fp[600];
+		while ((f = readdir(fds))) {
+			char fp[600], path[4400];
+			unsigned long inode;
+			struct stat st;
+			size_t i;
 			ssize_t k;
 
 			snprintf(fp, sizeof(fp), "%s/%s", p, f->d_name);
@@ -382,26 +448,35 @@ static void hide_ssh_sockets(struct sandbox *s, uid_t uid, const char *listening
 			if (k <= 0)
 				continue;
 			link[k] = 0;
-			if (sscanf(link, "socket:[%lu]", &ino[n_ino]) == 1)
-				n_ino++;
+			if (sscanf(link, "socket:[%lu]", &inode) != 1)
+				continue;
+			for (i = 0; i < n && ls[i].inode != inode; i++)
+				;
+			if (i == n)
+				continue;
+			/* A relative name was bound in the holder's working directory. */
+			if (ls[i].path[0] == '/')
+				snprintf(path, sizeof(path), "%s", ls[i].path);
+			else
+				snprintf(path, sizeof(path), "/proc/%s/cwd/%s", d->d_name, ls[i].path);
+			if (sshd && fnmatch("*/ssh-*/agent.*", ls[i].path, 0) == 0)
+				continue;
+			if (lstat(path, &st) && !(errno == ENOENT && ssh_temp_name(path) && !lstat(path, &st)))
+				st.st_mode = 0;
+			if (S_ISSOCK(st.st_mode))
+				session_add(s, path, false, uid);
+			else
+				pr_warn("Couldn't find the socket %s that %s (pid %s) listens on, to hide it from "
+					"the sandbox: it may stay reachable there (bound in another mount namespace?)",
+					ls[i].path, strtok(comm, "\n"), d->d_name);
 		}
 		closedir(fds);
 	}
 	closedir(proc);
-	/* Num RefCount Protocol Flags Type St Inode Path; flag 0x10000: listening. */
-	for (const char *l = listening; n_ino && l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
-		unsigned long flags, inode;
-		char path[4096];
-
-		if (sscanf(l, "%*s %*s %*s %lx %*s %*s %lu %4095[^\n]", &flags, &inode, path) != 3 ||
-		    !(flags & 0x10000) || path[0] != '/')
-			continue;
-		for (size_t i = 0; i < n_ino; i++)
-			if (ino[i] == inode) {
-				session_add(s, path, false, uid);
-				break;
-			}
-	}
+out:
+	for (size_t i = 0; i < n; i++)
+		free(ls[i].path);
+	free(ls);
 }
 
 static void hide_sessions(struct sandbox *s, uid_t uid)

@@ -60,12 +60,30 @@ while True:
     c, _ = s.accept(); open(sys.argv[2], "a").write("x\n"); c.sendall(b"HOSTUNIX\n"); c.close()
 EOF
 sl_bg hostunix "$PY" "$T/unixd.py" "$T/host.sock" "$T/hostunix.log"
-# An ssh ControlMaster stand-in: a process named ssh listening on a unix socket at a path of its
-# choosing (ControlPath); sluice finds it by what holds it and hides it.
-mkdir -p "$T/bin" && ln -s "$(readlink -f "$PY")" "$T/bin/ssh"
-sl_bg sshcm "$T/bin/ssh" "$T/unixd.py" "$T/cm-api.test-22" "$T/sshcm.log"
+# ssh's listening sockets, found by what holds them (processes named ssh or sshd) and hidden:
+# - a ControlMaster, bound as OpenSSH's mux.c does it: at ControlPath.<16 random characters>,
+#   linked to ControlPath, the bound name unlinked (/proc/net/unix keeps the gone name);
+# - an `ssh -L fwd.sock:...` forward bound by a relative name in ssh's working directory;
+# - sshd's agent-forwarding socket (ssh-XXXX/agent.N) stays: an agent signs, it carries nothing.
+cat >"$T/sshmux.py" <<'EOF'
+import os, socket, sys
+final = sys.argv[1]; tmp = final + ".Xq3vR8kLmN2pT7wZ"
+s = socket.socket(socket.AF_UNIX); s.bind(tmp); os.chmod(tmp, 0o777); s.listen(8)
+os.link(tmp, final); os.unlink(tmp)
+while True:
+    c, _ = s.accept(); open(sys.argv[2], "a").write("x\n"); c.sendall(b"HOSTUNIX\n"); c.close()
+EOF
+mkdir -p "$T/bin" "$T/fwd" "$T/ssh-Ab12Cd/" && chmod 777 "$T/fwd" "$T/ssh-Ab12Cd"
+ln -s "$(readlink -f "$PY")" "$T/bin/ssh"; ln -s "$(readlink -f "$PY")" "$T/bin/sshd"
+sl_bg sshcm "$T/bin/ssh" "$T/sshmux.py" "$T/cm-api.test-22" "$T/sshcm.log"
+sl_bg sshfwd bash -c "cd '$T/fwd' && exec '$T/bin/ssh' '$T/unixd.py' fwd.sock '$T/sshfwd.log'"
+sl_bg sshdagent "$T/bin/sshd" "$T/unixd.py" "$T/ssh-Ab12Cd/agent.4242" "$T/sshdagent.log"
 sl_wait_for test -S "$T/cm-api.test-22" || sl_fail "ssh ControlMaster stand-in did not start"
+sl_wait_for test -S "$T/fwd/fwd.sock" || sl_fail "ssh forward stand-in did not start"
+sl_wait_for test -S "$T/ssh-Ab12Cd/agent.4242" || sl_fail "sshd agent stand-in did not start"
 [ "$(cat /proc/"$(cat "$T/sshcm.pid")"/comm)" = ssh ] || sl_fail "the ControlMaster stand-in is not named ssh"
+grep -q " $T/cm-api.test-22.Xq3vR8kLmN2pT7wZ\$" /proc/net/unix ||
+	sl_fail "/proc/net/unix does not show the ControlMaster's bound (temporary) name"
 # Host daemons on abstract unix sockets (a stream one as X's, a datagram one as a logger's).
 ABS=sluice-esc-abs-$$
 sl_bg hostabs "$PY" "$T/unixd.py" "@$ABS" "$T/hostabs.log"
@@ -162,7 +180,8 @@ if mode == "main":
         out("tmuxown error", en(e))
     out("tmuxvar", "set" if "TMUX" in os.environ else "absent")
     for name, path in (("unix", "$T/host.sock"), ("tmuxenv", "$T/tmux/default"), ("tmuxuid", "$TMUXD/default"),
-                       ("sshcm", "$T/cm-api.test-22")):
+                       ("sshcm", "$T/cm-api.test-22"), ("sshfwd", "$T/fwd/fwd.sock"),
+                       ("sshdagent", "$T/ssh-Ab12Cd/agent.4242")):
         u = socket.socket(socket.AF_UNIX); u.settimeout(3)
         try:
             u.connect(path); out(name + " connected", u.recv(64).decode().strip())
@@ -334,7 +353,9 @@ run_probes() { # label [--user root]
 	sl_assert_contains "$out" "abstract error EPERM" "$L a host daemon's abstract unix socket: connect refused (Landlock scope)"
 	sl_assert_contains "$out" "abstractdgram error EPERM" "$L a host daemon's abstract datagram socket: sendto refused (Landlock scope)"
 	sl_assert_contains "$out" "abstractown connected" "$L the sandbox's own abstract unix sockets work"
-	sl_assert_contains "$out" "sshcm error" "$L an ssh ControlMaster socket (a listening socket held by ssh) is hidden"
+	sl_assert_contains "$out" "sshcm error" "$L an ssh ControlMaster socket (bound as OpenSSH does, then linked to its ControlPath) is hidden"
+	sl_assert_contains "$out" "sshfwd error" "$L an ssh unix forward bound by a relative name is hidden"
+	sl_assert_contains "$out" "sshdagent connected HOSTUNIX" "$L sshd's agent-forwarding socket stays (it signs, carries nothing)"
 	sl_assert_contains "$out" "tmuxenv error" "$L the tmux server sluice runs under (\$TMUX) is hidden"
 	sl_assert_contains "$out" "tmuxuid error" "$L the sandbox user's default tmux socket (/tmp/tmux-UID) is hidden"
 	sl_assert_contains "$out" "tmuxown connected" "$L the sandbox's own tmux directory works (an empty one of its own)"
@@ -373,8 +394,10 @@ socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"OUT", "\0$ABS-dgram")
 EOF
 )
 sl_assert_contains "$o" "abstract connected HOSTUNIX" "outside: the host's abstract unix daemon answers"
-o=$("$PY" -c 'import socket,sys; u=socket.socket(socket.AF_UNIX); u.connect(sys.argv[1]); print("sshcm connected", u.recv(64).decode().strip())' "$T/cm-api.test-22")
-sl_assert_contains "$o" "sshcm connected HOSTUNIX" "outside: the ssh ControlMaster stand-in answers"
+for n in cm-api.test-22 fwd/fwd.sock; do
+	o=$("$PY" -c 'import socket,sys; u=socket.socket(socket.AF_UNIX); u.connect(sys.argv[1]); print("connected", u.recv(64).decode().strip())' "$T/$n")
+	sl_assert_contains "$o" "connected HOSTUNIX" "outside: the ssh stand-in at $n answers"
+done
 sl_wait_for grep -q x "$T/hostabsdgram.log" || sl_fail "outside: the abstract datagram did not arrive"
 sl_ok "outside: the abstract datagram daemon takes datagrams"
 # sock_diag outside: an unprivileged dump lists the host's listening unix sockets, paths included.
