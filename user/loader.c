@@ -336,10 +336,19 @@ int loader_attach(const char *pin_root, const char *name, const char *cgroup_pat
 	 * shares the host's bpffs). Taken before any pin: held by someone else,
 	 * the name is a live loader's, whose pins must stay. */
 	l->life_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (l->life_fd < 0 || flock(l->life_fd, LOCK_EX | LOCK_NB)) {
+	if (l->life_fd < 0) {
 		err = -errno;
-		pr_err("The sandbox name '%s' is in use: %s is locked by a live sluice (%s). Give this "
-		       "one another name (--name)", name, dir, strerror(-err));
+		pr_err("Couldn't open %s: %s", dir, strerror(-err));
+		goto out;
+	}
+	if (flock(l->life_fd, LOCK_EX | LOCK_NB)) {
+		err = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		if (err == -EBUSY)
+			pr_err("The sandbox name '%s' is in use: a live sluice holds %s (a sluice run in "
+			       "another PID namespace, or an attach under way). Give this one another name "
+			       "(--name; compose: SLUICE_TARGET and SLUICE_SANDBOX)", name, dir);
+		else
+			pr_err("Couldn't lock %s: %s", dir, strerror(-err));
 		goto out;
 	}
 	bpf_object__for_each_program(prog, l->skel->obj) {

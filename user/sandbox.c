@@ -601,11 +601,12 @@ static int scope_abstract_unix(char *err, size_t errlen)
  * cgroup/sock_create only sees AF_INET/AF_INET6. Other families (vsock,
  * packet, bluetooth, xdp...) are refused here; io_uring is refused too,
  * because its socket operations would not pass through this filter.
- * Netlink only as NETLINK_ROUTE (libc's getaddrinfo and getifaddrs, `ip`):
- * the other families answer unprivileged callers with the host's state, in
- * the network namespace the sandbox shares: sock_diag lists every socket of
- * the host with its addresses and unix paths (a map of the daemons to try),
- * uevents stream the host's device events.
+ * Netlink only as NETLINK_ROUTE (libc's getaddrinfo and getifaddrs, `ip`).
+ * The other families are kernel code an agent has no use for, reachable with
+ * the CAP_NET_ADMIN of a user namespace the sandbox may make: nf_tables,
+ * xfrm and the generic families are where many kernel privilege escalations
+ * started. Unprivileged, sock_diag adds the owner and peer of every host
+ * socket to what /proc/net shows, and uevents stream the host's devices.
  */
 static int install_seccomp(char *err, size_t errlen)
 {

@@ -78,12 +78,17 @@ struct loader;
 /* Mounts bpffs at /sys/fs/bpf if needed and creates pin_root. */
 int loader_prepare(const char *pin_root);
 /* Loads the programs (shared maps reused from pin_root), attaches them to
- * the cgroup and pins the links under pin_root/name/. Returns 0 or -errno.
+ * the cgroup and pins the links under pin_root/name/. Returns 0 or -errno
+ * (-EBUSY: the name is another live cgroup's, or its directory is locked).
+ * Holds pin_root/name's flock until loader_close(): a run keeps its loader
+ * for its whole life, so the clean-up of killed runs leaves it alone; attach
+ * closes it at once (its names are never run-*, which that clean-up takes).
  * LOADER_DEVICES: also limit the device nodes the cgroup may open (sluice run). */
 #define LOADER_DEVICES 1u
 int loader_attach(const char *pin_root, const char *name, const char *cgroup_path,
 		  unsigned flags, struct loader **out);
-/* Closes our fds; the pinned links keep enforcement in place. NULL-safe. */
+/* Closes our fds and releases the name's lock; the pinned links keep
+ * enforcement in place. NULL-safe. */
 void loader_close(struct loader *l);
 /* Unpins (detaches) the links of sandbox name. Returns 0 or -errno (-ENOENT: none). */
 int loader_detach(const char *pin_root, const char *name);
@@ -178,17 +183,18 @@ int sb_priv_add(struct sb_hide *h, const char *path, uid_t owner);
 /* Frees the resolved paths (keep paths and run_dir included). */
 void sb_hide_free(struct sb_hide *h);
 int sb_hide_set_run_dir(struct sb_hide *h, const char *run_dir);
+/* The kernel's Landlock ABI version (6 and up scope abstract unix sockets), or -errno. */
+int sb_landlock_abi(void);
 /*
  * In the child made by clone(CLONE_NEWPID), so pid 1 of the sandbox's own
  * PID namespace: enter the cgroup, check the hooks apply, mount and cgroup
  * namespaces, a /proc of its own, hide what h names, read-only
- * cgroupfs/no bpffs, the read-only root when h->ro_root, drop to id without capabilities, seccomp; then fork
+ * cgroupfs/no bpffs, the read-only root when h->ro_root, drop to id without capabilities,
+ * Landlock's abstract unix socket scope (ABI 6 and up), seccomp; then fork
  * the command and stay as its init (reaps orphans, forwards signals, exits
  * with the command's status). Returns only on failure, with a message in err;
  * an exec failure is written to errfd by the command's process.
  */
-/* The kernel's Landlock ABI version (6 and up scope abstract unix sockets), or -errno. */
-int sb_landlock_abi(void);
 int sb_exec(const char *cgroup_path, const struct sb_ident *id, char *const *cmd, char **envp,
 	    const struct sb_hide *h, int errfd, char *err, size_t errlen);
 

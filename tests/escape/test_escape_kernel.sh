@@ -163,9 +163,11 @@ if mode == "main":
     mksock("raw6", socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
     mksock("ping6", socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_ICMPV6)
     mksock("packetdgram", socket.AF_PACKET, socket.SOCK_DGRAM, 0x0300)
-    # NETLINK_ROUTE (getaddrinfo, getifaddrs) stays; sock_diag (4: every socket of the host)
-    # and uevents (15: the host's device events) do not.
-    for name, proto in (("netlinkroute", 0), ("netlinkdiag", 4), ("netlinkuevent", 15)):
+    # NETLINK_ROUTE (getaddrinfo, getifaddrs) stays; sock_diag (4: owners and peers of the host's
+    # sockets), uevents (15: the host's devices), netfilter (12: nf_tables, with a user namespace's
+    # CAP_NET_ADMIN) and generic netlink (16) do not.
+    for name, proto in (("netlinkroute", 0), ("netlinkdiag", 4), ("netlinkuevent", 15), ("netlinknf", 12),
+                        ("netlinkgeneric", 16)):
         try:
             socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, proto).close(); out(name, "opened")
         except OSError as e:
@@ -326,6 +328,8 @@ run_probes() { # label [--user root]
 	sl_assert_contains "$out" "netlinkroute opened" "$L NETLINK_ROUTE opens (getaddrinfo, getifaddrs; it carries no traffic out)"
 	sl_assert_contains "$out" "netlinkdiag error EPROTONOSUPPORT" "$L NETLINK_SOCK_DIAG (the host's sockets, unix paths included) refused by sluice's seccomp filter"
 	sl_assert_contains "$out" "netlinkuevent error EPROTONOSUPPORT" "$L NETLINK_KOBJECT_UEVENT (the host's device events) refused by sluice's seccomp filter"
+	sl_assert_contains "$out" "netlinknf error EPROTONOSUPPORT" "$L NETLINK_NETFILTER (nf_tables) refused by sluice's seccomp filter"
+	sl_assert_contains "$out" "netlinkgeneric error EPROTONOSUPPORT" "$L NETLINK_GENERIC refused by sluice's seccomp filter"
 	sl_assert_eq 4 "$(echo "$out" | grep -c '^tfo connected data=\[HTTP/1.1 400 Bad Request\]')" "$L TCP Fast Open (v4, v6, mapped, 443) went to the broker, which refused the data"
 	sl_assert_contains "$out" "tfo-connect connected data=[HTTP/1.1 400 Bad Request]" "$L TCP_FASTOPEN_CONNECT went to the broker"
 	sl_assert_not_contains "$out" "data=[hello]" "$L no probe (TFO, io_uring, namespaces) got the fake internet's greeting"
@@ -418,7 +422,7 @@ while not done:
 print("sockdiag", "lists" if sys.argv[1].encode() in data else "misses", "the host daemon's path")
 EOF
 )
-sl_assert_contains "$o" "sockdiag lists the host daemon's path" "outside: sock_diag shows an unprivileged caller the host's unix socket paths"
+sl_assert_contains "$o" "sockdiag lists the host daemon's path" "outside: sock_diag answers an unprivileged caller about the host's sockets"
 o=$("$PY" "$T/probe.py" keys 2>&1)
 sl_assert_not_contains "$o" "ENOSYS" "outside: request_key exists on this kernel ($o)"
 o=$("$PY" "$T/probe.py" tiocsti 2>&1)
