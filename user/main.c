@@ -12,7 +12,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: sluice run [--policy FILE] [--allow HOSTGLOB]... [--upstream-ca FILE]...\n"
 		"                  [--resolve HOST:ADDR]... [--user USER] [--audit FILE] [--name NAME]\n"
-		"                  [--writable PATH]... [--readonly-root] -- CMD [ARGS...]\n"
+		"                  [--writable PATH]... [--readonly-root] [--keep-socket PATH]... -- CMD [ARGS...]\n"
 		"       sluice attach --cgroup PATH [--policy FILE] [--allow HOSTGLOB]... [same options as run]\n"
 		"       sluice detach --cgroup PATH\n"
 		"       sluice status\n"
@@ -20,6 +20,8 @@ static void usage(FILE *f)
 		"run as uid 0 (or with --readonly-root): the host's files are read-only in the sandbox, /tmp and\n"
 		"  /dev/shm are private and empty, /etc/shadow is empty; the current directory (the project) and\n"
 		"  each --writable PATH stay writable\n"
+		"the session's runtime dir (/run/user/UID) is an empty one of the sandbox's own; ssh-agent's\n"
+		"  socket and each --keep-socket PATH (a unix socket in it, e.g. gpg-agent's) stay reachable\n"
 		"expert options: --broker PATH (sluiced binary), --pin-root DIR (bpffs dir, default %s),\n"
 		"                --run-dir DIR (default %s), --ca-dir DIR (default %s), -v,\n"
 		"                --broker-workers N (sluiced event loops, 1-64; default 1)\n",
@@ -43,6 +45,7 @@ static const struct opt opts[] = {
 	{ "--resolve", (size_t)-1, offsetof(struct run_opts, resolve) },
 	{ "--allow", (size_t)-1, offsetof(struct run_opts, allow) },
 	{ "--writable", (size_t)-1, offsetof(struct run_opts, writable) },
+	{ "--keep-socket", (size_t)-1, offsetof(struct run_opts, keep_socket) },
 };
 
 static int list_add(struct run_opts *o, size_t off, const char *v)

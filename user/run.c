@@ -484,6 +484,8 @@ static void hide_sessions(struct sandbox *s, uid_t uid)
 	static const char *const dirs[] = {
 		"/tmp/tmux-%u", "/run/user/%u/tmux-%u", "/tmp/zellij-%u", "/run/user/%u/zellij",
 		"/run/user/%u/wezterm", "/run/user/%u/emacs", "/tmp/emacs%u",
+		/* The runtime dir whole, last (keep_sockets): the session's daemons. */
+		"/run/user/%u",
 	};
 	static const char *const hidden[] = { "/run/screen", "/var/run/screen", "/tmp/.X11-unix" };
 	static const char *const globs[] = {
@@ -577,6 +579,45 @@ static int hide_daemons(struct sandbox *s, uid_t uid)
 	return err;
 }
 
+/*
+ * The runtime dir (/run/user/UID) is an empty one of the sandbox's own: the
+ * session's daemons listen there (the keyring; gpg-agent; PipeWire and
+ * PulseAudio, whose modules open connections of their own; the Wayland
+ * compositor, which may type into any window). ssh-agent's socket
+ * ($SSH_AUTH_SOCK) stays reachable, there as anywhere: it signs, it carries
+ * nothing, and git over ssh needs it. --keep-socket keeps more, but not one
+ * sluice hides (those would run commands or resolve names outside).
+ */
+static int keep_sockets(struct sandbox *s)
+{
+	const char *agent = getenv("SSH_AUTH_SOCK");
+	int err;
+
+	if (agent && *agent == '/' && (err = sb_sock_add(&s->hide, agent)) && err != -ENOENT &&
+	    err != -ENOTSOCK)
+		pr_warn("Couldn't keep ssh-agent's socket %s for the sandbox: %s", agent, strerror(-err));
+	for (size_t i = 0; i < s->o->n_keep_socket; i++) {
+		const char *p = s->o->keep_socket[i], *real;
+
+		err = sb_sock_add(&s->hide, p);
+		if (err) {
+			pr_err("--keep-socket %s: %s", p, err == -ENOTSOCK ? "not a unix socket" : strerror(-err));
+			return err;
+		}
+		real = s->hide.sock[s->hide.n_sock - 1];
+		for (size_t j = 0; j < s->hide.n; j++) {
+			size_t n = strlen(s->hide.path[j]);
+
+			if (!strncmp(real, s->hide.path[j], n) && (!real[n] || real[n] == '/')) {
+				pr_err("--keep-socket %s: refused, sluice hides %s from every sandbox (a daemon "
+				       "there would run commands or resolve names outside it)", p, s->hide.path[j]);
+				return -EPERM;
+			}
+		}
+	}
+	return 0;
+}
+
 /* Keys, the policy (it may hold literal secrets), secret files, the audit and
  * broker logs: a uid 0 sandbox would pass owner permission checks on them. */
 static int hide_list(struct sandbox *s, uid_t uid)
@@ -608,6 +649,8 @@ static int hide_list(struct sandbox *s, uid_t uid)
 	}
 	if (!err && (err = hide_daemons(s, uid)))
 		what = "a host daemon's socket";
+	if (!err && (err = keep_sockets(s)))
+		return err;
 	if (err)
 		pr_err("Couldn't resolve %s to hide it from the sandbox: %s; refusing to run", what,
 		       strerror(-err));

@@ -79,6 +79,25 @@ int sb_priv_add(struct sb_hide *h, const char *path, uid_t owner)
 	return 0;
 }
 
+int sb_sock_add(struct sb_hide *h, const char *path)
+{
+	struct stat st;
+	char *r = realpath(path, NULL);
+
+	if (!r)
+		return -errno;
+	if (stat(r, &st) || !S_ISSOCK(st.st_mode)) {
+		free(r);
+		return -ENOTSOCK;
+	}
+	if (h->n_sock >= SB_MAX_PRIV) {
+		free(r);
+		return -E2BIG;
+	}
+	h->sock[h->n_sock++] = r;
+	return 0;
+}
+
 int sb_hide_set_run_dir(struct sb_hide *h, const char *run_dir)
 {
 	char *r = realpath(run_dir, NULL);
@@ -128,6 +147,8 @@ void sb_hide_free(struct sb_hide *h)
 		free((char *)h->priv[i]);
 	for (size_t i = 0; i < h->n_keep; i++)
 		free((char *)h->keep[i]);
+	for (size_t i = 0; i < h->n_sock; i++)
+		free((char *)h->sock[i]);
 	free((char *)h->run_dir);
 	memset(h, 0, sizeof(*h));
 }
@@ -195,6 +216,71 @@ static int hide_run_dir(const char *dir, char *err, size_t errlen)
 		rc = ERR("Couldn't make the sandbox's %s read-only: %s", dir, strerror(errno));
 out:
 	for (int i = 0; i < 2; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
+	return rc;
+}
+
+/* Makes the directories above path, below top, in the sandbox's own tmpfs
+ * (0700, the sandbox's), and binds the socket held by fd at path. */
+static int bind_sock_back(const char *top, const char *path, int fd, const struct sb_ident *id)
+{
+	char p[4096], src[64];
+	int f;
+
+	snprintf(p, sizeof(p), "%s", path);
+	for (char *s = p + strlen(top) + 1; (s = strchr(s, '/')); s++) {
+		*s = 0;
+		if (mkdir(p, 0700) && errno != EEXIST)
+			return -errno;
+		if (chown(p, id->uid, id->gid))
+			return -errno;
+		*s = '/';
+	}
+	f = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (f < 0)
+		return -errno;
+	close(f);
+	snprintf(src, sizeof(src), "/proc/self/fd/%d", fd);
+	return mount(src, p, NULL, MS_BIND, NULL) ? -errno : 0;
+}
+
+/*
+ * The terminal servers' and the session's directories (the runtime dir
+ * /run/user/UID among them) become empty tmpfs of the sandbox's own; the
+ * sockets asked for (h->sock: ssh-agent's, --keep-socket) are bound back in.
+ * Their fds are taken before any mount covers them. A directory gone under
+ * an earlier one's tmpfs (tmux's inside the runtime dir) has nothing left.
+ */
+static int private_dirs(const struct sb_hide *h, const struct sb_ident *id, char *err, size_t errlen)
+{
+	int fd[SB_MAX_PRIV], fe[SB_MAX_PRIV], rc = 0;
+	char opts[96];
+
+	for (size_t i = 0; i < h->n_sock; i++) {
+		fd[i] = open(h->sock[i], O_PATH | O_CLOEXEC);
+		fe[i] = fd[i] < 0 ? errno : 0;
+	}
+	snprintf(opts, sizeof(opts), "mode=0700,uid=%u,gid=%u,size=4m", (unsigned)id->uid, (unsigned)id->gid);
+	for (size_t i = 0; i < h->n_priv && !rc; i++)
+		if (mount("sluice-private", h->priv[i], "tmpfs", MS_NOSUID | MS_NODEV, opts) && errno != ENOENT)
+			rc = ERR("Couldn't give the sandbox its own %s: %s", h->priv[i], strerror(errno));
+	for (size_t i = 0; i < h->n_sock && !rc; i++) {
+		const char *top = NULL;
+		int e;
+
+		for (size_t j = 0; j < h->n_priv; j++)
+			if (under(h->sock[i], h->priv[j]) && strcmp(h->sock[i], h->priv[j]) &&
+			    (!top || under(top, h->priv[j])))
+				top = h->priv[j]; /* the outermost: its tmpfs is the one on top */
+		if (!top)
+			continue; /* not in an emptied directory: reachable as it is */
+		if (fd[i] < 0)
+			rc = ERR("Couldn't keep the socket %s for the sandbox: %s", h->sock[i], strerror(fe[i]));
+		else if ((e = bind_sock_back(top, h->sock[i], fd[i], id)))
+			rc = ERR("Couldn't keep the socket %s for the sandbox: %s", h->sock[i], strerror(-e));
+	}
+	for (size_t i = 0; i < h->n_sock; i++)
 		if (fd[i] >= 0)
 			close(fd[i]);
 	return rc;
@@ -782,8 +868,9 @@ int sb_exec(const char *cgroup_path, const struct sb_ident *id, char *const *cmd
 						   "project first", cwd, h->path[i]);
 			for (size_t i = 0; i < h->n_priv; i++)
 				if (under(cwd, h->priv[i]))
-					return ERR("the current directory %s is inside %s, a terminal server's "
-						   "directory the sandbox must not reach; cd to the project first",
+					return ERR("the current directory %s is inside %s, which the sandbox "
+						   "gets as an empty directory of its own (a terminal server's or the "
+						   "session's runtime directory); cd to the project first",
 						   cwd, h->priv[i]);
 		}
 	}
@@ -793,13 +880,8 @@ int sb_exec(const char *cgroup_path, const struct sb_ident *id, char *const *cmd
 	for (size_t i = 0; h && i < h->n; i++)
 		if (hide_path(h->path[i], err, errlen))
 			return -1;
-	for (size_t i = 0; h && i < h->n_priv; i++) {
-		char opts[96];
-
-		snprintf(opts, sizeof(opts), "mode=0700,uid=%u,gid=%u,size=4m", (unsigned)id->uid, (unsigned)id->gid);
-		if (mount("sluice-private", h->priv[i], "tmpfs", MS_NOSUID | MS_NODEV, opts))
-			return ERR("Couldn't give the sandbox its own %s: %s", h->priv[i], strerror(errno));
-	}
+	if (h && private_dirs(h, id, err, errlen))
+		return -1;
 	if (own_proc(err, errlen))
 		return -1;
 	if (harden_mounts(err, errlen))

@@ -34,6 +34,7 @@ struct run_opts {
 	const char *resolve[SLUICE_MAX_ARGS];     size_t n_resolve;
 	const char *allow[SLUICE_MAX_ARGS];       size_t n_allow;
 	const char *writable[SLUICE_MAX_ARGS];    size_t n_writable; /* stay writable under readonly root */
+	const char *keep_socket[SLUICE_MAX_ARGS]; size_t n_keep_socket; /* stay reachable in the runtime dir */
 	char *const *cmd;       /* NULL-terminated */
 };
 
@@ -162,6 +163,8 @@ struct sb_hide {
 	size_t n;
 	const char *priv[SB_MAX_PRIV];  /* dirs: an empty tmpfs of the sandbox's own on top */
 	size_t n_priv;
+	const char *sock[SB_MAX_PRIV];  /* sockets in those dirs bound back into the empty ones */
+	size_t n_sock;
 	/* Read-only root (uid 0, or --readonly-root): every mount read-only, a
 	 * private tmpfs on /tmp and /dev/shm, /etc/shadow and /etc/gshadow empty;
 	 * only the keep paths (the working directory, --writable) stay as the
@@ -180,6 +183,10 @@ int sb_hide_add(struct sb_hide *h, const char *path);
  * gets as an empty one of its own; it must be a directory (not a symlink)
  * owned by owner. 0, -E2BIG, -EPERM or -errno. */
 int sb_priv_add(struct sb_hide *h, const char *path, uid_t owner);
+/* Adds a unix socket (realpath'd; it must exist and be a socket: -ENOTSOCK)
+ * that stays reachable where a directory above it becomes an empty one of
+ * the sandbox's own. 0, -E2BIG or -errno. */
+int sb_sock_add(struct sb_hide *h, const char *path);
 /* Frees the resolved paths (keep paths and run_dir included). */
 void sb_hide_free(struct sb_hide *h);
 int sb_hide_set_run_dir(struct sb_hide *h, const char *run_dir);

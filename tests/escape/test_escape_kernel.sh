@@ -84,6 +84,30 @@ sl_wait_for test -S "$T/ssh-Ab12Cd/agent.4242" || sl_fail "sshd agent stand-in d
 [ "$(cat /proc/"$(cat "$T/sshcm.pid")"/comm)" = ssh ] || sl_fail "the ControlMaster stand-in is not named ssh"
 grep -q " $T/cm-api.test-22.Xq3vR8kLmN2pT7wZ\$" /proc/net/unix ||
 	sl_fail "/proc/net/unix does not show the ControlMaster's bound (temporary) name"
+# The session's runtime dir (/run/user/UID) is an empty one of the sandbox's own: stand-ins for a
+# session daemon (PulseAudio's native socket), ssh-agent ($SSH_AUTH_SOCK: stays) and gpg-agent
+# (kept with --keep-socket) in each sandbox user's runtime dir, made here if the host has none.
+RT_ID=sluice-esc-$$
+NOBODY_UID=$(id -u nobody)
+mkdir -m 777 "$T/rtlog"  # the stand-ins run as the sandbox users and log their accepts here
+[ -d /run/user ] || { mkdir -m 755 /run/user && sl_defer "rmdir /run/user"; }
+for u in "$NOBODY_UID" 0; do
+	rt=/run/user/$u
+	if [ ! -d "$rt" ]; then
+		mkdir -m 700 "$rt" && chown "$u" "$rt" || sl_fail "cannot make $rt"
+		sl_defer "rm -rf $rt"
+	fi
+	mkdir -m 700 "$rt/$RT_ID-gnupg" && chown "$u" "$rt/$RT_ID-gnupg" && sl_defer "rm -rf $rt/$RT_ID-gnupg $rt/$RT_ID-*.sock"
+	for n in pulse agent; do
+		sl_bg "rt$u$n" setpriv --reuid="$u" --regid="$(id -g "$( [ "$u" = 0 ] && echo root || echo nobody)")" --clear-groups \
+			"$PY" "$T/unixd.py" "$rt/$RT_ID-$n.sock" "$T/rtlog/$u$n"
+	done
+	sl_bg "rt${u}gpg" setpriv --reuid="$u" --regid="$(id -g "$( [ "$u" = 0 ] && echo root || echo nobody)")" --clear-groups \
+		"$PY" "$T/unixd.py" "$rt/$RT_ID-gnupg/S.gpg-agent" "$T/rtlog/${u}gpg"
+	for n in "$RT_ID-pulse.sock" "$RT_ID-agent.sock" "$RT_ID-gnupg/S.gpg-agent"; do
+		sl_wait_for test -S "$rt/$n" || sl_fail "runtime dir stand-in $rt/$n did not start"
+	done
+done
 # Host daemons on abstract unix sockets (a stream one as X's, a datagram one as a logger's).
 ABS=sluice-esc-abs-$$
 sl_bg hostabs "$PY" "$T/unixd.py" "@$ABS" "$T/hostabs.log"
@@ -100,7 +124,6 @@ sl_wait_for test -S "$T/host.sock" || sl_fail "host unix daemon did not start"
 # Terminal multiplexer servers run what a client asks outside the sandbox (tmux run-shell):
 # the one sluice runs under ($TMUX) and the sandbox user's default tmux socket are hidden.
 # Stand-ins listen where tmux would; the default one only if this host has none there.
-NOBODY_UID=$(id -u nobody)
 mkdir -m 777 "$T/tmux"
 sl_bg tmuxenv "$PY" "$T/unixd.py" "$T/tmux/default" "$T/tmuxenv.log"
 TMUXD=/tmp/tmux-$NOBODY_UID
@@ -189,6 +212,18 @@ if mode == "main":
             u.connect(path); out(name + " connected", u.recv(64).decode().strip())
         except OSError as e:
             out(name + " error", en(e))
+    rt = "/run/user/%d" % os.getuid()
+    for name, path in (("rtpulse", rt + "/$RT_ID-pulse.sock"), ("rtagent", rt + "/$RT_ID-agent.sock"),
+                       ("rtgpg", rt + "/$RT_ID-gnupg/S.gpg-agent")):
+        u = socket.socket(socket.AF_UNIX); u.settimeout(3)
+        try:
+            u.connect(path); out(name + " connected", u.recv(64).decode().strip())
+        except OSError as e:
+            out(name + " error", en(e))
+    try:
+        open(rt + "/own", "w").write("x"); os.unlink(rt + "/own"); out("rtwrite ok")
+    except OSError as e:
+        out("rtwrite error", en(e))
     # Abstract unix sockets: the host's are out of reach, the sandbox's own work.
     u = socket.socket(socket.AF_UNIX); u.settimeout(3)
     try:
@@ -300,8 +335,10 @@ run_probes() { # label [--user root]
 	u443=$(fi_udp_count 443); u53=$(fi_udp_count 53); req=$(fi_requests 443 | wc -l)
 	abs=$(cat "$T/hostabs.log" "$T/hostabsdgram.log" 2>/dev/null | wc -l)
 	rm -f "$T/broker.pid"
-	out=$(sluice_run --policy "$T/policy.yaml" --run-dir "$T/run" --ca-dir "$T/ca" --audit "$T/audit.log" \
-		--broker "$T/broker.sh" "$@" -- bash "$T/inner.sh" 2>"$T/run-$label.err")
+	local ru=$NOBODY_UID; [ "$label" = root ] && ru=0
+	out=$(SSH_AUTH_SOCK=/run/user/$ru/$RT_ID-agent.sock sluice_run --policy "$T/policy.yaml" --run-dir "$T/run" \
+		--ca-dir "$T/ca" --audit "$T/audit.log" --broker "$T/broker.sh" \
+		--keep-socket "/run/user/$ru/$RT_ID-gnupg/S.gpg-agent" "$@" -- bash "$T/inner.sh" 2>"$T/run-$label.err")
 	echo "$out" >"$T/out-$label.txt"
 	sl_log "[$label] probe output:"; echo "$out" | sed 's/^/    /' >&2
 	L="[$label]"
@@ -354,6 +391,10 @@ run_probes() { # label [--user root]
 		sl_assert_contains "$out" "uid_map" "$L unshare -U refused (uid_map), so no new cgroup namespace"
 	fi
 	sl_assert_contains "$out" "unix connected HOSTUNIX" "$L AF_UNIX to a host daemon by path: reachable (not mediated, documented)"
+	sl_assert_contains "$out" "rtpulse error ENOENT" "$L a session daemon's socket in the runtime dir is gone (an empty runtime dir of the sandbox's own)"
+	sl_assert_contains "$out" "rtagent connected HOSTUNIX" "$L ssh-agent's socket (\$SSH_AUTH_SOCK) in the runtime dir stays reachable"
+	sl_assert_contains "$out" "rtgpg connected HOSTUNIX" "$L a socket kept with --keep-socket (gpg-agent's) stays reachable"
+	[ "$label" = root ] || sl_assert_contains "$out" "rtwrite ok" "$L the sandbox can write its own runtime dir"
 	sl_assert_contains "$out" "abstract error EPERM" "$L a host daemon's abstract unix socket: connect refused (Landlock scope)"
 	sl_assert_contains "$out" "abstractdgram error EPERM" "$L a host daemon's abstract datagram socket: sendto refused (Landlock scope)"
 	sl_assert_contains "$out" "abstractown connected" "$L the sandbox's own abstract unix sockets work"
@@ -435,5 +476,10 @@ HOLES=()
 run_probes nobody
 run_probes root --user root --writable "$T"
 sl_assert_eq "" "$(find "$T/run" "$T/ca" -type s)" "sluice made no unix socket in its run or CA dirs"
+# --keep-socket takes unix sockets only, and says so.
+if o=$(sluice_run --run-dir "$T/run" --ca-dir "$T/ca" --allow api.test --keep-socket /etc/hostname -- true 2>&1); then
+	sl_fail "--keep-socket /etc/hostname was taken: $o"
+fi
+sl_assert_contains "$o" "--keep-socket /etc/hostname: not a unix socket" "--keep-socket refuses what is not a unix socket, and says so"
 [ ${#HOLES[@]} = 0 ] || sl_fail "$(printf '%s; ' "${HOLES[@]}")"
 sl_pass
