@@ -337,6 +337,14 @@ static void session_add(struct sandbox *s, const char *p, bool dir, uid_t uid)
 	}
 }
 
+/* path is dir or below it (both absolute, without symlinks). */
+static bool path_under(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	return !strncmp(path, dir, n) && (!path[n] || path[n] == '/');
+}
+
 /* A listening unix socket with a path, from /proc/net/unix. */
 struct unix_listener {
 	unsigned long inode;
@@ -484,8 +492,6 @@ static void hide_sessions(struct sandbox *s, uid_t uid)
 	static const char *const dirs[] = {
 		"/tmp/tmux-%u", "/run/user/%u/tmux-%u", "/tmp/zellij-%u", "/run/user/%u/zellij",
 		"/run/user/%u/wezterm", "/run/user/%u/emacs", "/tmp/emacs%u",
-		/* The runtime dir whole, last (keep_sockets): the session's daemons. */
-		"/run/user/%u",
 	};
 	static const char *const hidden[] = { "/run/screen", "/var/run/screen", "/tmp/.X11-unix" };
 	static const char *const globs[] = {
@@ -518,6 +524,15 @@ static void hide_sessions(struct sandbox *s, uid_t uid)
 		snprintf(p, sizeof(p), "%s/tmux-%u", tmux_dir, (unsigned)uid);
 		session_add(s, p, true, uid);
 	}
+	/* The runtime dir whole: the session's daemons (keep_sockets). Not when
+	 * sluice's run directory is in it: the sandbox reads its CA bundle there. */
+	snprintf(p, sizeof(p), "/run/user/%u", (unsigned)uid);
+	if (s->hide.run_dir && path_under(s->hide.run_dir, p))
+		pr_warn("the run directory %s is inside the session's runtime dir %s, so the sandbox "
+			"keeps the runtime dir and the session daemons' sockets in it (the keyring, "
+			"gpg-agent, PipeWire, Wayland): use the default run directory", s->hide.run_dir, p);
+	else
+		session_add(s, p, true, uid);
 	for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++)
 		session_add(s, hidden[i], false, uid);
 	/* Of the glob matches, only sockets something listens on (/proc/net/unix
@@ -606,9 +621,7 @@ static int keep_sockets(struct sandbox *s)
 		}
 		real = s->hide.sock[s->hide.n_sock - 1];
 		for (size_t j = 0; j < s->hide.n; j++) {
-			size_t n = strlen(s->hide.path[j]);
-
-			if (!strncmp(real, s->hide.path[j], n) && (!real[n] || real[n] == '/')) {
+			if (path_under(real, s->hide.path[j])) {
 				pr_err("--keep-socket %s: refused, sluice hides %s from every sandbox (a daemon "
 				       "there would run commands or resolve names outside it)", p, s->hide.path[j]);
 				return -EPERM;

@@ -476,6 +476,13 @@ HOLES=()
 run_probes nobody
 run_probes root --user root --writable "$T"
 sl_assert_eq "" "$(find "$T/run" "$T/ca" -type s)" "sluice made no unix socket in its run or CA dirs"
+# A run directory inside the runtime dir: the sandbox keeps the runtime dir (its CA bundle is in
+# the run directory), and sluice says so.
+sl_defer "rm -rf /run/user/$NOBODY_UID/$RT_ID-run"
+o=$(sluice_run --run-dir "/run/user/$NOBODY_UID/$RT_ID-run" --ca-dir "$T/ca" --allow api.test -- \
+	curl -sS -o /dev/null -w 'code=%{http_code}\n' --max-time 10 https://api.test/hello 2>&1)
+sl_assert_contains "$o" "code=200" "a run directory inside the runtime dir: the sandbox still trusts the CA and gets through"
+sl_assert_contains "$o" "keeps the runtime dir" "... and sluice warns that the runtime dir stays as it is"
 # --keep-socket takes unix sockets only, and says so.
 if o=$(sluice_run --run-dir "$T/run" --ca-dir "$T/ca" --allow api.test --keep-socket /etc/hostname -- true 2>&1); then
 	sl_fail "--keep-socket /etc/hostname was taken: $o"
