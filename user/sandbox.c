@@ -257,9 +257,18 @@ static int private_dirs(const struct sb_hide *h, const struct sb_ident *id, char
 	int fd[SB_MAX_PRIV], fe[SB_MAX_PRIV], rc = 0;
 	char opts[96];
 
+	/* Resolved by the parent (realpath): what is there now must still be a
+	 * socket, not a link put in its place since. */
 	for (size_t i = 0; i < h->n_sock; i++) {
-		fd[i] = open(h->sock[i], O_PATH | O_CLOEXEC);
+		struct stat st;
+
+		fd[i] = open(h->sock[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
 		fe[i] = fd[i] < 0 ? errno : 0;
+		if (fd[i] >= 0 && (fstat(fd[i], &st) || !S_ISSOCK(st.st_mode))) {
+			close(fd[i]);
+			fd[i] = -1;
+			fe[i] = ENOTSOCK;
+		}
 	}
 	snprintf(opts, sizeof(opts), "mode=0700,uid=%u,gid=%u,size=4m", (unsigned)id->uid, (unsigned)id->gid);
 	for (size_t i = 0; i < h->n_priv && !rc; i++)
