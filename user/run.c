@@ -603,30 +603,75 @@ static int hide_daemons(struct sandbox *s, uid_t uid)
  * nothing, and git over ssh needs it. --keep-socket keeps more, but not one
  * sluice hides (those would run commands or resolve names outside).
  */
-static int keep_sockets(struct sandbox *s)
+/* Why the socket real (resolved) cannot be kept, or NULL. Only sockets in
+ * the emptied runtime dir rt are kept, and none that sluice hides or that is
+ * in a terminal server's directory (its server runs what a client asks). */
+static const char *keep_refused(struct sandbox *s, const char *rt, const char *real, char *why, size_t len)
 {
-	const char *agent = getenv("SSH_AUTH_SOCK");
+	const struct sb_hide *h = &s->hide;
+	bool rt_private = false;
+
+	for (size_t j = 0; j < h->n_priv; j++) {
+		if (!strcmp(h->priv[j], rt))
+			rt_private = true;
+		else if (path_under(real, h->priv[j]))
+			return snprintf(why, len, "it is in %s, a terminal server's directory (its server "
+					"runs what any client asks, outside the sandbox)", h->priv[j]), why;
+	}
+	for (size_t j = 0; j < h->n; j++)
+		if (path_under(real, h->path[j]))
+			return snprintf(why, len, "sluice hides %s from every sandbox (a daemon there would "
+					"run commands or resolve names outside it)", h->path[j]), why;
+	if (!rt_private || !path_under(real, rt))
+		return snprintf(why, len, "only sockets in the session's runtime dir %s, which the sandbox "
+				"gets empty, are kept (elsewhere a socket is reachable as it is, unless sluice "
+				"hides it)", rt), why;
+	return NULL;
+}
+
+static int keep_sockets(struct sandbox *s, uid_t uid)
+{
+	const char *agent = getenv("SSH_AUTH_SOCK"), *no;
+	char rt[64], why[512], *real;
+	bool rt_private = false;
 	int err;
 
-	if (agent && *agent == '/' && (err = sb_sock_add(&s->hide, agent)) && err != -ENOENT &&
-	    err != -ENOTSOCK)
-		pr_warn("Couldn't keep ssh-agent's socket %s for the sandbox: %s", agent, strerror(-err));
+	snprintf(rt, sizeof(rt), "/run/user/%u", (unsigned)uid);
+	for (size_t j = 0; j < s->hide.n_priv; j++)
+		rt_private |= !strcmp(s->hide.priv[j], rt);
+	/* ssh-agent's: kept where the runtime dir would take it, else as it is. */
+	if (agent && *agent == '/' && (real = realpath(agent, NULL))) {
+		if (rt_private && path_under(real, rt)) {
+			if ((no = keep_refused(s, rt, real, why, sizeof(why))))
+				pr_warn("ssh-agent's socket %s stays out of the sandbox: %s", agent, no);
+			else if ((err = sb_sock_add(&s->hide, real, true)) && err != -ENOTSOCK)
+				pr_warn("Couldn't keep ssh-agent's socket %s for the sandbox: %s", agent,
+					strerror(-err));
+		}
+		free(real);
+	}
 	for (size_t i = 0; i < s->o->n_keep_socket; i++) {
-		const char *p = s->o->keep_socket[i], *real;
+		const char *p = s->o->keep_socket[i];
+		struct stat st;
 
-		err = sb_sock_add(&s->hide, p);
-		if (err) {
-			pr_err("--keep-socket %s: %s", p, err == -ENOTSOCK ? "not a unix socket" : strerror(-err));
+		if (!(real = realpath(p, NULL))) {
+			err = -errno;
+			pr_err("--keep-socket %s: %s", p, strerror(-err));
 			return err;
 		}
-		real = s->hide.sock[s->hide.n_sock - 1];
-		for (size_t j = 0; j < s->hide.n; j++) {
-			if (path_under(real, s->hide.path[j])) {
-				pr_err("--keep-socket %s: refused, sluice hides %s from every sandbox (a daemon "
-				       "there would run commands or resolve names outside it)", p, s->hide.path[j]);
-				return -EPERM;
-			}
-		}
+		no = stat(real, &st) || !S_ISSOCK(st.st_mode) ? "not a unix socket" :
+		     keep_refused(s, rt, real, why, sizeof(why));
+		err = no ? -EPERM : sb_sock_add(&s->hide, real, false);
+		free(real);
+		if (no)
+			pr_err("--keep-socket %s: %s%s", p, strcmp(no, "not a unix socket") ? "refused, " : "", no);
+		else if (err == -E2BIG)
+			pr_err("--keep-socket %s: too many sockets to keep (at most %d, ssh-agent's included)",
+			       p, SB_MAX_PRIV);
+		else if (err)
+			pr_err("--keep-socket %s: %s", p, err == -ENOTSOCK ? "not a unix socket" : strerror(-err));
+		if (err)
+			return err;
 	}
 	return 0;
 }
@@ -662,7 +707,7 @@ static int hide_list(struct sandbox *s, uid_t uid)
 	}
 	if (!err && (err = hide_daemons(s, uid)))
 		what = "a host daemon's socket";
-	if (!err && (err = keep_sockets(s)))
+	if (!err && (err = keep_sockets(s, uid)))
 		return err;
 	if (err)
 		pr_err("Couldn't resolve %s to hide it from the sandbox: %s; refusing to run", what,

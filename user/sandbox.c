@@ -79,7 +79,7 @@ int sb_priv_add(struct sb_hide *h, const char *path, uid_t owner)
 	return 0;
 }
 
-int sb_sock_add(struct sb_hide *h, const char *path)
+int sb_sock_add(struct sb_hide *h, const char *path, bool optional)
 {
 	struct stat st;
 	char *r = realpath(path, NULL);
@@ -94,6 +94,9 @@ int sb_sock_add(struct sb_hide *h, const char *path)
 		free(r);
 		return -E2BIG;
 	}
+	h->sock_dev[h->n_sock] = st.st_dev;
+	h->sock_ino[h->n_sock] = st.st_ino;
+	h->sock_opt[h->n_sock] = optional;
 	h->sock[h->n_sock++] = r;
 	return 0;
 }
@@ -257,23 +260,31 @@ static int private_dirs(const struct sb_hide *h, const struct sb_ident *id, char
 	int fd[SB_MAX_PRIV], fe[SB_MAX_PRIV], rc = 0;
 	char opts[96];
 
-	/* Resolved by the parent (realpath): what is there now must still be a
-	 * socket, not a link put in its place since. */
+	/* Resolved by the parent (realpath): what is there now must be the socket
+	 * it found, not another put in its place since. */
 	for (size_t i = 0; i < h->n_sock; i++) {
 		struct stat st;
 
 		fd[i] = open(h->sock[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
 		fe[i] = fd[i] < 0 ? errno : 0;
-		if (fd[i] >= 0 && (fstat(fd[i], &st) || !S_ISSOCK(st.st_mode))) {
+		if (fd[i] >= 0 && (fstat(fd[i], &st) || !S_ISSOCK(st.st_mode) ||
+				   st.st_dev != h->sock_dev[i] || st.st_ino != h->sock_ino[i])) {
 			close(fd[i]);
 			fd[i] = -1;
-			fe[i] = ENOTSOCK;
+			fe[i] = ESTALE;
 		}
 	}
 	snprintf(opts, sizeof(opts), "mode=0700,uid=%u,gid=%u,size=4m", (unsigned)id->uid, (unsigned)id->gid);
-	for (size_t i = 0; i < h->n_priv && !rc; i++)
-		if (mount("sluice-private", h->priv[i], "tmpfs", MS_NOSUID | MS_NODEV, opts) && errno != ENOENT)
+	for (size_t i = 0; i < h->n_priv && !rc; i++) {
+		bool covered = false;
+
+		if (!mount("sluice-private", h->priv[i], "tmpfs", MS_NOSUID | MS_NODEV, opts))
+			continue;
+		for (size_t j = 0; j < i; j++)
+			covered |= under(h->priv[i], h->priv[j]);
+		if (errno != ENOENT || !covered)
 			rc = ERR("Couldn't give the sandbox its own %s: %s", h->priv[i], strerror(errno));
+	}
 	for (size_t i = 0; i < h->n_sock && !rc; i++) {
 		const char *top = NULL;
 		int e;
@@ -282,10 +293,11 @@ static int private_dirs(const struct sb_hide *h, const struct sb_ident *id, char
 			if (under(h->sock[i], h->priv[j]) && strcmp(h->sock[i], h->priv[j]) &&
 			    (!top || under(top, h->priv[j])))
 				top = h->priv[j]; /* the outermost: its tmpfs is the one on top */
-		if (!top)
-			continue; /* not in an emptied directory: reachable as it is */
+		if (!top || (fd[i] < 0 && h->sock_opt[i]))
+			continue; /* not in an emptied directory, or an optional one gone */
 		if (fd[i] < 0)
-			rc = ERR("Couldn't keep the socket %s for the sandbox: %s", h->sock[i], strerror(fe[i]));
+			rc = ERR("Couldn't keep the socket %s for the sandbox: %s", h->sock[i],
+				 fe[i] == ESTALE ? "it was replaced after sluice checked it" : strerror(fe[i]));
 		else if ((e = bind_sock_back(top, h->sock[i], fd[i], id)))
 			rc = ERR("Couldn't keep the socket %s for the sandbox: %s", h->sock[i], strerror(-e));
 	}

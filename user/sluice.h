@@ -164,6 +164,9 @@ struct sb_hide {
 	const char *priv[SB_MAX_PRIV];  /* dirs: an empty tmpfs of the sandbox's own on top */
 	size_t n_priv;
 	const char *sock[SB_MAX_PRIV];  /* sockets in those dirs bound back into the empty ones */
+	dev_t sock_dev[SB_MAX_PRIV];    /* what sock[i] was when resolved: the child binds */
+	ino_t sock_ino[SB_MAX_PRIV];    /* that socket or none */
+	bool sock_opt[SB_MAX_PRIV];     /* gone by then: skipped (ssh-agent's), not fatal */
 	size_t n_sock;
 	/* Read-only root (uid 0, or --readonly-root): every mount read-only, a
 	 * private tmpfs on /tmp and /dev/shm, /etc/shadow and /etc/gshadow empty;
@@ -185,8 +188,9 @@ int sb_hide_add(struct sb_hide *h, const char *path);
 int sb_priv_add(struct sb_hide *h, const char *path, uid_t owner);
 /* Adds a unix socket (realpath'd; it must exist and be a socket: -ENOTSOCK)
  * that stays reachable where a directory above it becomes an empty one of
- * the sandbox's own. 0, -E2BIG or -errno. */
-int sb_sock_add(struct sb_hide *h, const char *path);
+ * the sandbox's own. optional: one gone by the time the sandbox starts is
+ * skipped. 0, -E2BIG or -errno. */
+int sb_sock_add(struct sb_hide *h, const char *path, bool optional);
 /* Frees the resolved paths (keep paths and run_dir included). */
 void sb_hide_free(struct sb_hide *h);
 int sb_hide_set_run_dir(struct sb_hide *h, const char *run_dir);

@@ -395,6 +395,9 @@ run_probes() { # label [--user root]
 	sl_assert_contains "$out" "rtagent connected HOSTUNIX" "$L ssh-agent's socket (\$SSH_AUTH_SOCK) in the runtime dir stays reachable"
 	sl_assert_contains "$out" "rtgpg connected HOSTUNIX" "$L a socket kept with --keep-socket (gpg-agent's) stays reachable"
 	[ "$label" = root ] || sl_assert_contains "$out" "rtwrite ok" "$L the sandbox can write its own runtime dir"
+	[ -s "$T/rtlog/${ru}agent" ] && [ -s "$T/rtlog/${ru}gpg" ] || sl_fail "$L the kept sockets did not reach their own daemons"
+	[ -s "$T/rtlog/${ru}pulse" ] && sl_fail "$L the session daemon in the runtime dir was reached"
+	sl_ok "$L the kept sockets reached their daemons, the hidden one nothing"
 	sl_assert_contains "$out" "abstract error EPERM" "$L a host daemon's abstract unix socket: connect refused (Landlock scope)"
 	sl_assert_contains "$out" "abstractdgram error EPERM" "$L a host daemon's abstract datagram socket: sendto refused (Landlock scope)"
 	sl_assert_contains "$out" "abstractown connected" "$L the sandbox's own abstract unix sockets work"
@@ -488,5 +491,19 @@ if o=$(sluice_run --run-dir "$T/run" --ca-dir "$T/ca" --allow api.test --keep-so
 	sl_fail "--keep-socket /etc/hostname was taken: $o"
 fi
 sl_assert_contains "$o" "--keep-socket /etc/hostname: not a unix socket" "--keep-socket refuses what is not a unix socket, and says so"
+# ... and no socket that sluice hides, nor one in a terminal server's directory (in the runtime
+# dir too), nor one outside the runtime dir (reachable as it is, or hidden).
+TD=/run/user/$NOBODY_UID/tmux-$NOBODY_UID
+[ -e "$TD" ] || { mkdir -m 700 "$TD" && chown nobody "$TD" && sl_defer "rm -rf $TD"; }
+sl_bg rttmux setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups "$PY" "$T/unixd.py" "$TD/$RT_ID" "$T/rtlog/tmux"
+sl_wait_for test -S "$TD/$RT_ID" || sl_fail "tmux stand-in in the runtime dir did not start"
+for k in "$TD/$RT_ID:a terminal server's directory" "$T/tmux/default:sluice hides" \
+	"$T/host.sock:only sockets in the session's runtime dir"; do
+	if o=$(sluice_run --run-dir "$T/run" --ca-dir "$T/ca" --allow api.test --keep-socket "${k%%:*}" -- true 2>&1); then
+		sl_fail "--keep-socket ${k%%:*} was taken: $o"
+	fi
+	sl_assert_contains "$o" "refused, " "--keep-socket ${k%%:*} refused"
+	sl_assert_contains "$o" "${k#*:}" "... because: ${k#*:}"
+done
 [ ${#HOLES[@]} = 0 ] || sl_fail "$(printf '%s; ' "${HOLES[@]}")"
 sl_pass
