@@ -594,84 +594,81 @@ static int hide_daemons(struct sandbox *s, uid_t uid)
 	return err;
 }
 
+/* Why the socket real (resolved) cannot be kept in the emptied runtime dir
+ * rt, or NULL: it is in a terminal server's directory (its server runs what
+ * any client asks), or sluice hides it (a daemon that would run commands or
+ * resolve names outside). */
+static const char *keep_refused(const struct sb_hide *h, const char *rt, const char *real, char *why,
+				size_t len)
+{
+	for (size_t j = 0; j < h->n_priv; j++)
+		if (strcmp(h->priv[j], rt) && path_under(real, h->priv[j]))
+			return snprintf(why, len, "it is in %s, a terminal server's directory (its server "
+					"runs what any client asks, outside the sandbox)", h->priv[j]), why;
+	for (size_t j = 0; j < h->n; j++)
+		if (path_under(real, h->path[j]))
+			return snprintf(why, len, "sluice hides %s from every sandbox (a daemon there would "
+					"run commands or resolve names outside it)", h->path[j]), why;
+	return NULL;
+}
+
 /*
  * The runtime dir (/run/user/UID) is an empty one of the sandbox's own: the
  * session's daemons listen there (the keyring; gpg-agent; PipeWire and
  * PulseAudio, whose modules open connections of their own; the Wayland
  * compositor, which may type into any window). ssh-agent's socket
- * ($SSH_AUTH_SOCK) stays reachable, there as anywhere: it signs, it carries
- * nothing, and git over ssh needs it. --keep-socket keeps more, but not one
- * sluice hides (those would run commands or resolve names outside).
+ * ($SSH_AUTH_SOCK) is bound back in, as it is reachable anywhere else: it
+ * signs, it carries nothing, and git over ssh needs it. --keep-socket keeps
+ * another of the runtime dir's sockets. Each is checked where sb_sock_add
+ * resolved it, which is what the sandbox gets.
  */
-/* Why the socket real (resolved) cannot be kept, or NULL. Only sockets in
- * the emptied runtime dir rt are kept, and none that sluice hides or that is
- * in a terminal server's directory (its server runs what a client asks). */
-static const char *keep_refused(struct sandbox *s, const char *rt, const char *real, char *why, size_t len)
-{
-	const struct sb_hide *h = &s->hide;
-	bool rt_private = false;
-
-	for (size_t j = 0; j < h->n_priv; j++) {
-		if (!strcmp(h->priv[j], rt))
-			rt_private = true;
-		else if (path_under(real, h->priv[j]))
-			return snprintf(why, len, "it is in %s, a terminal server's directory (its server "
-					"runs what any client asks, outside the sandbox)", h->priv[j]), why;
-	}
-	for (size_t j = 0; j < h->n; j++)
-		if (path_under(real, h->path[j]))
-			return snprintf(why, len, "sluice hides %s from every sandbox (a daemon there would "
-					"run commands or resolve names outside it)", h->path[j]), why;
-	if (!rt_private || !path_under(real, rt))
-		return snprintf(why, len, "only sockets in the session's runtime dir %s, which the sandbox "
-				"gets empty, are kept (elsewhere a socket is reachable as it is, unless sluice "
-				"hides it)", rt), why;
-	return NULL;
-}
-
 static int keep_sockets(struct sandbox *s, uid_t uid)
 {
-	const char *agent = getenv("SSH_AUTH_SOCK"), *no;
-	char rt[64], why[512], *real;
+	const char *agent = getenv("SSH_AUTH_SOCK"), *no = NULL;
+	struct sb_hide *h = &s->hide;
 	bool rt_private = false;
+	char rt[64], why[512];
 	int err;
 
 	snprintf(rt, sizeof(rt), "/run/user/%u", (unsigned)uid);
-	for (size_t j = 0; j < s->hide.n_priv; j++)
-		rt_private |= !strcmp(s->hide.priv[j], rt);
-	/* ssh-agent's: kept where the runtime dir would take it, else as it is. */
-	if (agent && *agent == '/' && (real = realpath(agent, NULL))) {
-		if (rt_private && path_under(real, rt)) {
-			if ((no = keep_refused(s, rt, real, why, sizeof(why))))
+	for (size_t j = 0; j < h->n_priv; j++)
+		rt_private |= !strcmp(h->priv[j], rt);
+	if (rt_private && agent && *agent == '/' && !(err = sb_sock_add(h, agent, true))) {
+		const char *real = h->sock[h->n_sock - 1];
+
+		if (!path_under(real, rt) || (no = keep_refused(h, rt, real, why, sizeof(why)))) {
+			if (path_under(real, rt))
 				pr_warn("ssh-agent's socket %s stays out of the sandbox: %s", agent, no);
-			else if ((err = sb_sock_add(&s->hide, real, true)) && err != -ENOTSOCK)
-				pr_warn("Couldn't keep ssh-agent's socket %s for the sandbox: %s", agent,
-					strerror(-err));
+			free((char *)h->sock[--h->n_sock]); /* elsewhere: reachable, or hidden, as it is */
 		}
-		free(real);
 	}
 	for (size_t i = 0; i < s->o->n_keep_socket; i++) {
-		const char *p = s->o->keep_socket[i];
-		struct stat st;
+		const char *p = s->o->keep_socket[i], *real;
 
-		if (!(real = realpath(p, NULL))) {
-			err = -errno;
-			pr_err("--keep-socket %s: %s", p, strerror(-err));
-			return err;
-		}
-		no = stat(real, &st) || !S_ISSOCK(st.st_mode) ? "not a unix socket" :
-		     keep_refused(s, rt, real, why, sizeof(why));
-		err = no ? -EPERM : sb_sock_add(&s->hide, real, false);
-		free(real);
-		if (no)
-			pr_err("--keep-socket %s: %s%s", p, strcmp(no, "not a unix socket") ? "refused, " : "", no);
-		else if (err == -E2BIG)
+		err = sb_sock_add(h, p, false);
+		if (err == -E2BIG)
 			pr_err("--keep-socket %s: too many sockets to keep (at most %d, ssh-agent's included)",
 			       p, SB_MAX_PRIV);
 		else if (err)
 			pr_err("--keep-socket %s: %s", p, err == -ENOTSOCK ? "not a unix socket" : strerror(-err));
 		if (err)
 			return err;
+		real = h->sock[h->n_sock - 1];
+		if (!rt_private && path_under(real, rt)) {
+			pr_info("--keep-socket %s: reachable as it is (the runtime dir %s is not emptied for "
+				"this sandbox)", p, rt);
+		} else if (!path_under(real, rt)) {
+			pr_err("--keep-socket %s: refused, only sockets in the session's runtime dir %s, which "
+			       "the sandbox gets empty, are kept; elsewhere a socket is reachable as it is "
+			       "unless sluice hides it: drop this --keep-socket", p, rt);
+			return -EPERM;
+		} else if ((no = keep_refused(h, rt, real, why, sizeof(why)))) {
+			pr_err("--keep-socket %s: refused, %s", p, no);
+			return -EPERM;
+		} else {
+			continue;
+		}
+		free((char *)h->sock[--h->n_sock]); /* not bound: reachable as it is */
 	}
 	return 0;
 }

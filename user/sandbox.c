@@ -87,8 +87,10 @@ int sb_sock_add(struct sb_hide *h, const char *path, bool optional)
 	if (!r)
 		return -errno;
 	if (stat(r, &st) || !S_ISSOCK(st.st_mode)) {
+		int err = errno == EACCES ? -EACCES : -ENOTSOCK;
+
 		free(r);
-		return -ENOTSOCK;
+		return err;
 	}
 	if (h->n_sock >= SB_MAX_PRIV) {
 		free(r);
@@ -252,8 +254,7 @@ static int bind_sock_back(const char *top, const char *path, int fd, const struc
  * The terminal servers' and the session's directories (the runtime dir
  * /run/user/UID among them) become empty tmpfs of the sandbox's own; the
  * sockets asked for (h->sock: ssh-agent's, --keep-socket) are bound back in.
- * Their fds are taken before any mount covers them. A directory gone under
- * an earlier one's tmpfs (tmux's inside the runtime dir) has nothing left.
+ * Their fds are taken before any mount covers them.
  */
 static int private_dirs(const struct sb_hide *h, const struct sb_ident *id, char *err, size_t errlen)
 {
@@ -276,14 +277,17 @@ static int private_dirs(const struct sb_hide *h, const struct sb_ident *id, char
 	}
 	snprintf(opts, sizeof(opts), "mode=0700,uid=%u,gid=%u,size=4m", (unsigned)id->uid, (unsigned)id->gid);
 	for (size_t i = 0; i < h->n_priv && !rc; i++) {
-		bool covered = false;
+		bool covered = h->run_dir && under(h->priv[i], h->run_dir);
 
-		if (!mount("sluice-private", h->priv[i], "tmpfs", MS_NOSUID | MS_NODEV, opts))
-			continue;
-		for (size_t j = 0; j < i; j++)
-			covered |= under(h->priv[i], h->priv[j]);
-		if (errno != ENOENT || !covered)
-			rc = ERR("Couldn't give the sandbox its own %s: %s", h->priv[i], strerror(errno));
+		/* Inside another private, hidden or run dir: that one's tmpfs is on
+		 * top, and empty (tmux's inside the runtime dir). */
+		for (size_t j = 0; j < h->n_priv; j++)
+			covered |= j != i && under(h->priv[i], h->priv[j]) && strcmp(h->priv[i], h->priv[j]);
+		for (size_t j = 0; j < h->n; j++)
+			covered |= under(h->priv[i], h->path[j]);
+		if (!covered && mount("sluice-private", h->priv[i], "tmpfs", MS_NOSUID | MS_NODEV, opts))
+			rc = ERR("Couldn't give the sandbox its own %s: %s (run sluice again; if it stays, "
+				 "report it)", h->priv[i], strerror(errno));
 	}
 	for (size_t i = 0; i < h->n_sock && !rc; i++) {
 		const char *top = NULL;
@@ -297,7 +301,8 @@ static int private_dirs(const struct sb_hide *h, const struct sb_ident *id, char
 			continue; /* not in an emptied directory, or an optional one gone */
 		if (fd[i] < 0)
 			rc = ERR("Couldn't keep the socket %s for the sandbox: %s", h->sock[i],
-				 fe[i] == ESTALE ? "it was replaced after sluice checked it" : strerror(fe[i]));
+				 fe[i] == ESTALE ? "it was replaced after sluice checked it; run sluice again" :
+				 strerror(fe[i]));
 		else if ((e = bind_sock_back(top, h->sock[i], fd[i], id)))
 			rc = ERR("Couldn't keep the socket %s for the sandbox: %s", h->sock[i], strerror(-e));
 	}

@@ -94,10 +94,10 @@ mkdir -m 777 "$T/rtlog"  # the stand-ins run as the sandbox users and log their 
 for u in "$NOBODY_UID" 0; do
 	rt=/run/user/$u
 	if [ ! -d "$rt" ]; then
-		mkdir -m 700 "$rt" && chown "$u" "$rt" || sl_fail "cannot make $rt"
-		sl_defer "rm -rf $rt"
+		mkdir -m 700 "$rt" && sl_defer "rm -rf $rt" && chown "$u" "$rt" || sl_fail "cannot make $rt"
 	fi
-	mkdir -m 700 "$rt/$RT_ID-gnupg" && chown "$u" "$rt/$RT_ID-gnupg" && sl_defer "rm -rf $rt/$RT_ID-gnupg $rt/$RT_ID-*.sock"
+	sl_defer "rm -rf $rt/$RT_ID-gnupg $rt/$RT_ID-*.sock"
+	mkdir -m 700 "$rt/$RT_ID-gnupg" && chown "$u" "$rt/$RT_ID-gnupg" || sl_fail "cannot make $rt/$RT_ID-gnupg"
 	for n in pulse agent; do
 		sl_bg "rt$u$n" setpriv --reuid="$u" --regid="$(id -g "$( [ "$u" = 0 ] && echo root || echo nobody)")" --clear-groups \
 			"$PY" "$T/unixd.py" "$rt/$RT_ID-$n.sock" "$T/rtlog/$u$n"
@@ -494,7 +494,10 @@ sl_assert_contains "$o" "--keep-socket /etc/hostname: not a unix socket" "--keep
 # ... and no socket that sluice hides, nor one in a terminal server's directory (in the runtime
 # dir too), nor one outside the runtime dir (reachable as it is, or hidden).
 TD=/run/user/$NOBODY_UID/tmux-$NOBODY_UID
-[ -e "$TD" ] || { mkdir -m 700 "$TD" && chown nobody "$TD" && sl_defer "rm -rf $TD"; }
+if [ ! -e "$TD" ]; then
+	mkdir -m 700 "$TD" && sl_defer "rm -rf $TD" && chown nobody "$TD" || sl_fail "cannot make $TD"
+fi
+sl_defer "rm -f $TD/$RT_ID"
 sl_bg rttmux setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups "$PY" "$T/unixd.py" "$TD/$RT_ID" "$T/rtlog/tmux"
 sl_wait_for test -S "$TD/$RT_ID" || sl_fail "tmux stand-in in the runtime dir did not start"
 for k in "$TD/$RT_ID:a terminal server's directory" "$T/tmux/default:sluice hides" \
@@ -505,5 +508,17 @@ for k in "$TD/$RT_ID:a terminal server's directory" "$T/tmux/default:sluice hide
 	sl_assert_contains "$o" "refused, " "--keep-socket ${k%%:*} refused"
 	sl_assert_contains "$o" "${k#*:}" "... because: ${k#*:}"
 done
+# $SSH_AUTH_SOCK naming a socket in a terminal server's directory: not bound back, and said.
+o=$(SSH_AUTH_SOCK=$TD/$RT_ID sluice_run --run-dir "$T/run" --ca-dir "$T/ca" --allow api.test -- "$PY" -c '
+import socket, sys
+u = socket.socket(socket.AF_UNIX)
+try:
+    u.connect(sys.argv[1]); print("tmuxagent connected")
+except OSError as e:
+    print("tmuxagent error", e.errno)' "$TD/$RT_ID" 2>&1)
+sl_assert_contains "$o" "tmuxagent error" "\$SSH_AUTH_SOCK in a terminal server's directory is not bound back into the sandbox"
+sl_assert_contains "$o" "stays out of the sandbox: it is in $TD" "... and sluice says why"
+[ -s "$T/rtlog/tmux" ] && sl_fail "the stand-in in the terminal server's directory was reached"
+sl_ok "the stand-in in the terminal server's directory saw nothing"
 [ ${#HOLES[@]} = 0 ] || sl_fail "$(printf '%s; ' "${HOLES[@]}")"
 sl_pass
