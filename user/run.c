@@ -337,14 +337,6 @@ static void session_add(struct sandbox *s, const char *p, bool dir, uid_t uid)
 	}
 }
 
-/* path is dir or below it (both absolute, without symlinks). */
-static bool path_under(const char *path, const char *dir)
-{
-	size_t n = strlen(dir);
-
-	return !strncmp(path, dir, n) && (!path[n] || path[n] == '/');
-}
-
 /* A listening unix socket with a path, from /proc/net/unix. */
 struct unix_listener {
 	unsigned long inode;
@@ -411,7 +403,7 @@ static bool ssh_temp_name(char *p)
  */
 static void hide_ssh_sockets(struct sandbox *s, uid_t uid, const char *net_unix)
 {
-	static const char *const names[] = { "ssh\n", "slogin\n", "sshd\n", "sshd-session\n" };
+	static const char *const names[] = { "ssh", "slogin", "sshd", "sshd-session" };
 	struct unix_listener *ls = NULL;
 	size_t n = unix_listeners(net_unix, &ls);
 	struct dirent *d;
@@ -434,6 +426,7 @@ static void hide_ssh_sockets(struct sandbox *s, uid_t uid, const char *net_unix)
 		if (!fgets(comm, sizeof(comm), c))
 			comm[0] = 0;
 		fclose(c);
+		comm[strcspn(comm, "\n")] = 0;
 		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 			if (!strcmp(comm, names[i])) {
 				found = true;
@@ -476,7 +469,7 @@ static void hide_ssh_sockets(struct sandbox *s, uid_t uid, const char *net_unix)
 			else
 				pr_warn("Couldn't find the socket %s that %s (pid %s) listens on, to hide it from "
 					"the sandbox: it may stay reachable there (bound in another mount namespace?)",
-					ls[i].path, strtok(comm, "\n"), d->d_name);
+					ls[i].path, comm, d->d_name);
 		}
 		closedir(fds);
 	}
@@ -654,21 +647,22 @@ static int keep_sockets(struct sandbox *s, uid_t uid)
 		if (err)
 			return err;
 		real = h->sock[h->n_sock - 1];
-		if (!rt_private && path_under(real, rt)) {
-			pr_info("--keep-socket %s: reachable as it is (the runtime dir %s is not emptied for "
-				"this sandbox)", p, rt);
-		} else if (!path_under(real, rt)) {
+		if (!path_under(real, rt)) {
 			pr_err("--keep-socket %s: refused, only sockets in the session's runtime dir %s, which "
 			       "the sandbox gets empty, are kept; elsewhere a socket is reachable as it is "
 			       "unless sluice hides it: drop this --keep-socket", p, rt);
 			return -EPERM;
-		} else if ((no = keep_refused(h, rt, real, why, sizeof(why)))) {
-			pr_err("--keep-socket %s: refused, %s", p, no);
-			return -EPERM;
-		} else {
+		}
+		if (!rt_private) {
+			pr_info("--keep-socket %s: reachable as it is (the runtime dir %s is not emptied for "
+				"this sandbox)", p, rt);
+			free((char *)h->sock[--h->n_sock]); /* nothing to bind back */
 			continue;
 		}
-		free((char *)h->sock[--h->n_sock]); /* not bound: reachable as it is */
+		if ((no = keep_refused(h, rt, real, why, sizeof(why)))) {
+			pr_err("--keep-socket %s: refused, %s", p, no);
+			return -EPERM;
+		}
 	}
 	return 0;
 }

@@ -83,12 +83,12 @@ int sb_sock_add(struct sb_hide *h, const char *path, bool optional)
 {
 	struct stat st;
 	char *r = realpath(path, NULL);
+	int err;
 
 	if (!r)
 		return -errno;
-	if (stat(r, &st) || !S_ISSOCK(st.st_mode)) {
-		int err = errno == EACCES ? -EACCES : -ENOTSOCK;
-
+	err = stat(r, &st) ? -errno : S_ISSOCK(st.st_mode) ? 0 : -ENOTSOCK;
+	if (err) {
 		free(r);
 		return err;
 	}
@@ -115,7 +115,7 @@ int sb_hide_set_run_dir(struct sb_hide *h, const char *run_dir)
 }
 
 /* Whether path is dir or below it. */
-static bool under(const char *path, const char *dir)
+bool path_under(const char *path, const char *dir)
 {
 	size_t n = strlen(dir);
 
@@ -130,7 +130,7 @@ int sb_keep_add(struct sb_hide *h, const char *path)
 		return -errno;
 	/* The whole host, or the kernel's own trees (sysfs knobs a uid 0 owns,
 	 * the sandbox's /proc, device nodes): never writable. */
-	if (!strcmp(r, "/") || under(r, "/proc") || under(r, "/sys") || under(r, "/dev")) {
+	if (!strcmp(r, "/") || path_under(r, "/proc") || path_under(r, "/sys") || path_under(r, "/dev")) {
 		free(r);
 		return -EPERM;
 	}
@@ -277,14 +277,14 @@ static int private_dirs(const struct sb_hide *h, const struct sb_ident *id, char
 	}
 	snprintf(opts, sizeof(opts), "mode=0700,uid=%u,gid=%u,size=4m", (unsigned)id->uid, (unsigned)id->gid);
 	for (size_t i = 0; i < h->n_priv && !rc; i++) {
-		bool covered = h->run_dir && under(h->priv[i], h->run_dir);
+		bool covered = h->run_dir && path_under(h->priv[i], h->run_dir);
 
 		/* Inside another private, hidden or run dir: that one's tmpfs is on
 		 * top, and empty (tmux's inside the runtime dir). */
 		for (size_t j = 0; j < h->n_priv; j++)
-			covered |= j != i && under(h->priv[i], h->priv[j]) && strcmp(h->priv[i], h->priv[j]);
+			covered |= j != i && path_under(h->priv[i], h->priv[j]) && strcmp(h->priv[i], h->priv[j]);
 		for (size_t j = 0; j < h->n; j++)
-			covered |= under(h->priv[i], h->path[j]);
+			covered |= path_under(h->priv[i], h->path[j]);
 		if (!covered && mount("sluice-private", h->priv[i], "tmpfs", MS_NOSUID | MS_NODEV, opts))
 			rc = ERR("Couldn't give the sandbox its own %s: %s (run sluice again; if it stays, "
 				 "report it)", h->priv[i], strerror(errno));
@@ -294,8 +294,8 @@ static int private_dirs(const struct sb_hide *h, const struct sb_ident *id, char
 		int e;
 
 		for (size_t j = 0; j < h->n_priv; j++)
-			if (under(h->sock[i], h->priv[j]) && strcmp(h->sock[i], h->priv[j]) &&
-			    (!top || under(top, h->priv[j])))
+			if (path_under(h->sock[i], h->priv[j]) && strcmp(h->sock[i], h->priv[j]) &&
+			    (!top || path_under(top, h->priv[j])))
 				top = h->priv[j]; /* the outermost: its tmpfs is the one on top */
 		if (!top || (fd[i] < 0 && h->sock_opt[i]))
 			continue; /* not in an emptied directory, or an optional one gone */
@@ -884,16 +884,16 @@ int sb_exec(const char *cgroup_path, const struct sb_ident *id, char *const *cmd
 		char cwd[4096];
 
 		if (h && getcwd(cwd, sizeof(cwd))) {
-			if (h->run_dir && under(cwd, h->run_dir))
+			if (h->run_dir && path_under(cwd, h->run_dir))
 				return ERR("the current directory %s is inside sluice's run directory %s, "
 					   "which the sandbox must not see; cd to the project first", cwd, h->run_dir);
 			for (size_t i = 0; i < h->n; i++)
-				if (under(cwd, h->path[i]))
+				if (path_under(cwd, h->path[i]))
 					return ERR("the current directory %s is inside %s, which holds sluice's keys, "
 						   "policy, secrets or logs and is hidden from the sandbox; cd to the "
 						   "project first", cwd, h->path[i]);
 			for (size_t i = 0; i < h->n_priv; i++)
-				if (under(cwd, h->priv[i]))
+				if (path_under(cwd, h->priv[i]))
 					return ERR("the current directory %s is inside %s, which the sandbox "
 						   "gets as an empty directory of its own (a terminal server's or the "
 						   "session's runtime directory); cd to the project first",

@@ -49,9 +49,9 @@ int cg2_mount_parse(const char *mountinfo, char *out, size_t outlen);
 int cg2_mount_find(char *out, size_t outlen);
 /* The cgroup id of a cgroup directory (its inode number on cgroup2). */
 int cg_id(const char *path, __u64 *id);
-/* Creates <mount>/sluice/<name> (mode 0755); path receives its path. */
 /* <cgroup2 mount>/SLUICE_CG_PARENT, where sluice run's cgroups live. 0 or -errno. */
 int cg_parent_path(char *path, size_t pathlen);
+/* Creates <mount>/sluice/<name> (mode 0755); path receives its path. */
 int cg_create(const char *name, char *path, size_t pathlen);
 /* Moves pid (0: the caller) into the cgroup at path. */
 int cg_enter(const char *path, pid_t pid);
@@ -196,6 +196,8 @@ void sb_hide_free(struct sb_hide *h);
 int sb_hide_set_run_dir(struct sb_hide *h, const char *run_dir);
 /* The kernel's Landlock ABI version (6 and up scope abstract unix sockets), or -errno. */
 int sb_landlock_abi(void);
+/* path is dir or below it (both absolute, without symlinks). */
+bool path_under(const char *path, const char *dir);
 /*
  * In the child made by clone(CLONE_NEWPID), so pid 1 of the sandbox's own
  * PID namespace: enter the cgroup, check the hooks apply, mount and cgroup
